@@ -1,0 +1,195 @@
+//! The `/proc` readers, one function per file. Linux only; the fallback (other Unix) reports
+//! every read as unsupported, which the callers treat as "unknown", hence alive.
+//!
+//! Formats follow proc(5): `/proc/<pid>/stat` (fields after the parenthesised `comm`, which may
+//! itself contain spaces and parentheses, so parsing starts after the *last* `)`),
+//! `/proc/<pid>/cmdline` and `/proc/<pid>/environ` (NUL-separated), and `/proc/locks`.
+
+use std::io;
+
+/// The fields of `/proc/<pid>/stat` that liveness needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// Field 3, the process state: `R`, `S`, `D`, `Z` (zombie), `T`, `t`, `X` (dead), `I`, …
+    pub state: char,
+    /// Field 22, the start time in clock ticks since boot.
+    pub start_ticks: u64,
+}
+
+impl ProcStat {
+    /// Whether the state is `Z` (zombie) or `X`/`x` (dead): such a process has exited, whatever
+    /// `kill(pid, 0)` says.
+    pub fn has_exited(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Largest number of bytes read from `/proc/<pid>/cmdline` or `environ`. Both are bounded by the
+/// kernel's argument limit; the cap keeps a pathological process from costing more.
+const MAX_PROC_READ: u64 = 4 << 20;
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use super::{ProcStat, MAX_PROC_READ};
+    use std::io::{self, Read};
+
+    pub fn stat(pid: u32) -> io::Result<ProcStat> {
+        let path = format!("/proc/{pid}/stat");
+        let text = fs_err::read_to_string(&path)?;
+        parse_stat(&text).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{path}: unexpected format"),
+            )
+        })
+    }
+
+    pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
+        let after_comm = &text[text.rfind(')')? + 1..];
+        let mut fields = after_comm.split_ascii_whitespace();
+        let state = fields.next()?.chars().next()?;
+        // After `state` (field 3) come fields 4..=21, then starttime (field 22).
+        let start_ticks = fields.nth(18)?.parse().ok()?;
+        Some(ProcStat { state, start_ticks })
+    }
+
+    fn read_capped(path: &str) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        fs_err::File::open(path)?
+            .take(MAX_PROC_READ)
+            .read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+
+    pub fn cmdline(pid: u32) -> io::Result<Vec<u8>> {
+        read_capped(&format!("/proc/{pid}/cmdline"))
+    }
+
+    pub fn environ(pid: u32) -> io::Result<Vec<u8>> {
+        read_capped(&format!("/proc/{pid}/environ"))
+    }
+
+    pub fn proc_locks() -> io::Result<String> {
+        fs_err::read_to_string("/proc/locks")
+    }
+
+    pub fn boot_id() -> io::Result<String> {
+        Ok(fs_err::read_to_string("/proc/sys/kernel/random/boot_id")?
+            .trim()
+            .to_owned())
+    }
+
+    pub fn pid_namespace() -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(fs_err::metadata("/proc/self/ns/pid")?.ino())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    use super::ProcStat;
+    use std::io;
+
+    fn unsupported() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "/proc is not available on this platform",
+        )
+    }
+    pub fn stat(_pid: u32) -> io::Result<ProcStat> {
+        Err(unsupported())
+    }
+    pub fn cmdline(_pid: u32) -> io::Result<Vec<u8>> {
+        Err(unsupported())
+    }
+    pub fn environ(_pid: u32) -> io::Result<Vec<u8>> {
+        Err(unsupported())
+    }
+    pub fn proc_locks() -> io::Result<String> {
+        Err(unsupported())
+    }
+    pub fn boot_id() -> io::Result<String> {
+        Err(unsupported())
+    }
+    pub fn pid_namespace() -> io::Result<u64> {
+        Err(unsupported())
+    }
+}
+
+/// Reads `/proc/<pid>/stat`.
+///
+/// # Errors
+/// `NotFound` when the process does not exist; `InvalidData` when the file does not parse;
+/// `Unsupported` without `/proc`; any other I/O error of the read.
+pub fn stat(pid: u32) -> io::Result<ProcStat> {
+    imp::stat(pid)
+}
+
+/// Reads `/proc/<pid>/cmdline` (arguments separated by NUL), at most 4 MiB.
+///
+/// # Errors
+/// `NotFound` when the process does not exist, `PermissionDenied` under `hidepid`, `Unsupported`
+/// without `/proc`.
+pub fn cmdline(pid: u32) -> io::Result<Vec<u8>> {
+    imp::cmdline(pid)
+}
+
+/// Reads `/proc/<pid>/environ` (`KEY=VALUE` entries separated by NUL), at most 4 MiB.
+///
+/// # Errors
+/// `PermissionDenied` for another user's process (it needs ptrace access), `NotFound` when the
+/// process does not exist, `Unsupported` without `/proc`.
+pub fn environ(pid: u32) -> io::Result<Vec<u8>> {
+    imp::environ(pid)
+}
+
+/// Reads `/proc/locks` whole (one line per lock held or waited for, see [`crate::HeldLocks`]).
+///
+/// # Errors
+/// Any I/O error of the read; `Unsupported` without `/proc`.
+pub fn proc_locks() -> io::Result<String> {
+    imp::proc_locks()
+}
+
+/// This boot's id, `/proc/sys/kernel/random/boot_id` (a UUID, new at every boot), trimmed.
+///
+/// # Errors
+/// Any I/O error of the read; `Unsupported` without `/proc`.
+pub fn boot_id() -> io::Result<String> {
+    imp::boot_id()
+}
+
+/// The inode of `/proc/self/ns/pid`, which identifies this process's PID namespace.
+///
+/// # Errors
+/// Any I/O error of the stat; `Unsupported` without `/proc`.
+pub fn pid_namespace() -> io::Result<u64> {
+    imp::pid_namespace()
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::imp::parse_stat;
+
+    #[test]
+    fn parses_stat_with_spaces_and_parens_in_comm() {
+        let line =
+            "4242 (a b) c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let stat = parse_stat(line).expect("parses");
+        assert_eq!(stat.state, 'S');
+        assert_eq!(stat.start_ticks, 987654);
+    }
+
+    #[test]
+    fn rejects_truncated_stat() {
+        assert_eq!(parse_stat("4242 (x) S 1 2 3"), None);
+        assert_eq!(parse_stat("no parens here"), None);
+    }
+
+    #[test]
+    fn reads_own_stat() {
+        let stat = super::stat(std::process::id()).expect("own stat");
+        assert!(!stat.has_exited());
+        assert!(stat.start_ticks > 0);
+    }
+}

@@ -1,0 +1,163 @@
+//! Probing one PID: does it name a running process, and which one (its start ticks)?
+
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+use crate::platform;
+
+/// What `kill(pid, 0)` and `/proc/<pid>/stat` say about a PID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// The PID cannot name a process csa may look at: 0 (our own process group for `kill`),
+    /// or above `i32::MAX` (not a valid `pid_t`).
+    Invalid,
+    /// No process has this PID (`ESRCH`), or it is a zombie or dead (`Z`/`X` state): it has
+    /// exited, whoever reaps it.
+    Exited {
+        /// Whether the process is still present as a zombie.
+        zombie: bool,
+    },
+    /// A process with this PID exists and has not exited (`kill` succeeded or failed with
+    /// `EPERM`, which means "exists, owned by someone else").
+    Running {
+        /// Its start ticks (field 22 of `/proc/<pid>/stat`), `None` when they cannot be read.
+        /// Callers comparing against recorded ticks must treat `None` as "unknown", not as a
+        /// mismatch.
+        start_ticks: Option<u64>,
+    },
+}
+
+impl Probe {
+    /// Whether the PID names a process that has not exited. [`Probe::Invalid`] is not running.
+    pub fn is_running(&self) -> bool {
+        matches!(self, Probe::Running { .. })
+    }
+}
+
+/// Probes `pid` with `kill(pid, 0)` and, on Linux, `/proc/<pid>/stat`.
+///
+/// Fails closed: an unexpected `kill` error, or a stat that cannot be read for any reason other
+/// than the process having gone, yields [`Probe::Running`] with unknown start ticks.
+pub fn probe(pid: u32) -> Probe {
+    let raw = match i32::try_from(pid) {
+        Ok(raw) if raw > 0 => raw,
+        _ => return Probe::Invalid,
+    };
+    match kill(Pid::from_raw(raw), None) {
+        Ok(()) | Err(Errno::EPERM) => {}
+        Err(Errno::ESRCH) => return Probe::Exited { zombie: false },
+        Err(err) => {
+            tracing::debug!(pid, %err, "kill(pid, 0) failed unexpectedly; counting as running");
+            return Probe::Running { start_ticks: None };
+        }
+    }
+    match platform::stat(pid) {
+        Ok(stat) if stat.has_exited() => Probe::Exited {
+            zombie: stat.state == 'Z',
+        },
+        Ok(stat) => Probe::Running {
+            start_ticks: Some(stat.start_ticks),
+        },
+        // It exited between kill() and the read.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Probe::Exited { zombie: false },
+        Err(err) => {
+            tracing::debug!(pid, %err, "cannot read process stat; start ticks unknown");
+            Probe::Running { start_ticks: None }
+        }
+    }
+}
+
+/// Whether the command line of `pid` contains any of `needles` as a substring (of the
+/// NUL-separated argument bytes).
+///
+/// Returns `None` when the command line cannot be read (unknown); callers fail closed.
+pub fn cmdline_contains(pid: u32, needles: &[&[u8]]) -> Option<bool> {
+    let cmdline = platform::cmdline(pid).ok()?;
+    Some(needles.iter().any(|needle| contains(&cmdline, needle)))
+}
+
+/// Whether the environment of `pid` contains exactly the entry `entry` (for example
+/// `CSA_SESSION_ID=01J…`).
+///
+/// Returns `None` when the environment cannot be read, which is the rule for another user's
+/// process (reading it needs ptrace access); callers fail closed.
+pub fn environ_contains(pid: u32, entry: &[u8]) -> Option<bool> {
+    let environ = platform::environ(pid).ok()?;
+    Some(environ.split(|&b| b == 0).any(|e| e == entry))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_pids_are_never_probed() {
+        assert_eq!(probe(0), Probe::Invalid);
+        assert_eq!(probe(u32::MAX), Probe::Invalid);
+    }
+
+    #[test]
+    fn own_process_is_running_with_ticks() {
+        let p = probe(std::process::id());
+        assert!(
+            matches!(
+                p,
+                Probe::Running {
+                    start_ticks: Some(_)
+                }
+            ),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn unused_pid_has_exited() {
+        // Above the kernel's pid_max (at most 2^22), so never in use.
+        assert_eq!(probe(999_999_999), Probe::Exited { zombie: false });
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn zombie_counts_as_exited() {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        // Until waited for, the exited child stays a zombie. Poll its state (not a sleep
+        // standing in for synchronisation: we wait for the kernel to report the exit).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match probe(pid) {
+                Probe::Exited { zombie } => {
+                    assert!(zombie, "an unreaped child must be seen as a zombie");
+                    break;
+                }
+                Probe::Running { .. } if std::time::Instant::now() < deadline => {
+                    std::thread::yield_now()
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        child.wait().expect("reap");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn own_cmdline_and_environ_are_readable() {
+        let pid = std::process::id();
+        let exe = std::env::args().next().expect("argv0");
+        assert_eq!(cmdline_contains(pid, &[exe.as_bytes()]), Some(true));
+        assert_eq!(
+            cmdline_contains(pid, &[b"no-such-needle-\x01"]),
+            Some(false)
+        );
+        let (key, value) = std::env::vars().next().expect("some env var");
+        let entry = format!("{key}={value}");
+        assert_eq!(environ_contains(pid, entry.as_bytes()), Some(true));
+    }
+}
