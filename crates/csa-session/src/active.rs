@@ -1,0 +1,270 @@
+//! csa's crash-safe record of which sessions may be active, so that reconcile's cost follows the
+//! number of active sessions rather than all sessions.
+//!
+//! Layout, per project: `sessions/.csa-active/<ULID>` (an empty file per session that may be
+//! active) and `sessions/.csa-active/.scan.toml` (the fingerprint of `sessions/` at the last full
+//! scan). Upstream neither reads nor writes any of it (names starting with `.` are not sessions).
+//!
+//! Invariants:
+//! - **No missing entry.** csa adds a session's entry (and fsyncs the directory) *before* the
+//!   session becomes active, and removes it only under the session's [`ReconcileLock`], after
+//!   re-reading state.toml and finding the session ended. A stale entry costs one check.
+//! - **Sessions created by other writers are found.** Creating a session creates an entry in
+//!   `sessions/`, which changes that directory's mtime. [`Fingerprint`] (device, inode, mtime in
+//!   nanoseconds) of `sessions/` is recorded *before* a full scan lists it; when the fingerprint
+//!   is unchanged at the next run, no session was created since, and only the recorded sessions
+//!   are checked. Timestamps are coarse (the kernel stamps mtimes from a clock that ticks every
+//!   few milliseconds, some filesystems every second or two), so a change made in the same tick
+//!   as the scan could keep the same mtime: a fingerprint younger than [`SETTLE`] when the scan
+//!   starts is not recorded, and the next run scans again (git's "racy timestamp" rule).
+//! - **Limitation:** a session that another writer moves from an ended phase back to `active`
+//!   in place (no new directory entry) is found by the next full scan: `--full`, or any scan
+//!   triggered by a new session.
+//! - Deleting `.csa-active/` is always safe: the next run finds no fingerprint and scans.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+
+use fs_err::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::atomic::{sync_dir, write_atomic, Publish};
+use crate::lock::ReconcileLock;
+
+/// Name of the record directory inside `sessions/`.
+pub const ACTIVE_DIR: &str = ".csa-active";
+const SCAN_FILE: &str = ".scan.toml";
+/// How old the `sessions/` mtime must be, when a scan starts, for its fingerprint to be trusted.
+pub const SETTLE: Duration = Duration::from_secs(2);
+/// An entry whose session directory does not exist is removed once it is this old (a session
+/// being created by `csa run` has its entry before its directory appears).
+const ORPHAN_ENTRY_AGE: Duration = Duration::from_secs(3600);
+
+/// Identity and modification time of a directory, as `dev:ino:sec.nsec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    mtime_sec: i64,
+    mtime_nsec: i64,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `dir` now. `Ok(None)` when it does not exist.
+    ///
+    /// # Errors
+    /// Any I/O error of the stat other than absence.
+    pub fn of(dir: &Path) -> io::Result<Option<Self>> {
+        match fs_err::metadata(dir) {
+            Ok(m) => Ok(Some(Fingerprint {
+                dev: m.dev(),
+                ino: m.ino(),
+                mtime_sec: m.mtime(),
+                mtime_nsec: m.mtime_nsec(),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn mtime(&self) -> SystemTime {
+        let nanos = u32::try_from(self.mtime_nsec).unwrap_or(0);
+        match u64::try_from(self.mtime_sec) {
+            Ok(secs) => UNIX_EPOCH + Duration::new(secs, nanos),
+            Err(_) => UNIX_EPOCH,
+        }
+    }
+
+    /// Whether the mtime was at least [`SETTLE`] old at `scan_start`.
+    pub fn is_settled(&self, scan_start: SystemTime) -> bool {
+        scan_start
+            .duration_since(self.mtime())
+            .is_ok_and(|age| age >= SETTLE)
+    }
+
+    fn encode(&self) -> String {
+        format!(
+            "{}:{}:{}.{:09}",
+            self.dev, self.ino, self.mtime_sec, self.mtime_nsec
+        )
+    }
+}
+
+/// The record of one project (`<sessions>/.csa-active`).
+#[derive(Debug, Clone)]
+pub struct ActiveRecord {
+    dir: PathBuf,
+}
+
+impl ActiveRecord {
+    /// The record of the project whose sessions live in `sessions_dir`.
+    pub fn new(sessions_dir: &Path) -> Self {
+        ActiveRecord {
+            dir: sessions_dir.join(ACTIVE_DIR),
+        }
+    }
+
+    /// The ids with an entry. A missing record has none.
+    ///
+    /// # Errors
+    /// Any I/O error reading the record directory other than its absence.
+    pub fn ids(&self) -> io::Result<Vec<String>> {
+        let entries = match fs_err::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            if let Some(name) = entry?.file_name().to_str() {
+                if crate::paths::is_ulid(name) {
+                    ids.push(name.to_owned());
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Adds an entry for `id` (idempotent) and makes it durable (fsync of the record directory).
+    /// Creates the record directory (0700) when missing.
+    ///
+    /// # Errors
+    /// Any I/O error creating the directory or the entry, naming the path.
+    pub fn add(&self, id: &str) -> io::Result<()> {
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            Ok(()) => sync_dir(self.dir.parent().unwrap_or(&self.dir))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(crate::atomic::with_path(e, "create", &self.dir)),
+        }
+        fs_err::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(self.dir.join(id))?;
+        sync_dir(&self.dir)
+    }
+
+    /// Removes the entry of the session `lock` protects, which the caller has found ended after
+    /// re-reading its state under that lock.
+    ///
+    /// # Errors
+    /// Any I/O error of the unlink other than absence.
+    pub fn remove(&self, id: &str, lock: &ReconcileLock) -> io::Result<()> {
+        debug_assert!(lock.session_dir().ends_with(id));
+        match fs_err::remove_file(self.dir.join(id)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the entry of `id` if its session directory does not exist and the entry is older
+    /// than an hour (a session being created has its entry before its directory). Best effort.
+    pub fn remove_if_orphaned(&self, id: &str, now: SystemTime) {
+        let path = self.dir.join(id);
+        let old = fs_err::metadata(&path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| {
+                now.duration_since(m)
+                    .is_ok_and(|age| age > ORPHAN_ENTRY_AGE)
+            });
+        if old {
+            if let Err(err) = fs_err::remove_file(&path) {
+                tracing::debug!(%err, "could not remove an orphaned active-record entry");
+            }
+        }
+    }
+
+    /// Whether the recorded fingerprint equals `current`.
+    pub fn is_current(&self, current: &Fingerprint) -> bool {
+        let Ok(text) = fs_err::read_to_string(self.dir.join(SCAN_FILE)) else {
+            return false;
+        };
+        let Ok(table) = text.parse::<toml::Table>() else {
+            return false;
+        };
+        table.get("fingerprint").and_then(|v| v.as_str()) == Some(current.encode().as_str())
+    }
+
+    /// Records `fingerprint`, taken before a full scan that added an entry for every session it
+    /// found active or unreadable. Does nothing unless the fingerprint had settled when the scan
+    /// started. Best effort: a failure only means the next run scans again.
+    pub fn record_scan(&self, fingerprint: &Fingerprint, scan_start: SystemTime) {
+        if !fingerprint.is_settled(scan_start) {
+            return;
+        }
+        let body = format!(
+            "# csa's cache: fingerprint of sessions/ at the last full scan. Safe to delete.\nfingerprint = \"{}\"\n",
+            fingerprint.encode()
+        );
+        let result = std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&self.dir)
+            .or_else(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .and_then(|()| {
+                write_atomic(
+                    &self.dir,
+                    SCAN_FILE,
+                    body.as_bytes(),
+                    0o600,
+                    Publish::Replace,
+                )
+            });
+        if let Err(err) = result {
+            tracing::debug!(%err, "could not record the scan fingerprint");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "01M7YCZAQ6TZ9E7YGFW7ZMM2X7";
+
+    #[test]
+    fn add_list_remove() {
+        let sessions = tempfile::tempdir().expect("tempdir");
+        let record = ActiveRecord::new(sessions.path());
+        assert!(record.ids().expect("ids").is_empty());
+        record.add(ID).expect("add");
+        record.add(ID).expect("add twice");
+        assert_eq!(record.ids().expect("ids"), [ID]);
+        let session_dir = sessions.path().join(ID);
+        fs_err::create_dir(&session_dir).expect("mkdir");
+        let lock = ReconcileLock::try_acquire(&session_dir)
+            .expect("io")
+            .expect("free");
+        record.remove(ID, &lock).expect("remove");
+        assert!(record.ids().expect("ids").is_empty());
+    }
+
+    #[test]
+    fn fingerprint_is_recorded_only_once_settled() {
+        let sessions = tempfile::tempdir().expect("tempdir");
+        let record = ActiveRecord::new(sessions.path());
+        let fp = Fingerprint::of(sessions.path())
+            .expect("stat")
+            .expect("exists");
+        record.record_scan(&fp, SystemTime::now());
+        assert!(!record.is_current(&fp), "a fresh mtime must not be trusted");
+        record.record_scan(&fp, SystemTime::now() + Duration::from_secs(3));
+        assert!(record.is_current(&fp));
+        // A new session changes the directory's fingerprint.
+        filetime::set_file_mtime(sessions.path(), filetime::FileTime::from_unix_time(1, 0))
+            .expect("touch");
+        let changed = Fingerprint::of(sessions.path())
+            .expect("stat")
+            .expect("exists");
+        assert!(!record.is_current(&changed));
+    }
+}

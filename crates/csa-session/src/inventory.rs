@@ -1,0 +1,188 @@
+//! Read-only views of sessions for `list`, `result` and `is-alive`: finding a session by id or
+//! prefix, and deriving its user-facing status. Nothing here writes a file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Result, StoreError};
+use crate::liveness::{self, LivenessContext, Verdict};
+use crate::paths::{self, Project, StateRoots};
+use crate::result::SessionResult;
+use crate::state::{Phase, SessionState};
+
+/// A session's status as users see it: the phase, refined by liveness for Active sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Active, and its owner is alive.
+    Running,
+    /// Active, and its owner is dead: reconcile would finalize it.
+    Orphaned,
+    /// Active, owned from another machine or PID namespace.
+    Foreign,
+    /// Ended; resumable.
+    Available,
+    /// Ended for good.
+    Retired,
+    /// Ended: the tool ran out of quota.
+    ToolExhausted,
+}
+
+impl Status {
+    /// Derives the status from a phase and, for Active sessions, a liveness verdict (the one
+    /// predicate `list --status` and every command use).
+    pub fn derive(phase: Phase, verdict: Option<&Verdict>) -> Self {
+        match phase {
+            Phase::Available => Status::Available,
+            Phase::Retired => Status::Retired,
+            Phase::ToolExhausted => Status::ToolExhausted,
+            Phase::Active => match verdict {
+                Some(Verdict::Dead { .. }) => Status::Orphaned,
+                Some(Verdict::Foreign(_)) => Status::Foreign,
+                Some(Verdict::Alive(_)) | None => Status::Running,
+            },
+        }
+    }
+
+    /// The serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Orphaned => "orphaned",
+            Status::Foreign => "foreign",
+            Status::Available => "available",
+            Status::Retired => "retired",
+            Status::ToolExhausted => "tool_exhausted",
+        }
+    }
+}
+
+/// One session located on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRef {
+    /// Its ULID.
+    pub id: String,
+    /// Its project.
+    pub project: Project,
+}
+
+impl SessionRef {
+    /// Its directory.
+    pub fn dir(&self) -> PathBuf {
+        self.project.session_dir(&self.id)
+    }
+}
+
+/// Finds the session `arg` (a ULID or a unique case-insensitive prefix) in `scope`, or, when
+/// nothing matches there, in every project of `roots`.
+///
+/// # Errors
+/// [`StoreError::MalformedSessionId`] when `arg` cannot begin a ULID;
+/// [`StoreError::NoSuchSession`] when nothing matches; [`StoreError::AmbiguousSession`] when
+/// more than one session matches; [`StoreError::Io`] when a directory cannot be read.
+pub fn find_session(roots: &StateRoots, scope: &[Project], arg: &str) -> Result<SessionRef> {
+    if !paths::is_ulid_prefix(arg) {
+        return Err(StoreError::MalformedSessionId(arg.to_owned()));
+    }
+    let prefix = arg.to_ascii_uppercase();
+    let mut found = matches_in(scope, &prefix)?;
+    if found.is_empty() {
+        let mut all = Vec::new();
+        for root in roots.iter() {
+            all.extend(paths::all_projects(root)?);
+        }
+        found = matches_in(&all, &prefix)?;
+    }
+    match found.len() {
+        0 => Err(StoreError::NoSuchSession(arg.to_owned())),
+        1 => Ok(found.remove(0)),
+        _ => Err(StoreError::AmbiguousSession {
+            prefix: arg.to_owned(),
+            candidates: found.into_iter().map(|s| s.id).collect(),
+        }),
+    }
+}
+
+fn matches_in(projects: &[Project], prefix: &str) -> Result<Vec<SessionRef>> {
+    let mut found = Vec::new();
+    for project in projects {
+        if prefix.len() == 26 {
+            if project.session_dir(prefix).is_dir() {
+                found.push(SessionRef {
+                    id: prefix.to_owned(),
+                    project: project.clone(),
+                });
+            }
+            continue;
+        }
+        for id in project.session_ids()? {
+            if id.starts_with(prefix) {
+                found.push(SessionRef {
+                    id,
+                    project: project.clone(),
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    found.dedup_by(|a, b| a.id == b.id);
+    Ok(found)
+}
+
+/// What `list` shows of one session. Field names are the JSON output contract.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSummary {
+    /// ULID.
+    pub session_id: String,
+    /// Derived status.
+    pub status: Status,
+    /// Phase from state.toml.
+    pub phase: Phase,
+    /// result.toml's `status`, or null (also null when result.toml does not parse).
+    pub result_status: Option<String>,
+    /// result.toml's `exit_code`, or null.
+    pub exit_code: Option<i64>,
+    /// The most recently updated tool, else metadata's.
+    pub tool: Option<String>,
+    /// state.toml's description.
+    pub description: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub last_accessed: String,
+    /// The project directory.
+    pub project_path: String,
+}
+
+/// Reads one session for `list`. Liveness is checked for Active sessions only.
+///
+/// # Errors
+/// The state.toml errors of [`SessionState::load`]. An unparsable result.toml is not an error
+/// here (its status shows as null).
+pub fn summarize(ctx: &LivenessContext, dir: &Path, id: &str) -> Result<SessionSummary> {
+    let state = SessionState::load(dir)?;
+    let result = SessionResult::load(dir).ok().flatten();
+    let verdict =
+        (state.view.phase == Phase::Active).then(|| liveness::assess(ctx, dir, id, true).verdict);
+    let v = state.view;
+    Ok(SessionSummary {
+        session_id: id.to_owned(),
+        status: Status::derive(v.phase, verdict.as_ref()),
+        phase: v.phase,
+        result_status: result.as_ref().map(|r| r.status.to_string()),
+        exit_code: result.as_ref().map(|r| r.exit_code),
+        tool: v
+            .latest_tool()
+            .map(str::to_owned)
+            .or_else(|| result.as_ref().map(|r| r.tool.clone())),
+        description: v.description,
+        created_at: v
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        last_accessed: v
+            .last_accessed
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        project_path: v.project_path,
+    })
+}

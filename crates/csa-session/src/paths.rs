@@ -1,0 +1,227 @@
+//! Where sessions live: state roots, project keys, session directories, session ids.
+//!
+//! Layout (upstream `cli-sub-agent`, see docs/format.md):
+//! `<root>/<project key>/sessions/<ULID>/`, where the root is `$XDG_STATE_HOME/cli-sub-agent`
+//! (default `~/.local/state/cli-sub-agent`; the legacy root `…/state/csa` is read too) and the
+//! project key is the canonical project directory without its leading `/`.
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, StoreError};
+
+/// Name of the per-project directory holding session directories.
+pub const SESSIONS_DIR: &str = "sessions";
+
+/// The state roots csa reads, primary first.
+#[derive(Debug, Clone)]
+pub struct StateRoots {
+    roots: Vec<PathBuf>,
+}
+
+impl StateRoots {
+    /// Resolves the roots: `state_dir` alone when given (the global `--state-dir`); otherwise
+    /// `$XDG_STATE_HOME/cli-sub-agent` and the legacy `$XDG_STATE_HOME/csa`, with
+    /// `XDG_STATE_HOME` defaulting to `$HOME/.local/state` when unset or not absolute (as the
+    /// XDG Base Directory specification says).
+    ///
+    /// # Errors
+    /// [`StoreError::NoStateRoot`] when no root can be determined.
+    pub fn resolve(state_dir: Option<&Path>) -> Result<Self> {
+        if let Some(dir) = state_dir {
+            return Ok(StateRoots {
+                roots: vec![absolute(dir)?],
+            });
+        }
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .filter(|p| p.is_absolute())
+                    .map(|home| home.join(".local").join("state"))
+            })
+            .ok_or(StoreError::NoStateRoot)?;
+        Ok(StateRoots {
+            roots: vec![base.join("cli-sub-agent"), base.join("csa")],
+        })
+    }
+
+    /// The root new sessions are created in.
+    pub fn primary(&self) -> &Path {
+        &self.roots[0]
+    }
+
+    /// Every root, primary first.
+    pub fn iter(&self) -> impl Iterator<Item = &Path> {
+        self.roots.iter().map(PathBuf::as_path)
+    }
+}
+
+fn absolute(path: &Path) -> io::Result<PathBuf> {
+    if path.is_absolute() {
+        Ok(path.to_owned())
+    } else {
+        Ok(std::env::current_dir()?.join(path))
+    }
+}
+
+/// The project key of `dir`: `fs::canonicalize(dir)` without its leading `/`, so that every
+/// spelling of one directory (relative, trailing slash, through a symlink) has one key.
+///
+/// # Errors
+/// The I/O error of `canonicalize` (for example `NotFound`), naming the path.
+pub fn project_key(dir: &Path) -> io::Result<String> {
+    let canonical = fs_err::canonicalize(dir)?;
+    let text = canonical.to_string_lossy();
+    Ok(text.trim_start_matches('/').to_owned())
+}
+
+/// One project's session directory under one state root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// The project key (`home/user/project`).
+    pub key: String,
+    /// `<root>/<key>/sessions`.
+    pub sessions_dir: PathBuf,
+}
+
+impl Project {
+    /// The project with key `key` under `root` (whether or not it exists).
+    pub fn new(root: &Path, key: &str) -> Self {
+        Project {
+            key: key.to_owned(),
+            sessions_dir: root.join(key).join(SESSIONS_DIR),
+        }
+    }
+
+    /// The session directory of `id` in this project.
+    pub fn session_dir(&self, id: &str) -> PathBuf {
+        self.sessions_dir.join(id)
+    }
+
+    /// The ids of this project's sessions: the entries of `sessions/` that are directories
+    /// named by a ULID. Entries starting with `.` (csa's own records, temp files) and anything
+    /// else are not sessions. A missing `sessions/` has no sessions.
+    ///
+    /// # Errors
+    /// Any I/O error reading the directory, other than its absence.
+    pub fn session_ids(&self) -> io::Result<Vec<String>> {
+        let entries = match fs_err::read_dir(&self.sessions_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if !is_ulid(&name) {
+                continue;
+            }
+            // Does not follow symlinks: a symlink in sessions/ is not a session.
+            if entry.file_type()?.is_dir() {
+                ids.push(name);
+            }
+        }
+        Ok(ids)
+    }
+}
+
+/// Every project under `root`: each directory that contains a `sessions/` directory, found by
+/// a walk that does not follow symlinks and does not descend into `sessions/` itself.
+///
+/// # Errors
+/// Any I/O error reading a directory of the walk, other than the root's absence.
+pub fn all_projects(root: &Path) -> io::Result<Vec<Project>> {
+    let mut projects = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        let entries = match fs_err::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let name = entry.file_name();
+            if name == OsStr::new(SESSIONS_DIR) {
+                if !rel.as_os_str().is_empty() {
+                    projects.push(Project {
+                        key: rel.to_string_lossy().into_owned(),
+                        sessions_dir: entry.path(),
+                    });
+                }
+            } else if !name.to_string_lossy().starts_with('.') {
+                stack.push(rel.join(name));
+            }
+        }
+    }
+    projects.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(projects)
+}
+
+/// Whether `s` is a ULID as upstream writes it: 26 characters of upper-case Crockford base32.
+pub fn is_ulid(s: &str) -> bool {
+    s.len() == 26 && is_ulid_prefix(s) && ulid::Ulid::from_string(s).is_ok()
+}
+
+/// Whether `s` can begin a ULID: 1 to 26 Crockford base32 characters (case-insensitive).
+pub fn is_ulid_prefix(s: &str) -> bool {
+    (1..=26).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b.is_ascii_alphabetic() && !b"ILOUilou".contains(&b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ulid_checks() {
+        assert!(is_ulid("01M7YCZAQ6TZ9E7YGFW7ZMM2X7"));
+        assert!(!is_ulid("01M7YCZAQ6TZ9E7YGFW7ZMM2X"));
+        assert!(!is_ulid("cooldown-marker.toml"));
+        assert!(is_ulid_prefix("01m7"));
+        assert!(!is_ulid_prefix("../x"));
+        assert!(!is_ulid_prefix(""));
+        assert!(!is_ulid_prefix("01I"));
+    }
+
+    #[test]
+    fn key_drops_leading_slash_and_resolves_spellings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("p");
+        fs_err::create_dir(&real).expect("mkdir");
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).expect("symlink");
+        let key = project_key(&real).expect("key");
+        assert!(!key.starts_with('/'));
+        assert_eq!(project_key(&dir.path().join("link/")).expect("key"), key);
+        assert_eq!(project_key(&real.join(".")).expect("key"), key);
+    }
+
+    #[test]
+    fn walk_finds_nested_projects() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for p in [
+            "home/u/sessions",
+            "home/u/proj/sessions/01M7YCZAQ6TZ9E7YGFW7ZMM2X7",
+        ] {
+            fs_err::create_dir_all(root.path().join(p)).expect("mkdir");
+        }
+        let keys: Vec<_> = all_projects(root.path())
+            .expect("walk")
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(keys, ["home/u", "home/u/proj"]);
+    }
+}

@@ -1,0 +1,626 @@
+//! `csa session reconcile`: find Active sessions whose owner died without writing a result and
+//! finalize them. docs/reconcile.md explains the algorithm and what survives a kill -9 at each
+//! step; in short, per Active session:
+//!
+//! 1. lock-free pre-check: act only if the phase is `active` and liveness says dead; an
+//!    unparsable result.toml is a late or foreign writer's and is skipped, never overwritten;
+//! 2. take `<session>/.reconcile.lock` without waiting (busy: skip, never wait);
+//! 3. re-check everything under the lock;
+//! 4. publish the synthetic result with `link(2)`, so an existing (real) result always wins;
+//! 5. set `phase = "retired"`, `termination_reason = "orphaned_process"` (atomic rewrite that
+//!    keeps every other key and the file mode);
+//! 6. if 5 fails, take back the synthetic result only if it is still byte-for-byte ours;
+//! 7. an Active session with a valid result and a dead owner is retired as `completed`;
+//! 8. after any success, replace the project's cooldown marker.
+
+use std::collections::BTreeSet;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::active::{ActiveRecord, Fingerprint};
+use crate::atomic::{sync_dir, write_atomic, Publish};
+use crate::cooldown::write_cooldown_marker;
+use crate::error::StoreError;
+use crate::liveness::{self, LivenessContext, Verdict};
+use crate::lock::ReconcileLock;
+use crate::paths::Project;
+use crate::result::{ResultStatus, SessionResult, RESULT_FILE};
+use crate::state::{Phase, SessionState};
+
+/// Number of trailing output.log lines quoted in a synthetic result's summary.
+const TAIL_LINES: usize = 5;
+/// At most this many trailing bytes of output.log are read for the summary.
+const TAIL_BYTES: u64 = 4096;
+
+/// How to reconcile.
+#[derive(Debug, Clone)]
+pub struct ReconcileOptions {
+    /// Decide and report, but write nothing (`--dry-run`, `--check`).
+    pub dry_run: bool,
+    /// Scan every session of each project, ignoring (and repairing) the active record.
+    pub full: bool,
+    /// Who finalizes, quoted in synthetic summaries: `session reconcile`, `session wait`.
+    pub trigger: String,
+}
+
+/// What happened to one session. Serialized names are part of the JSON output contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A synthetic failure result was published and the session retired (`orphaned_process`).
+    SynthesizedFailure,
+    /// A result was built from a legacy `.complete` marker and the session retired
+    /// (`legacy_complete_marker`).
+    SynthesizedFromMarker,
+    /// The session had a valid result and a dead owner: retired as `completed`.
+    RetiredWithResult,
+    /// The owner is alive.
+    SkippedAlive,
+    /// The owner is on another machine or in another PID namespace.
+    SkippedForeign,
+    /// Another process holds the session's `.reconcile.lock`.
+    SkippedBusy,
+    /// result.toml exists but does not parse: a late or foreign writer's, left alone.
+    SkippedUnreadableResult,
+    /// The session could not be processed (see `error`).
+    Error,
+    /// Dry run: would synthesize a result and retire.
+    WouldSynthesize,
+    /// Dry run: would retire with the existing result.
+    WouldRetire,
+}
+
+impl Action {
+    /// The serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::SynthesizedFailure => "synthesized_failure",
+            Action::SynthesizedFromMarker => "synthesized_from_marker",
+            Action::RetiredWithResult => "retired_with_result",
+            Action::SkippedAlive => "skipped_alive",
+            Action::SkippedForeign => "skipped_foreign",
+            Action::SkippedBusy => "skipped_busy",
+            Action::SkippedUnreadableResult => "skipped_unreadable_result",
+            Action::Error => "error",
+            Action::WouldSynthesize => "would_synthesize",
+            Action::WouldRetire => "would_retire",
+        }
+    }
+}
+
+/// The outcome for one session.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The session's ULID.
+    pub session_id: String,
+    /// What was done.
+    pub action: Action,
+    /// Why (the liveness reason, or what was found).
+    pub reason: Option<String>,
+    /// The error, for [`Action::Error`].
+    pub error: Option<String>,
+    /// The session directory.
+    #[serde(skip)]
+    pub session_dir: PathBuf,
+}
+
+/// Counts per action, as in the JSON output's `counts`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Synthetic results published (from a liveness verdict or a `.complete` marker).
+    pub synthesized: usize,
+    /// Sessions retired with their existing result.
+    pub retired_with_result: usize,
+    /// Sessions whose owner is alive.
+    pub skipped_alive: usize,
+    /// Sessions whose lock was busy.
+    pub skipped_busy: usize,
+    /// Sessions with an unparsable result.toml.
+    pub skipped_unreadable_result: usize,
+    /// Sessions owned from another machine or PID namespace.
+    pub skipped_foreign: usize,
+    /// Dry run: sessions that would get a synthetic result.
+    pub would_synthesize: usize,
+    /// Dry run: sessions that would be retired with their result.
+    pub would_retire: usize,
+    /// Sessions (or projects) that could not be processed.
+    pub errors: usize,
+}
+
+/// Everything one reconcile run did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// One entry per session acted on, skipped or failed (ended sessions are not listed).
+    pub sessions: Vec<Outcome>,
+    /// Problems found on the way that are not errors of a session (unparsable daemon.pid or
+    /// lock bodies), each naming its file.
+    pub warnings: Vec<String>,
+    /// Errors not tied to one session (an unreadable `sessions/` directory), naming the path.
+    pub project_errors: Vec<String>,
+}
+
+impl Report {
+    /// The counts per action.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts {
+            errors: self.project_errors.len(),
+            ..Counts::default()
+        };
+        for o in &self.sessions {
+            match o.action {
+                Action::SynthesizedFailure | Action::SynthesizedFromMarker => c.synthesized += 1,
+                Action::RetiredWithResult => c.retired_with_result += 1,
+                Action::SkippedAlive => c.skipped_alive += 1,
+                Action::SkippedForeign => c.skipped_foreign += 1,
+                Action::SkippedBusy => c.skipped_busy += 1,
+                Action::SkippedUnreadableResult => c.skipped_unreadable_result += 1,
+                Action::Error => c.errors += 1,
+                Action::WouldSynthesize => c.would_synthesize += 1,
+                Action::WouldRetire => c.would_retire += 1,
+            }
+        }
+        c
+    }
+}
+
+/// Reconciles sessions: every candidate of `projects`, plus the explicit `sessions`.
+#[derive(Debug)]
+pub struct Reconciler {
+    ctx: LivenessContext,
+    opts: ReconcileOptions,
+    report: Report,
+}
+
+enum Decision {
+    Ended,
+    Invalid(StoreError),
+    UnreadableResult(StoreError),
+    Alive(String),
+    Foreign(String),
+    Retire,
+    Synthesize {
+        state: Box<SessionState>,
+        reason: String,
+        marker: Option<i64>,
+    },
+}
+
+impl Reconciler {
+    /// A reconciler with a fresh liveness context.
+    pub fn new(opts: ReconcileOptions) -> Self {
+        Reconciler {
+            ctx: LivenessContext::new(),
+            opts,
+            report: Report::default(),
+        }
+    }
+
+    /// Reconciles every session of `project` that may be active: those in its active record,
+    /// plus, when `sessions/` changed since the last full scan (or with `full`), every session
+    /// found active or unreadable by a scan, which the record then gains.
+    pub fn project(&mut self, project: &Project) {
+        if let Err(err) = self.project_inner(project) {
+            self.report.project_errors.push(err.to_string());
+        }
+    }
+
+    fn project_inner(&mut self, project: &Project) -> io::Result<()> {
+        let record = ActiveRecord::new(&project.sessions_dir);
+        let Some(fingerprint) = Fingerprint::of(&project.sessions_dir)? else {
+            return Ok(());
+        };
+        let mut candidates: BTreeSet<String> = record.ids()?.into_iter().collect();
+        if self.opts.full || !record.is_current(&fingerprint) {
+            let scan_start = std::time::SystemTime::now();
+            let mut complete = true;
+            for id in project.session_ids()? {
+                if candidates.contains(&id) {
+                    continue;
+                }
+                let ended = matches!(
+                    SessionState::load(&project.session_dir(&id)),
+                    Ok(s) if s.view.phase.is_ended()
+                );
+                if ended {
+                    continue;
+                }
+                if !self.opts.dry_run {
+                    if let Err(err) = record.add(&id) {
+                        complete = false;
+                        self.report.project_errors.push(err.to_string());
+                    }
+                }
+                candidates.insert(id);
+            }
+            if complete && !self.opts.dry_run {
+                record.record_scan(&fingerprint, scan_start);
+            }
+        }
+        let mut last_finalized = None;
+        for id in candidates {
+            let dir = project.session_dir(&id);
+            if !dir.is_dir() {
+                if !self.opts.dry_run {
+                    record.remove_if_orphaned(&id, self.ctx.now());
+                }
+                continue;
+            }
+            if let Some(outcome) = self.session_in(&record, &dir, &id) {
+                if matches!(
+                    outcome.action,
+                    Action::SynthesizedFailure
+                        | Action::SynthesizedFromMarker
+                        | Action::RetiredWithResult
+                ) {
+                    last_finalized = Some(id.clone());
+                }
+                self.report.sessions.push(outcome);
+            }
+        }
+        if let Some(id) = last_finalized {
+            if let Err(err) = write_cooldown_marker(&project.sessions_dir, &id, Utc::now()) {
+                self.report
+                    .warnings
+                    .push(format!("could not update the cooldown marker: {err}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reconciles one session of `project`, named explicitly.
+    pub fn session(&mut self, project: &Project, id: &str) {
+        let record = ActiveRecord::new(&project.sessions_dir);
+        let dir = project.session_dir(id);
+        if let Some(outcome) = self.session_in(&record, &dir, id) {
+            let finalized = matches!(
+                outcome.action,
+                Action::SynthesizedFailure
+                    | Action::SynthesizedFromMarker
+                    | Action::RetiredWithResult
+            );
+            self.report.sessions.push(outcome);
+            if finalized {
+                if let Err(err) = write_cooldown_marker(&project.sessions_dir, id, Utc::now()) {
+                    self.report
+                        .warnings
+                        .push(format!("could not update the cooldown marker: {err}"));
+                }
+            }
+        }
+    }
+
+    /// The report so far.
+    pub fn finish(self) -> Report {
+        self.report
+    }
+
+    fn decide(&mut self, fresh: bool, dir: &Path, id: &str) -> Decision {
+        let refreshed;
+        let ctx = if fresh {
+            refreshed = self.ctx.refreshed();
+            &refreshed
+        } else {
+            &self.ctx
+        };
+        let state = match SessionState::load(dir) {
+            Ok(state) => state,
+            Err(err) => return Decision::Invalid(err),
+        };
+        if state.view.phase.is_ended() {
+            return Decision::Ended;
+        }
+        let result = match SessionResult::load(dir) {
+            Ok(result) => result,
+            Err(err @ StoreError::InvalidResult { .. }) => return Decision::UnreadableResult(err),
+            Err(err) => return Decision::Invalid(err),
+        };
+        let assessment = liveness::assess(ctx, dir, id, true);
+        for w in assessment.warnings {
+            if !self.report.warnings.contains(&w) {
+                self.report.warnings.push(w);
+            }
+        }
+        match assessment.verdict {
+            Verdict::Alive(why) => Decision::Alive(why),
+            Verdict::Foreign(why) => Decision::Foreign(why),
+            Verdict::Dead { .. } if result.is_some() => Decision::Retire,
+            Verdict::Dead {
+                reason,
+                complete_marker,
+            } => Decision::Synthesize {
+                state: Box::new(state),
+                reason,
+                marker: complete_marker,
+            },
+        }
+    }
+
+    fn session_in(&mut self, record: &ActiveRecord, dir: &Path, id: &str) -> Option<Outcome> {
+        let outcome = |action, reason: Option<String>, error: Option<String>| {
+            Some(Outcome {
+                session_id: id.to_owned(),
+                action,
+                reason,
+                error,
+                session_dir: dir.to_owned(),
+            })
+        };
+        // 1. Lock-free pre-check.
+        let pre = self.decide(false, dir, id);
+        match pre {
+            Decision::Ended if self.opts.dry_run => return None,
+            Decision::Ended => {}
+            Decision::Invalid(err) => return outcome(Action::Error, None, Some(err.to_string())),
+            Decision::UnreadableResult(err) => {
+                return outcome(Action::SkippedUnreadableResult, Some(err.to_string()), None)
+            }
+            Decision::Alive(why) => return outcome(Action::SkippedAlive, Some(why), None),
+            Decision::Foreign(why) => return outcome(Action::SkippedForeign, Some(why), None),
+            Decision::Retire if self.opts.dry_run => {
+                return outcome(
+                    Action::WouldRetire,
+                    Some("owner dead, result present".into()),
+                    None,
+                )
+            }
+            Decision::Synthesize { reason, .. } if self.opts.dry_run => {
+                return outcome(Action::WouldSynthesize, Some(reason), None)
+            }
+            Decision::Retire | Decision::Synthesize { .. } => {}
+        }
+        // 2. Lock, never waiting.
+        let lock = match ReconcileLock::try_acquire(dir) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                return outcome(
+                    Action::SkippedBusy,
+                    Some("another process holds .reconcile.lock".into()),
+                    None,
+                )
+            }
+            Err(err) => return outcome(Action::Error, None, Some(err.to_string())),
+        };
+        // 3. Re-check under the lock, with fresh liveness data.
+        match self.decide(true, dir, id) {
+            Decision::Ended => {
+                if let Err(err) = record.remove(id, &lock) {
+                    tracing::debug!(%err, "could not prune an ended session's record entry");
+                }
+                None
+            }
+            Decision::Invalid(err) => outcome(Action::Error, None, Some(err.to_string())),
+            Decision::UnreadableResult(err) => {
+                outcome(Action::SkippedUnreadableResult, Some(err.to_string()), None)
+            }
+            Decision::Alive(why) => outcome(Action::SkippedAlive, Some(why), None),
+            Decision::Foreign(why) => outcome(Action::SkippedForeign, Some(why), None),
+            Decision::Retire => match self.retire_with_result(record, &lock, id) {
+                Ok(()) => outcome(
+                    Action::RetiredWithResult,
+                    Some("owner dead, result present".into()),
+                    None,
+                ),
+                Err(err) => outcome(Action::Error, None, Some(err.to_string())),
+            },
+            Decision::Synthesize {
+                state,
+                reason,
+                marker,
+            } => self.synthesize(record, &lock, id, &state, reason, marker),
+        }
+    }
+
+    fn retire_with_result(
+        &self,
+        record: &ActiveRecord,
+        lock: &ReconcileLock,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        let state = SessionState::load(lock.session_dir())?;
+        state.write_phase(lock, Phase::Retired, "completed")?;
+        if let Err(err) = record.remove(id, lock) {
+            tracing::debug!(%err, "could not prune a retired session's record entry");
+        }
+        Ok(())
+    }
+
+    fn synthesize(
+        &mut self,
+        record: &ActiveRecord,
+        lock: &ReconcileLock,
+        id: &str,
+        state: &SessionState,
+        reason: String,
+        marker: Option<i64>,
+    ) -> Option<Outcome> {
+        let dir = lock.session_dir();
+        let outcome = |action, reason: Option<String>, error: Option<String>| {
+            Some(Outcome {
+                session_id: id.to_owned(),
+                action,
+                reason,
+                error,
+                session_dir: dir.to_owned(),
+            })
+        };
+        let now = Utc::now();
+        let result = synthetic_result(state, dir, &self.opts.trigger, &reason, marker, now);
+        let ours = result.to_toml();
+        // 4. Publish only if absent.
+        let published: io::Result<()> = (|| {
+            failpoint!("reconcile::before_publish");
+            write_atomic(dir, RESULT_FILE, ours.as_bytes(), 0o600, Publish::CreateNew)
+        })();
+        match published {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // A real result won the race: retire with it.
+                return match SessionResult::load(dir) {
+                    Ok(Some(_)) => match self.retire_with_result(record, lock, id) {
+                        Ok(()) => outcome(
+                            Action::RetiredWithResult,
+                            Some("a result appeared while reconciling".into()),
+                            None,
+                        ),
+                        Err(err) => outcome(Action::Error, None, Some(err.to_string())),
+                    },
+                    Ok(None) => outcome(
+                        Action::Error,
+                        None,
+                        Some(format!(
+                            "{}: appeared and vanished",
+                            dir.join(RESULT_FILE).display()
+                        )),
+                    ),
+                    Err(err) => {
+                        outcome(Action::SkippedUnreadableResult, Some(err.to_string()), None)
+                    }
+                };
+            }
+            Err(err) => return outcome(Action::Error, None, Some(err.to_string())),
+        }
+        // 5. Retire.
+        let (termination_reason, action) = match marker {
+            Some(_) => ("legacy_complete_marker", Action::SynthesizedFromMarker),
+            None => ("orphaned_process", Action::SynthesizedFailure),
+        };
+        let written: Result<(), StoreError> = (|| {
+            failpoint!("reconcile::after_publish");
+            failpoint!("reconcile::before_state_write");
+            state.write_phase(lock, Phase::Retired, termination_reason)
+        })();
+        match written {
+            Ok(()) => {
+                if let Err(err) = record.remove(id, lock) {
+                    tracing::debug!(%err, "could not prune a retired session's record entry");
+                }
+                outcome(action, Some(reason), None)
+            }
+            // 6. Roll back.
+            Err(err) => {
+                let rollback = roll_back(dir, ours.as_bytes());
+                outcome(Action::Error, None, Some(format!("{err}; {rollback}")))
+            }
+        }
+    }
+}
+
+/// Takes back a synthetic result.toml whose state write failed, but only if it is still
+/// byte-for-byte the one published: it is first renamed aside (atomically taking whatever file
+/// is there now), compared, then deleted if ours or linked back if another writer's.
+/// Returns a sentence for the error report.
+fn roll_back(dir: &Path, ours: &[u8]) -> String {
+    let path = dir.join(RESULT_FILE);
+    let aside = dir.join(format!(".tmp-rollback-{}", ulid::Ulid::new()));
+    match fs_err::rename(&path, &aside) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return "the synthetic result was already gone".into()
+        }
+        Err(e) => return format!("could not roll back the synthetic result: {e}"),
+    }
+    let is_ours = fs_err::read(&aside).is_ok_and(|bytes| bytes == ours);
+    let message = if is_ours {
+        "the synthetic result was rolled back".to_owned()
+    } else {
+        match fs_err::hard_link(&aside, &path) {
+            Ok(()) => "result.toml had been replaced by another writer and was kept".to_owned(),
+            Err(e) => format!(
+                "result.toml had been replaced by another writer; it is kept at {} ({e})",
+                aside.display()
+            ),
+        }
+    };
+    if is_ours || path.exists() {
+        if let Err(e) = fs_err::remove_file(&aside) {
+            tracing::warn!(%e, "could not remove a rolled-back result");
+        }
+    }
+    if let Err(e) = sync_dir(dir) {
+        tracing::warn!(%e, "could not fsync the session directory after rollback");
+    }
+    message
+}
+
+/// The synthetic result for a dead session (or one finalized from a `.complete` marker).
+pub fn synthetic_result(
+    state: &SessionState,
+    dir: &Path,
+    trigger: &str,
+    reason: &str,
+    marker: Option<i64>,
+    now: DateTime<Utc>,
+) -> SessionResult {
+    let tool = state
+        .view
+        .latest_tool()
+        .map(str::to_owned)
+        .or_else(|| metadata_tool(dir))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let (status, exit_code, mut summary) = match marker {
+        Some(0) => (
+            ResultStatus::Success,
+            0,
+            format!("synthetic result by {trigger}: legacy .complete marker records exit code 0"),
+        ),
+        Some(code) => (
+            ResultStatus::Failure,
+            code,
+            format!(
+                "synthetic result by {trigger}: legacy .complete marker records exit code {code}"
+            ),
+        ),
+        None => (
+            ResultStatus::Failure,
+            1,
+            format!("synthetic failure by {trigger}: process dead, result.toml missing ({reason})"),
+        ),
+    };
+    let tail = output_tail(&dir.join("output.log"));
+    if !tail.is_empty() {
+        summary.push_str("\nlast output:\n");
+        summary.push_str(&tail);
+    }
+    SessionResult {
+        status,
+        exit_code,
+        summary,
+        tool,
+        started_at: state.view.last_accessed.min(now),
+        completed_at: now,
+        artifacts: Vec::new(),
+        other: toml::Table::new(),
+    }
+}
+
+/// `tool` from metadata.toml, if readable.
+fn metadata_tool(dir: &Path) -> Option<String> {
+    let bytes = crate::read_capped(&dir.join("metadata.toml"), 1 << 20).ok()?;
+    let table: toml::Table = std::str::from_utf8(&bytes).ok()?.parse().ok()?;
+    table.get("tool")?.as_str().map(str::to_owned)
+}
+
+/// The last [`TAIL_LINES`] non-empty lines of a log, reading at most [`TAIL_BYTES`] from its end.
+pub fn output_tail(path: &Path) -> String {
+    let Ok(mut file) = fs_err::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(TAIL_BYTES);
+    let mut buf = Vec::new();
+    if file.seek(SeekFrom::Start(start)).is_err()
+        || file.take(TAIL_BYTES).read_to_end(&mut buf).is_err()
+    {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if start > 0 && !lines.is_empty() {
+        lines.remove(0); // probably cut in the middle
+    }
+    let from = lines.len().saturating_sub(TAIL_LINES);
+    lines[from..].join("\n")
+}

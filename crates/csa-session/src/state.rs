@@ -1,0 +1,288 @@
+//! `state.toml`: the session's state, in upstream `cli-sub-agent`'s format.
+//!
+//! Reading uses a typed view ([`StateView`]) of the keys csa understands, so that a wrong type
+//! (`turn_count = "zero"`) is an error rather than a silent default. Writing never goes through
+//! the typed view: the original text is edited in place with `toml_edit`, so every key csa does
+//! not know (upstream has dozens) and the formatting of untouched lines survive unchanged.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::atomic::{write_atomic, Publish};
+use crate::error::{Result, StoreError};
+use crate::lock::ReconcileLock;
+
+/// File name of the session state.
+pub const STATE_FILE: &str = "state.toml";
+
+/// A session's lifecycle phase (`phase` in state.toml; `active` when absent, as upstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// A turn is running, or its owner died without finalizing it.
+    #[default]
+    Active,
+    /// The last turn ended; the session can be resumed.
+    Available,
+    /// Finalized for good (see `termination_reason`).
+    Retired,
+    /// The tool ran out of quota or budget.
+    ToolExhausted,
+}
+
+impl Phase {
+    /// The name used in state.toml and in csa's output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Active => "active",
+            Phase::Available => "available",
+            Phase::Retired => "retired",
+            Phase::ToolExhausted => "tool_exhausted",
+        }
+    }
+
+    /// Whether the session has ended (every phase but `active`).
+    pub fn is_ended(self) -> bool {
+        self != Phase::Active
+    }
+}
+
+/// Per-tool entry `[tools.<name>]` (only the keys csa reads; others are kept on rewrite).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ToolState {
+    /// Summary of the tool's last action.
+    pub last_action_summary: Option<String>,
+    /// Exit code of the tool's last run.
+    pub last_exit_code: Option<i64>,
+    /// When this entry was last updated.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// `[genealogy]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Genealogy {
+    /// Nesting depth: 0 for a top-level session, parent's + 1 for a child.
+    pub depth: Option<u32>,
+    /// The parent session's ULID, if any.
+    pub parent_session_id: Option<String>,
+}
+
+/// The keys of state.toml csa understands, type-checked.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StateView {
+    /// The session's ULID.
+    pub meta_session_id: String,
+    /// Absolute path of the project directory.
+    pub project_path: String,
+    /// Creation time (RFC 3339 string).
+    pub created_at: DateTime<Utc>,
+    /// Last time a turn started or the session was used (RFC 3339 string).
+    pub last_accessed: DateTime<Utc>,
+    /// Lifecycle phase.
+    #[serde(default)]
+    pub phase: Phase,
+    /// Why the session ended, when it did (`orphaned_process`, `completed`, …).
+    pub termination_reason: Option<String>,
+    /// Free-form description given at creation.
+    pub description: Option<String>,
+    /// Number of turns started.
+    pub turn_count: Option<u64>,
+    /// Parentage.
+    pub genealogy: Option<Genealogy>,
+    /// Per-tool entries.
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolState>,
+}
+
+impl StateView {
+    /// The tool whose `[tools]` entry was updated last, if any entry has `updated_at`.
+    pub fn latest_tool(&self) -> Option<&str> {
+        self.tools
+            .iter()
+            .filter_map(|(name, t)| t.updated_at.map(|at| (at, name)))
+            .max()
+            .map(|(_, name)| name.as_str())
+    }
+}
+
+/// A state.toml as read from disk: the exact bytes, their typed view, and the file's mode.
+#[derive(Debug, Clone)]
+pub struct SessionState {
+    path: PathBuf,
+    text: String,
+    mode: u32,
+    /// The typed view of the known keys.
+    pub view: StateView,
+}
+
+impl SessionState {
+    /// Reads and type-checks `<session_dir>/state.toml`.
+    ///
+    /// # Errors
+    /// [`StoreError::MissingState`] when the file does not exist;
+    /// [`StoreError::InvalidState`] when it is not UTF-8 TOML with the required keys and types;
+    /// [`StoreError::Io`] for other read errors.
+    pub fn load(session_dir: &Path) -> Result<Self> {
+        let path = session_dir.join(STATE_FILE);
+        let bytes = match crate::read_capped(&path, MAX_STATE_BYTES) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingState {
+                    dir: session_dir.to_owned(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let invalid = |reason: String| StoreError::InvalidState {
+            path: path.clone(),
+            reason,
+        };
+        let text = String::from_utf8(bytes).map_err(|e| invalid(e.to_string()))?;
+        let view: StateView = toml::from_str(&text).map_err(|e| invalid(one_line(&e)))?;
+        let mode = fs_err::metadata(&path)?.permissions().mode() & 0o7777;
+        Ok(SessionState {
+            path,
+            text,
+            mode,
+            view,
+        })
+    }
+
+    /// The path this state was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The exact text that was read.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Writes this state back with `phase` and `termination_reason` set, keeping every other
+    /// key, the formatting of untouched lines, and the file's mode. `last_accessed` is not
+    /// changed. Goes through the atomic writer (temp, fsync, rename, fsync of the directory).
+    ///
+    /// Takes the session's [`ReconcileLock`] as proof that the caller holds it and has re-read
+    /// the state under it.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidState`] if the text no longer parses (it did when loaded, so this
+    /// means a bug); [`StoreError::Io`] for any failure of the write, in which case state.toml
+    /// is unchanged.
+    pub fn write_phase(
+        &self,
+        lock: &ReconcileLock,
+        phase: Phase,
+        termination_reason: &str,
+    ) -> Result<()> {
+        debug_assert_eq!(Some(lock.session_dir()), self.path.parent());
+        let mut doc: toml_edit::DocumentMut =
+            self.text
+                .parse()
+                .map_err(|e: toml_edit::TomlError| StoreError::InvalidState {
+                    path: self.path.clone(),
+                    reason: one_line(&e),
+                })?;
+        doc["phase"] = toml_edit::value(phase.as_str());
+        doc["termination_reason"] = toml_edit::value(termination_reason);
+        failpoint!("state::before_write");
+        let dir = lock.session_dir();
+        write_atomic(
+            dir,
+            STATE_FILE,
+            doc.to_string().as_bytes(),
+            self.mode,
+            Publish::Replace,
+        )?;
+        Ok(())
+    }
+}
+
+/// Largest state.toml csa reads (upstream's are a few KiB); larger ones are reported invalid
+/// rather than read whole.
+pub const MAX_STATE_BYTES: u64 = 16 << 20;
+
+/// A parser error on one line (toml's messages span several lines with a caret diagram).
+pub(crate) fn one_line(err: &dyn std::fmt::Display) -> String {
+    err.to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c == '^'))
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORPHAN_FULL: &str = r#"meta_session_id = "01M7YCZAQ6TZ9E7YGFW7ZMM2X7"
+description = "orphan-full"
+project_path = "/home/user/project"
+created_at = "2026-11-21T06:33:50.574231058Z"
+last_accessed = "2026-11-21T06:33:50.574231058Z"
+csa_version = "0.1.1142"
+phase = "active"
+turn_count = 1
+
+[genealogy]
+depth = 0
+
+[tools.codex]
+provider_session_id = "thread_abc"
+last_action_summary = "did things"
+last_exit_code = 0
+updated_at = "2026-11-21T06:33:50.586026588Z"
+
+[tools.codex.token_usage]
+input_tokens = 10
+
+[sandbox_info]
+mode = "cgroup"
+"#;
+
+    fn session_with(text: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs_err::write(dir.path().join(STATE_FILE), text).expect("write");
+        dir
+    }
+
+    #[test]
+    fn rewrite_keeps_unknown_keys_and_changes_only_phase() {
+        let dir = session_with(ORPHAN_FULL);
+        let state = SessionState::load(dir.path()).expect("load");
+        assert_eq!(state.view.latest_tool(), Some("codex"));
+        let lock = ReconcileLock::try_acquire(dir.path())
+            .expect("io")
+            .expect("free");
+        state
+            .write_phase(&lock, Phase::Retired, "orphaned_process")
+            .expect("write");
+        let after = fs_err::read_to_string(dir.path().join(STATE_FILE)).expect("read");
+        let expected = ORPHAN_FULL.replace(
+            "phase = \"active\"\nturn_count = 1\n",
+            "phase = \"retired\"\nturn_count = 1\ntermination_reason = \"orphaned_process\"\n",
+        );
+        assert_eq!(after, expected);
+    }
+
+    #[test]
+    fn wrong_type_is_invalid_not_defaulted() {
+        let dir = session_with(&ORPHAN_FULL.replace("turn_count = 1", "turn_count = \"zero\""));
+        let err = SessionState::load(dir.path()).expect_err("must fail");
+        assert!(matches!(err, StoreError::InvalidState { .. }), "{err}");
+        assert!(err.to_string().contains("turn_count"), "{err}");
+    }
+
+    #[test]
+    fn missing_phase_means_active() {
+        let dir = session_with(&ORPHAN_FULL.replace("phase = \"active\"\n", ""));
+        let state = SessionState::load(dir.path()).expect("load");
+        assert_eq!(state.view.phase, Phase::Active);
+    }
+}
