@@ -1,1 +1,5 @@
-fn main() {}
+//! The `csa` binary: everything lives in the `csa_cli` library.
+
+fn main() -> std::process::ExitCode {
+    csa_cli::main()
+}

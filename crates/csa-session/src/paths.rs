@@ -160,7 +160,8 @@ pub fn all_projects(root: &Path) -> io::Result<Vec<Project>> {
                         sessions_dir: entry.path(),
                     });
                 }
-            } else if !name.to_string_lossy().starts_with('.') {
+            } else {
+                // Dot-directories are walked too: projects live in them (`~/.config/x`).
                 stack.push(rel.join(name));
             }
         }
@@ -222,6 +223,6 @@ mod tests {
             .into_iter()
             .map(|p| p.key)
             .collect();
-        assert_eq!(keys, ["home/u", "home/u/proj"]);
+        assert_eq!(keys, ["home/u", "home/u/.config/x", "home/u/proj"]);
     }
 }

@@ -450,11 +450,7 @@ impl Reconciler {
         let result = synthetic_result(state, dir, &self.opts.trigger, &reason, marker, now);
         let ours = result.to_toml();
         // 4. Publish only if absent.
-        let published: io::Result<()> = (|| {
-            failpoint!("reconcile::before_publish");
-            write_atomic(dir, RESULT_FILE, ours.as_bytes(), 0o600, Publish::CreateNew)
-        })();
-        match published {
+        match publish_result(dir, ours.as_bytes()) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // A real result won the race: retire with it.
@@ -487,12 +483,7 @@ impl Reconciler {
             Some(_) => ("legacy_complete_marker", Action::SynthesizedFromMarker),
             None => ("orphaned_process", Action::SynthesizedFailure),
         };
-        let written: Result<(), StoreError> = (|| {
-            failpoint!("reconcile::after_publish");
-            failpoint!("reconcile::before_state_write");
-            state.write_phase(lock, Phase::Retired, termination_reason)
-        })();
-        match written {
+        match retire_after_publish(state, lock, termination_reason) {
             Ok(()) => {
                 if let Err(err) = record.remove(id, lock) {
                     tracing::debug!(%err, "could not prune a retired session's record entry");
@@ -506,6 +497,23 @@ impl Reconciler {
             }
         }
     }
+}
+
+/// Step 4: publishes `bytes` as result.toml only if there is none (`link(2)`).
+fn publish_result(dir: &Path, bytes: &[u8]) -> io::Result<()> {
+    failpoint!("reconcile::before_publish");
+    write_atomic(dir, RESULT_FILE, bytes, 0o600, Publish::CreateNew)
+}
+
+/// Step 5: retires the session whose synthetic result was just published.
+fn retire_after_publish(
+    state: &SessionState,
+    lock: &ReconcileLock,
+    termination_reason: &str,
+) -> Result<(), StoreError> {
+    failpoint!("reconcile::after_publish");
+    failpoint!("reconcile::before_state_write");
+    state.write_phase(lock, Phase::Retired, termination_reason)
 }
 
 /// Takes back a synthetic result.toml whose state write failed, but only if it is still

@@ -1,0 +1,154 @@
+//! Command-line definitions (clap derive). docs/cli.md documents every command and flag.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// csa: a session manager for coding sub-agents.
+#[derive(Debug, Parser)]
+#[command(name = "csa", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Global options.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// State root to use instead of $XDG_STATE_HOME/cli-sub-agent (and the legacy …/csa).
+    #[arg(long, global = true, value_name = "DIR", env = "CSA_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// More diagnostics on stderr (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect and maintain sessions.
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+/// `csa session …`.
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Finalize Active sessions whose agent died without writing a result.
+    Reconcile(ReconcileArgs),
+    /// List sessions, newest first (read-only).
+    List(ListArgs),
+    /// Print a session's result (read-only).
+    Result(ResultArgs),
+    /// Exit 0 if a session's agent is alive, 1 if dead; print the deciding signal (read-only).
+    IsAlive(IsAliveArgs),
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// JSON on stdout (docs/cli.md documents the shapes).
+    Json,
+}
+
+/// Which projects a command looks at.
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
+    /// Project directory (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub cd: Option<PathBuf>,
+    /// Every project under the state root(s).
+    #[arg(long, conflicts_with = "cd")]
+    pub all_projects: bool,
+}
+
+/// `csa session reconcile`.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Sessions to reconcile (ULID or unique prefix); default: every session of the scope.
+    #[arg(value_name = "SESSION")]
+    pub sessions: Vec<String>,
+    /// Projects to reconcile.
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Scan every session, not only those the active record names, and repair the record.
+    #[arg(long)]
+    pub full: bool,
+    /// Write nothing; list what would be done.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Like --dry-run, and exit 1 if any session would be finalized.
+    #[arg(long)]
+    pub check: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// Session statuses for `list --status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum StatusFilter {
+    /// Active, agent alive.
+    Running,
+    /// Active, agent dead (reconcile would finalize it).
+    Orphaned,
+    /// Active, owned from another machine or PID namespace.
+    Foreign,
+    /// Ended, resumable.
+    Available,
+    /// Ended for good.
+    Retired,
+    /// Ended, the tool ran out of quota.
+    ToolExhausted,
+}
+
+/// `csa session list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Projects to list.
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Only sessions with this status.
+    #[arg(long, value_enum)]
+    pub status: Option<StatusFilter>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// `csa session result`.
+#[derive(Debug, Args)]
+pub struct ResultArgs {
+    /// The session (ULID or unique prefix).
+    pub session: String,
+    /// Project to look in first (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub cd: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// `csa session is-alive`.
+#[derive(Debug, Args)]
+pub struct IsAliveArgs {
+    /// The session (ULID or unique prefix).
+    pub session: String,
+    /// Project to look in first (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub cd: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}

@@ -1,0 +1,3 @@
+//! One module per command group, one file per subcommand.
+
+pub mod session;

@@ -1,0 +1,145 @@
+//! `csa session list`: read-only, newest first.
+
+use std::io::Write;
+use std::thread;
+
+use csa_session::inventory::{summarize, SessionSummary, Status};
+use csa_session::liveness::LivenessContext;
+use csa_session::paths::{Project, StateRoots};
+
+use super::scope_projects;
+use crate::cli::{Format, ListArgs, StatusFilter};
+use crate::exit::Exit;
+use crate::CommandResult;
+
+/// Runs the command.
+pub fn run(roots: &StateRoots, args: &ListArgs) -> CommandResult {
+    let projects = scope_projects(roots, &args.scope)?;
+    let mut errors = Vec::new();
+    let mut targets: Vec<(&Project, String)> = Vec::new();
+    for project in &projects {
+        match project.session_ids() {
+            Ok(ids) => targets.extend(ids.into_iter().map(|id| (project, id))),
+            Err(err) => errors.push(err.to_string()),
+        }
+    }
+    // Newest first: ULIDs sort by creation time.
+    targets.sort_by(|a, b| b.1.cmp(&a.1));
+    let (summaries, failures) = summarize_all(&targets);
+    errors.extend(failures);
+    let wanted = args.status.map(status_of_filter);
+    let summaries: Vec<_> = summaries
+        .into_iter()
+        .filter(|s| wanted.is_none_or(|w| s.status == w))
+        .collect();
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &summaries).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        Format::Text => print_table(&mut out, &summaries)?,
+    }
+    Ok(if errors.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Partial
+    })
+}
+
+/// Reads every session, on as many threads as there are cores (state.toml parsing dominates),
+/// keeping the input order.
+fn summarize_all(targets: &[(&Project, String)]) -> (Vec<SessionSummary>, Vec<String>) {
+    let threads = thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = targets.len().div_ceil(threads).max(256);
+    let results: Vec<Vec<Result<SessionSummary, String>>> = thread::scope(|s| {
+        let handles: Vec<_> = targets
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    let ctx = LivenessContext::new();
+                    part.iter()
+                        .map(|(project, id)| {
+                            summarize(&ctx, &project.session_dir(id), id).map_err(|e| e.to_string())
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut ok = Vec::with_capacity(targets.len());
+    let mut failed = Vec::new();
+    for r in results.into_iter().flatten() {
+        match r {
+            Ok(s) => ok.push(s),
+            Err(e) => failed.push(e),
+        }
+    }
+    (ok, failed)
+}
+
+fn status_of_filter(f: StatusFilter) -> Status {
+    match f {
+        StatusFilter::Running => Status::Running,
+        StatusFilter::Orphaned => Status::Orphaned,
+        StatusFilter::Foreign => Status::Foreign,
+        StatusFilter::Available => Status::Available,
+        StatusFilter::Retired => Status::Retired,
+        StatusFilter::ToolExhausted => Status::ToolExhausted,
+    }
+}
+
+fn print_table(out: &mut impl Write, rows: &[SessionSummary]) -> std::io::Result<()> {
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|s| {
+            [
+                s.session_id.clone(),
+                s.status.as_str().to_owned(),
+                s.result_status.clone().unwrap_or_else(|| "-".into()),
+                s.tool.clone().unwrap_or_else(|| "-".into()),
+                s.last_accessed.clone(),
+                s.description.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = [
+        "SESSION",
+        "STATUS",
+        "RESULT",
+        "TOOL",
+        "LAST ACCESSED",
+        "DESCRIPTION",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |row: [&str; 6]| {
+        let mut s = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    writeln!(out, "{}", line(header))?;
+    for row in &cells {
+        writeln!(out, "{}", line(row.each_ref().map(String::as_str)))?;
+    }
+    Ok(())
+}

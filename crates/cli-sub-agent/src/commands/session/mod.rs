@@ -1,0 +1,61 @@
+//! `csa session …`: reconcile, list, result, is-alive.
+
+mod is_alive;
+mod list;
+mod reconcile;
+mod result;
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use csa_session::inventory::{find_session, SessionRef};
+use csa_session::paths::{self, Project, StateRoots};
+
+use crate::cli::{GlobalArgs, ScopeArgs, SessionCommand};
+use crate::diagnostics::CommandError;
+use crate::exit::Exit;
+use crate::CommandResult;
+
+/// Runs a `csa session` subcommand.
+pub fn run(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
+    let roots = StateRoots::resolve(global.state_dir.as_deref())?;
+    match cmd {
+        SessionCommand::Reconcile(args) => reconcile::run(&roots, args, global.verbose > 0),
+        SessionCommand::List(args) => list::run(&roots, args),
+        SessionCommand::Result(args) => result::run(&roots, args),
+        SessionCommand::IsAlive(args) => is_alive::run(&roots, args),
+    }
+}
+
+/// The projects a command covers: the `--cd` (or current) directory's project under each root,
+/// or with `--all-projects` every project under each root.
+fn scope_projects(roots: &StateRoots, scope: &ScopeArgs) -> Result<Vec<Project>, CommandError> {
+    if scope.all_projects {
+        let mut projects = Vec::new();
+        for root in roots.iter() {
+            projects.extend(paths::all_projects(root)?);
+        }
+        return Ok(projects);
+    }
+    project_of(roots, scope.cd.as_deref())
+}
+
+fn project_of(roots: &StateRoots, cd: Option<&Path>) -> Result<Vec<Project>, CommandError> {
+    let dir = match cd {
+        Some(dir) => dir.to_owned(),
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    let key = paths::project_key(&dir).map_err(|e| {
+        CommandError::new(
+            Exit::Usage,
+            anyhow::Error::new(e).context("--cd: no such directory"),
+        )
+    })?;
+    Ok(roots.iter().map(|root| Project::new(root, &key)).collect())
+}
+
+/// Finds SESSION in the `--cd` project, or else in any project.
+fn locate(roots: &StateRoots, cd: Option<&Path>, arg: &str) -> Result<SessionRef, CommandError> {
+    let scope = project_of(roots, cd)?;
+    Ok(find_session(roots, &scope, arg)?)
+}

@@ -1,0 +1,114 @@
+//! `csa session reconcile`.
+
+use std::io::Write;
+
+use csa_session::inventory::find_session;
+use csa_session::paths::StateRoots;
+use csa_session::reconcile::{Action, Counts, ReconcileOptions, Reconciler, Report};
+use serde::Serialize;
+
+use super::scope_projects;
+use crate::cli::{Format, ReconcileArgs};
+use crate::exit::Exit;
+use crate::CommandResult;
+
+/// Runs the command. `verbose` also lists sessions skipped because they are alive.
+pub fn run(roots: &StateRoots, args: &ReconcileArgs, verbose: bool) -> CommandResult {
+    let dry_run = args.dry_run || args.check;
+    let mut reconciler = Reconciler::new(ReconcileOptions {
+        dry_run,
+        full: args.full,
+        trigger: "session reconcile".to_owned(),
+    });
+    let scope = scope_projects(roots, &args.scope)?;
+    if args.sessions.is_empty() {
+        for project in &scope {
+            reconciler.project(project);
+        }
+    } else {
+        // Resolve every argument first: a typo must not leave half the list done.
+        let mut targets = Vec::new();
+        for arg in &args.sessions {
+            targets.push(find_session(roots, &scope, arg)?);
+        }
+        for target in &targets {
+            reconciler.session(&target.project, &target.id);
+        }
+    }
+    let report = reconciler.finish();
+    let counts = report.counts();
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    match args.format {
+        Format::Json => print_json(&report, &counts)?,
+        Format::Text => print_text(&report, &counts, dry_run, verbose)?,
+    }
+    Ok(if counts.errors > 0 {
+        Exit::Partial
+    } else if args.check && counts.would_synthesize + counts.would_retire > 0 {
+        Exit::Negative
+    } else {
+        Exit::Success
+    })
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    sessions: &'a [csa_session::reconcile::Outcome],
+    counts: &'a Counts,
+    warnings: &'a [String],
+    errors: &'a [String],
+}
+
+fn print_json(report: &Report, counts: &Counts) -> std::io::Result<()> {
+    let json = JsonReport {
+        sessions: &report.sessions,
+        counts,
+        warnings: &report.warnings,
+        errors: &report.project_errors,
+    };
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &json)?;
+    writeln!(out)
+}
+
+fn print_text(report: &Report, c: &Counts, dry_run: bool, verbose: bool) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for o in &report.sessions {
+        if o.action == Action::SkippedAlive && !verbose {
+            continue;
+        }
+        let detail = o.error.as_deref().or(o.reason.as_deref()).unwrap_or("");
+        let detail = detail.lines().next().unwrap_or("");
+        writeln!(out, "{}  {}  {}", o.session_id, o.action.as_str(), detail)?;
+    }
+    for e in &report.project_errors {
+        eprintln!("error: {e}");
+    }
+    let mut parts = Vec::new();
+    if dry_run {
+        parts.push(format!("{} would be synthesized", c.would_synthesize));
+        parts.push(format!(
+            "{} would be retired with their result",
+            c.would_retire
+        ));
+    } else {
+        parts.push(format!("{} synthesized", c.synthesized));
+        parts.push(format!(
+            "{} retired with their result",
+            c.retired_with_result
+        ));
+    }
+    parts.push(format!("{} alive", c.skipped_alive));
+    parts.push(format!("{} busy", c.skipped_busy));
+    parts.push(format!(
+        "{} with unreadable result",
+        c.skipped_unreadable_result
+    ));
+    if c.skipped_foreign > 0 {
+        parts.push(format!("{} foreign", c.skipped_foreign));
+    }
+    parts.push(format!("{} errors", c.errors));
+    writeln!(out, "reconcile: {}", parts.join(", "))
+}

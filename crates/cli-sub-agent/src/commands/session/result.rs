@@ -1,0 +1,63 @@
+//! `csa session result`: print a session's result (read-only).
+
+use std::io::Write;
+
+use anyhow::anyhow;
+use csa_session::paths::StateRoots;
+use csa_session::result::SessionResult;
+use csa_session::state::SessionState;
+
+use super::locate;
+use crate::cli::{Format, ResultArgs};
+use crate::diagnostics::CommandError;
+use crate::exit::Exit;
+use crate::CommandResult;
+
+/// Runs the command. Exits 75 when the session has no result yet.
+pub fn run(roots: &StateRoots, args: &ResultArgs) -> CommandResult {
+    let session = locate(roots, args.cd.as_deref(), &args.session)?;
+    let dir = session.dir();
+    let Some(result) = SessionResult::load(&dir)? else {
+        let phase = SessionState::load(&dir)
+            .map(|s| s.view.phase.as_str())
+            .unwrap_or("unreadable");
+        return Err(CommandError::new(
+            Exit::Busy,
+            anyhow!("session {} has no result yet (phase {phase})", session.id),
+        )
+        .with_hint(format!(
+            "wait for it with `csa session wait {}`",
+            session.id
+        )));
+    };
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            let mut value = serde_json::to_value(&result).map_err(std::io::Error::from)?;
+            if let Some(obj) = value.as_object_mut() {
+                obj.insert("session_id".into(), session.id.clone().into());
+            }
+            serde_json::to_writer_pretty(&mut out, &value).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        Format::Text => print_text(&mut out, &session.id, &result)?,
+    }
+    Ok(Exit::Success)
+}
+
+fn print_text(out: &mut impl Write, id: &str, r: &SessionResult) -> std::io::Result<()> {
+    writeln!(out, "session:      {id}")?;
+    writeln!(out, "status:       {}", r.status)?;
+    writeln!(out, "exit_code:    {}", r.exit_code)?;
+    writeln!(out, "tool:         {}", r.tool)?;
+    writeln!(out, "started_at:   {}", r.started_at.to_rfc3339())?;
+    writeln!(out, "completed_at: {}", r.completed_at.to_rfc3339())?;
+    for a in &r.artifacts {
+        writeln!(out, "artifact:     {}", a.path)?;
+    }
+    writeln!(out, "summary:")?;
+    for line in r.summary.lines() {
+        writeln!(out, "  {line}")?;
+    }
+    Ok(())
+}

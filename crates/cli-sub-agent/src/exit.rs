@@ -1,0 +1,54 @@
+//! The exit-code table: the one place csa's exit codes are defined. docs/cli.md and the README
+//! carry the same table; later commands use the same codes.
+
+use std::process::ExitCode;
+
+/// Why csa exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: success, or nothing to do (a busy lock and an unreadable result are not errors).
+    Success,
+    /// 1: `--check` found work; `is-alive` found the session dead; `wait` saw a result other
+    /// than success.
+    Negative,
+    /// 2: usage error, including a malformed SESSION argument.
+    Usage,
+    /// 3: some sessions could not be processed (the others were).
+    Partial,
+    /// 4: no such session, or an ambiguous prefix (the message lists the candidates).
+    NotFound,
+    /// 75 (`EX_TEMPFAIL`): busy, or not in a state that allows the command.
+    Busy,
+    /// 124: timeout (as timeout(1)).
+    Timeout,
+    /// 126: the agent command could not be executed (as the shell).
+    CannotExecute,
+    /// 127: the agent command was not found (as the shell).
+    CommandNotFound,
+    /// 128 + N: the agent was killed by signal N (foreground `csa run`).
+    Signal(u8),
+}
+
+impl Exit {
+    /// The numeric code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Negative => 1,
+            Exit::Usage => 2,
+            Exit::Partial => 3,
+            Exit::NotFound => 4,
+            Exit::Busy => 75,
+            Exit::Timeout => 124,
+            Exit::CannotExecute => 126,
+            Exit::CommandNotFound => 127,
+            Exit::Signal(n) => 128u8.saturating_add(n),
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit.code())
+    }
+}

@@ -1,0 +1,153 @@
+//! Every session directory written by upstream's own code (../shared/fixtures/upstream-sessions)
+//! ends exactly as its expect.toml says after `csa session reconcile --all-projects`.
+
+use std::path::{Path, PathBuf};
+
+use crate::harness::backdate_tree;
+
+fn fixtures_dir() -> PathBuf {
+    // The workspace's sibling `shared/` (read-only; copied before use).
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/upstream-sessions")
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs_err::create_dir_all(to).expect("mkdir");
+    for entry in fs_err::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            fs_err::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+fn files_of(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in fs_err::read_dir(dir).expect("read_dir") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_dir() {
+            out.extend(files_of(&entry.path()));
+        } else {
+            out.push((entry.path(), fs_err::read(entry.path()).expect("read")));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_upstream_fixture_ends_as_its_expectation_says() {
+    let root = fixtures_dir();
+    let mut cases: Vec<_> = fs_err::read_dir(&root)
+        .unwrap_or_else(|e| panic!("fixtures missing at {}: {e}", root.display()))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("expect.toml").exists())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 14, "found only {} fixtures", cases.len());
+    for case in cases {
+        check_case(&case);
+    }
+}
+
+fn check_case(case: &Path) {
+    let name = case
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let expect: toml::Table =
+        toml::from_str(&fs_err::read_to_string(case.join("expect.toml")).expect("read"))
+            .expect("toml");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    copy_tree(&case.join("state"), tmp.path());
+    backdate_tree(tmp.path(), 120);
+    let root = tmp.path().join("cli-sub-agent");
+    let id = expect["session_id"].as_str().expect("session_id");
+    let session = root.join("home/user/project/sessions").join(id);
+    let before = files_of(&session);
+    let state_before = fs_err::read(session.join("state.toml")).expect("state");
+    let result_before = fs_err::read(session.join("result.toml")).ok();
+
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin!("csa"))
+        .env_clear()
+        .arg("--state-dir")
+        .arg(&root)
+        .args(["session", "reconcile", "--all-projects"])
+        .output()
+        .expect("run csa");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ctx = format!("fixture {name}: stdout {stdout:?} stderr {stderr:?}");
+
+    let phase = expect["phase"].as_str().expect("phase");
+    if phase == "?" {
+        // Unparsable state: reported with its path, every file byte-identical, exit 3.
+        assert_eq!(out.status.code(), Some(3), "{ctx}");
+        assert!(
+            stdout.contains(&format!("{}", session.join("state.toml").display())),
+            "{ctx}"
+        );
+        assert_eq!(files_of(&session), before, "{ctx}: files must be untouched");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    let state: toml::Table =
+        toml::from_str(&fs_err::read_to_string(session.join("state.toml")).expect("read"))
+            .expect("toml");
+    assert_eq!(
+        state
+            .get("phase")
+            .and_then(|v| v.as_str())
+            .unwrap_or("active"),
+        phase,
+        "{ctx}"
+    );
+    match expect.get("termination_reason").and_then(|v| v.as_str()) {
+        Some(reason) => assert_eq!(state["termination_reason"].as_str(), Some(reason), "{ctx}"),
+        None => assert_eq!(
+            fs_err::read(session.join("state.toml")).expect("read"),
+            state_before,
+            "{ctx}: state.toml byte-identical"
+        ),
+    }
+    let result_after = fs_err::read(session.join("result.toml")).ok();
+    match expect["result"].as_str().expect("result") {
+        "none" => assert!(result_after.is_none(), "{ctx}"),
+        "unchanged" => assert_eq!(result_after, result_before, "{ctx}"),
+        "synthetic" => {
+            assert!(result_before.is_none(), "{ctx}");
+            let text = String::from_utf8(result_after.expect("result")).expect("utf8");
+            assert!(
+                text.contains("synthetic failure by session reconcile"),
+                "{ctx}: {text}"
+            );
+            if name == "stale-output" {
+                assert!(
+                    text.contains("last words"),
+                    "{ctx}: summary quotes output.log: {text}"
+                );
+            }
+        }
+        other => panic!("{ctx}: unknown expectation {other}"),
+    }
+    if let Some(status) = expect.get("result_status").and_then(|v| v.as_str()) {
+        let r: toml::Table =
+            toml::from_str(&fs_err::read_to_string(session.join("result.toml")).expect("read"))
+                .expect("toml");
+        assert_eq!(r["status"].as_str(), Some(status), "{ctx}");
+    }
+    if phase == "retired" && expect.get("termination_reason").is_some() {
+        // Every other key of state.toml keeps its value.
+        let mut before: toml::Table =
+            toml::from_str(std::str::from_utf8(&state_before).expect("utf8")).expect("toml");
+        let mut after = state.clone();
+        for key in ["phase", "termination_reason"] {
+            before.remove(key);
+            after.remove(key);
+        }
+        assert_eq!(before, after, "{ctx}: unknown keys survive");
+    }
+}

@@ -1,0 +1,249 @@
+//! The test environment: a temp state root and project directory, a cleared environment, and
+//! helpers to lay out sessions in upstream's format and to run `csa`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, SystemTime};
+
+use filetime::FileTime;
+
+pub const TOOL: &str = "codex";
+
+pub struct TestEnv {
+    _tmp: tempfile::TempDir,
+    pub state_root: PathBuf,
+    pub project: PathBuf,
+    pub sessions_dir: PathBuf,
+    home: PathBuf,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let state_root = tmp.path().join("state");
+        let project = tmp.path().join("project");
+        let home = tmp.path().join("home");
+        for d in [&state_root, &project, &home] {
+            fs_err::create_dir_all(d).expect("mkdir");
+        }
+        let key = fs_err::canonicalize(&project)
+            .expect("canonicalize")
+            .to_string_lossy()
+            .trim_start_matches('/')
+            .to_owned();
+        let sessions_dir = state_root.join(key).join("sessions");
+        fs_err::create_dir_all(&sessions_dir).expect("mkdir");
+        TestEnv {
+            _tmp: tmp,
+            state_root,
+            project,
+            sessions_dir,
+            home,
+        }
+    }
+
+    /// `csa --state-dir <root> ARGS…` with a cleared environment, run in the project directory.
+    pub fn csa(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("csa"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .current_dir(&self.project)
+            .arg("--state-dir")
+            .arg(&self.state_root)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.csa(args).output().expect("run csa")
+    }
+
+    /// Runs `csa session reconcile ARGS… --format json` and returns (exit code, JSON).
+    pub fn reconcile_json(&self, args: &[&str]) -> (i32, serde_json::Value) {
+        let mut full = vec!["session", "reconcile", "--format", "json"];
+        full.extend_from_slice(args);
+        let out = self.run(&full);
+        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "bad JSON ({e}): stdout {:?} stderr {:?}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().expect("exit code"), json)
+    }
+
+    /// Creates an Active session in upstream's format, files backdated 120 s.
+    pub fn session(&self) -> Session {
+        let id = ulid::Ulid::new().to_string();
+        let dir = self.sessions_dir.join(&id);
+        fs_err::create_dir(&dir).expect("mkdir");
+        let project = self.project.display();
+        fs_err::write(
+            dir.join("state.toml"),
+            format!(
+                r#"meta_session_id = "{id}"
+description = "test"
+project_path = "{project}"
+created_at = "2026-11-21T06:33:50.574231058Z"
+last_accessed = "2026-11-21T06:33:50.574231058Z"
+csa_version = "0.1.1142"
+phase = "active"
+turn_count = 1
+is_seed_candidate = false
+
+[genealogy]
+depth = 0
+
+[tools.{TOOL}]
+last_action_summary = "working"
+last_exit_code = 0
+updated_at = "2026-11-21T06:33:50.586026588Z"
+
+[sandbox_info]
+mode = "cgroup"
+"#
+            ),
+        )
+        .expect("write state");
+        fs_err::write(
+            dir.join("metadata.toml"),
+            "tool = \"codex\"\ntool_locked = true\n",
+        )
+        .expect("write metadata");
+        let session = Session { id, dir };
+        session.backdate();
+        session
+    }
+}
+
+pub struct Session {
+    pub id: String,
+    pub dir: PathBuf,
+}
+
+impl Session {
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn read(&self, name: &str) -> Vec<u8> {
+        fs_err::read(self.path(name)).expect("read")
+    }
+
+    pub fn write(&self, name: &str, body: impl AsRef<[u8]>) {
+        let path = self.path(name);
+        if let Some(parent) = path.parent() {
+            fs_err::create_dir_all(parent).expect("mkdir");
+        }
+        fs_err::write(path, body).expect("write");
+    }
+
+    /// Sets every file's mtime 120 s into the past, so no file counts as fresh progress and no
+    /// lock as recently written.
+    pub fn backdate(&self) {
+        backdate_tree(&self.dir, 120);
+    }
+
+    pub fn state(&self) -> toml::Table {
+        toml::from_str(&String::from_utf8(self.read("state.toml")).expect("utf8")).expect("toml")
+    }
+
+    pub fn phase(&self) -> String {
+        self.state()["phase"].as_str().expect("phase").to_owned()
+    }
+
+    pub fn result(&self) -> Option<toml::Table> {
+        let path = self.path("result.toml");
+        path.exists().then(|| {
+            toml::from_str(&fs_err::read_to_string(path).expect("read")).expect("result toml")
+        })
+    }
+
+    /// Writes daemon.pid naming `pid` with the given start ticks.
+    pub fn daemon_pid(&self, pid: u32, ticks: u64) {
+        self.write("daemon.pid", format!("{pid} {ticks}\n"));
+        self.backdate();
+    }
+}
+
+pub fn backdate_tree(dir: &Path, secs: u64) {
+    let when = FileTime::from_system_time(SystemTime::now() - Duration::from_secs(secs));
+    for entry in walk(dir) {
+        filetime::set_symlink_file_times(&entry, when, when).expect("set mtime");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    if dir.is_dir() {
+        for e in fs_err::read_dir(dir).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() && !p.is_symlink() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A real process standing in for an agent: `sleep`, killed (SIGKILL) and reaped on drop.
+pub struct Agent {
+    pub child: Child,
+}
+
+impl Agent {
+    pub fn spawn() -> Self {
+        Self::spawn_cmd(Command::new("sleep").arg("1000"))
+    }
+
+    pub fn spawn_cmd(cmd: &mut Command) -> Self {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn agent");
+        Agent { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn ticks(&self) -> u64 {
+        csa_process::start_ticks(self.pid()).expect("start ticks")
+    }
+
+    /// SIGKILL and reap: the PID no longer names a process.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The actions of a reconcile JSON report, as (session_id, action) pairs.
+pub fn actions(json: &serde_json::Value) -> Vec<(String, String)> {
+    json["sessions"]
+        .as_array()
+        .expect("sessions array")
+        .iter()
+        .map(|s| {
+            (
+                s["session_id"].as_str().expect("id").to_owned(),
+                s["action"].as_str().expect("action").to_owned(),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,105 @@
+//! `csa session list`, `result` and `is-alive`: read-only views.
+
+use crate::harness::{Agent, TestEnv};
+
+fn tree_snapshot(env: &TestEnv) -> Vec<(String, Vec<u8>)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in fs_err::read_dir(dir).expect("ls") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                out.push((p.display().to_string(), Vec::new()));
+                walk(&p, out);
+            } else {
+                out.push((p.display().to_string(), fs_err::read(&p).expect("read")));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&env.state_root, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn list_derives_status_newest_first_and_changes_nothing() {
+    let env = TestEnv::new();
+    let agent = Agent::spawn();
+    let running = env.session();
+    running.daemon_pid(agent.pid(), agent.ticks());
+    let orphan = env.session();
+    let before = tree_snapshot(&env);
+    let out = env.run(&["session", "list", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = json.as_array().expect("array");
+    assert_eq!(rows.len(), 2);
+    // Newest first (ULIDs sort by creation time).
+    assert_eq!(rows[0]["session_id"], orphan.id.as_str());
+    assert_eq!(rows[0]["status"], "orphaned");
+    assert_eq!(rows[1]["session_id"], running.id.as_str());
+    assert_eq!(rows[1]["status"], "running");
+    assert_eq!(rows[1]["phase"], "active");
+    assert_eq!(rows[1]["result_status"], serde_json::Value::Null);
+    assert_eq!(rows[1]["tool"], "codex");
+    let out = env.run(&["session", "list", "--status", "orphaned"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&orphan.id) && !text.contains(&running.id),
+        "{text}"
+    );
+    assert_eq!(tree_snapshot(&env), before, "list is read-only");
+}
+
+#[test]
+fn is_alive_and_result_report_and_exit_per_the_table() {
+    let env = TestEnv::new();
+    let mut agent = Agent::spawn();
+    let s = env.session();
+    s.daemon_pid(agent.pid(), agent.ticks());
+    let out = env.run(&["session", "is-alive", &s.id]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("alive: daemon.pid"));
+    let out = env.run(&["session", "result", &s.id[..10]]);
+    assert_eq!(out.status.code(), Some(75), "no result yet");
+    agent.kill9();
+    let before = tree_snapshot(&env);
+    let out = env.run(&["session", "is-alive", &s.id.to_lowercase()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("dead: "));
+    assert_eq!(tree_snapshot(&env), before, "is-alive is read-only");
+    assert_eq!(env.run(&["session", "reconcile"]).status.code(), Some(0));
+    let out = env.run(&["session", "result", &s.id, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["status"], "failure");
+    assert_eq!(json["session_id"], s.id.as_str());
+}
+
+#[test]
+fn session_arguments_map_to_usage_not_found_and_ambiguous() {
+    let env = TestEnv::new();
+    let a = env.session();
+    let b = env.session();
+    for bad in ["../x", "", "/etc", "01I"] {
+        let out = env.run(&["session", "is-alive", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+    let out = env.run(&["session", "result", "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"]);
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: no session matches") && stderr.contains("hint:"),
+        "{stderr}"
+    );
+    // Both ULIDs share their first characters (same millisecond range).
+    let common =
+        a.id.chars()
+            .zip(b.id.chars())
+            .take_while(|(x, y)| x == y)
+            .count();
+    let prefix = &a.id[..common.max(1)];
+    let out = env.run(&["session", "is-alive", prefix]);
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&a.id) && stderr.contains(&b.id), "{stderr}");
+}
