@@ -212,9 +212,11 @@ mod tests {
     #[test]
     fn walk_finds_nested_projects() {
         let root = tempfile::tempdir().expect("tempdir");
+        // Regression: the walk once skipped dot-directories, missing projects inside them.
         for p in [
             "home/u/sessions",
             "home/u/proj/sessions/01M7YCZAQ6TZ9E7YGFW7ZMM2X7",
+            "home/u/.config/x/sessions",
         ] {
             fs_err::create_dir_all(root.path().join(p)).expect("mkdir");
         }

@@ -31,9 +31,9 @@ use crate::result::{ResultStatus, SessionResult, RESULT_FILE};
 use crate::state::{Phase, SessionState};
 
 /// Number of trailing output.log lines quoted in a synthetic result's summary.
-const TAIL_LINES: usize = 5;
+pub const TAIL_LINES: usize = 5;
 /// At most this many trailing bytes of output.log are read for the summary.
-const TAIL_BYTES: u64 = 4096;
+pub const TAIL_BYTES: u64 = 4096;
 
 /// How to reconcile.
 #[derive(Debug, Clone)]
@@ -383,7 +383,9 @@ impl Reconciler {
             }
             Err(err) => return outcome(Action::Error, None, Some(err.to_string())),
         };
-        // 3. Re-check under the lock, with fresh liveness data.
+        // 3. Re-check under the lock, with fresh liveness data, after putting back a result
+        //    that an interrupted rollback left aside.
+        recover_rollback_leftovers(&lock, &mut self.report.warnings);
         match self.decide(true, dir, id) {
             Decision::Ended => {
                 if let Err(err) = record.remove(id, &lock) {
@@ -419,8 +421,15 @@ impl Reconciler {
         lock: &ReconcileLock,
         id: &str,
     ) -> Result<(), StoreError> {
-        let state = SessionState::load(lock.session_dir())?;
-        state.write_phase(lock, Phase::Retired, "completed")?;
+        let dir = lock.session_dir();
+        let state = SessionState::load(dir)?;
+        // A synthetic result whose state write never happened (kill -9 between steps 4 and 5)
+        // finishes as the reconcile that published it would have.
+        let reason = match SessionResult::load(dir) {
+            Ok(Some(r)) if is_synthetic(&r) => "orphaned_process",
+            _ => "completed",
+        };
+        state.write_phase(lock, Phase::Retired, reason)?;
         if let Err(err) = record.remove(id, lock) {
             tracing::debug!(%err, "could not prune a retired session's record entry");
         }
@@ -516,13 +525,66 @@ fn retire_after_publish(
     state.write_phase(lock, Phase::Retired, termination_reason)
 }
 
+/// Prefix of every synthetic summary csa writes (`synthetic failure by <trigger>: …`,
+/// `synthetic result by <trigger>: …`).
+const SYNTHETIC_PREFIXES: [&str; 2] = ["synthetic failure by ", "synthetic result by "];
+
+/// Whether `result` is a synthetic one (csa's or upstream's, which use the same summary).
+pub fn is_synthetic(result: &SessionResult) -> bool {
+    SYNTHETIC_PREFIXES
+        .iter()
+        .any(|p| result.summary.starts_with(p))
+}
+
+/// Name prefix of a result set aside by [`roll_back`].
+const ROLLBACK_PREFIX: &str = ".tmp-rollback-";
+
+/// Puts back a result that [`roll_back`] renamed aside and could not restore because the
+/// process died in between: linked back to result.toml when that is absent (`link(2)`, so a
+/// newer result wins), then the aside name is removed. Best effort; failures become warnings.
+fn recover_rollback_leftovers(lock: &ReconcileLock, warnings: &mut Vec<String>) {
+    let dir = lock.session_dir();
+    let Ok(entries) = fs_err::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(ROLLBACK_PREFIX) {
+            continue;
+        }
+        let aside = entry.path();
+        let target = dir.join(RESULT_FILE);
+        let restored = match fs_err::hard_link(&aside, &target) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Keep the aside copy unless result.toml holds the same bytes.
+                fs_err::read(&aside).ok() == fs_err::read(&target).ok()
+            }
+            Err(e) => {
+                warnings.push(format!("could not restore {}: {e}", aside.display()));
+                false
+            }
+        };
+        if restored {
+            if let Err(e) = fs_err::remove_file(&aside).and_then(|()| sync_dir(dir)) {
+                warnings.push(e.to_string());
+            }
+        } else {
+            warnings.push(format!(
+                "{} holds a result set aside by an interrupted rollback; result.toml differs, so both are kept",
+                aside.display()
+            ));
+        }
+    }
+}
+
 /// Takes back a synthetic result.toml whose state write failed, but only if it is still
 /// byte-for-byte the one published: it is first renamed aside (atomically taking whatever file
 /// is there now), compared, then deleted if ours or linked back if another writer's.
 /// Returns a sentence for the error report.
 fn roll_back(dir: &Path, ours: &[u8]) -> String {
     let path = dir.join(RESULT_FILE);
-    let aside = dir.join(format!(".tmp-rollback-{}", ulid::Ulid::new()));
+    let aside = dir.join(format!("{ROLLBACK_PREFIX}{}", ulid::Ulid::new()));
     match fs_err::rename(&path, &aside) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

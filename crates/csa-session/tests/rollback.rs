@@ -56,7 +56,8 @@ fn late_real_result_written_between_publish_and_state_write_survives_the_rollbac
     .expect("cfg");
     fail::cfg("reconcile::before_state_write", "return").expect("cfg");
     let report = reconcile(&project);
-    scenario.teardown();
+    fail::remove("reconcile::after_publish");
+    fail::remove("reconcile::before_state_write");
 
     assert_eq!(report.sessions.len(), 1);
     assert_eq!(report.sessions[0].action, Action::Error);
@@ -82,6 +83,7 @@ fn late_real_result_written_between_publish_and_state_write_survives_the_rollbac
     assert!(fs_err::read_to_string(dir.join("state.toml"))
         .expect("read")
         .contains("termination_reason = \"completed\""));
+    scenario.teardown();
 }
 
 #[test]
@@ -97,5 +99,58 @@ fn publish_failure_writes_nothing() {
     assert_eq!(
         fs_err::read_to_string(dir.join("state.toml")).expect("read"),
         STATE
+    );
+}
+
+#[test]
+fn crash_between_publish_and_state_write_finishes_as_orphaned_process() {
+    // Fail points are global: hold the scenario lock so no other test's points fire here.
+    let _scenario = fail::FailScenario::setup();
+    // Arranged state: what a kill -9 after step 4 leaves (synthetic result, phase active).
+    let (_root, project) = project();
+    let dir = project.session_dir(ID);
+    let synthetic = REAL.replace(
+        "real result, written late",
+        "synthetic failure by session reconcile: process dead, result.toml missing (x)",
+    );
+    fs_err::write(dir.join("result.toml"), &synthetic).expect("write");
+    let report = reconcile(&project);
+    assert_eq!(report.sessions[0].action, Action::RetiredWithResult);
+    let state = fs_err::read_to_string(dir.join("state.toml")).expect("read");
+    assert!(
+        state.contains("termination_reason = \"orphaned_process\""),
+        "{state}"
+    );
+    assert_eq!(
+        fs_err::read_to_string(dir.join("result.toml")).expect("read"),
+        synthetic
+    );
+}
+
+#[test]
+fn crash_in_the_middle_of_a_rollback_loses_no_result() {
+    let _scenario = fail::FailScenario::setup();
+    // Arranged state: a rollback renamed a late real result aside and died before linking it
+    // back. The next reconcile restores it and retires with it.
+    let (_root, project) = project();
+    let dir = project.session_dir(ID);
+    fs_err::write(dir.join(".tmp-rollback-01M7YCZAQ6TZ9E7YGFW7ZMM2X8"), REAL).expect("write");
+    let report = reconcile(&project);
+    assert_eq!(
+        report.sessions[0].action,
+        Action::RetiredWithResult,
+        "{report:?}"
+    );
+    assert_eq!(
+        fs_err::read_to_string(dir.join("result.toml")).expect("read"),
+        REAL
+    );
+    assert!(!dir
+        .join(".tmp-rollback-01M7YCZAQ6TZ9E7YGFW7ZMM2X8")
+        .exists());
+    let state = fs_err::read_to_string(dir.join("state.toml")).expect("read");
+    assert!(
+        state.contains("termination_reason = \"completed\""),
+        "{state}"
     );
 }
