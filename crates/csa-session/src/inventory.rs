@@ -1,15 +1,16 @@
 //! Read-only views of sessions for `list`, `result` and `is-alive`: finding a session by id or
 //! prefix, and deriving its user-facing status. Nothing here writes a file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::dirfd::DirFd;
 use crate::error::{Result, StoreError};
 use crate::liveness::{self, LivenessContext, Verdict};
 use crate::paths::{self, Project, StateRoots};
-use crate::result::SessionResult;
-use crate::state::{Phase, SessionState};
+use crate::result::{ResultHead, MAX_RESULT_BYTES, RESULT_FILE};
+use crate::state::{Phase, SessionState, StateView, MAX_STATE_BYTES, STATE_FILE};
 
 /// A session's status as users see it: the phase, refined by liveness for Active sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -143,7 +144,7 @@ pub struct SessionSummary {
     pub result_status: Option<String>,
     /// result.toml's `exit_code`, or null.
     pub exit_code: Option<i64>,
-    /// The most recently updated tool, else metadata's.
+    /// The result's tool, else the most recently updated `[tools]` entry.
     pub tool: Option<String>,
     /// state.toml's description.
     pub description: Option<String>,
@@ -155,27 +156,44 @@ pub struct SessionSummary {
     pub project_path: String,
 }
 
-/// Reads one session for `list`. Liveness is checked for Active sessions only.
+/// Reads one session for `list`, through `sessions` (the project's open `sessions/`
+/// directory). Liveness is checked for Active sessions only.
 ///
 /// # Errors
 /// The state.toml errors of [`SessionState::load`]. An unparsable result.toml is not an error
 /// here (its status shows as null).
-pub fn summarize(ctx: &LivenessContext, dir: &Path, id: &str) -> Result<SessionSummary> {
-    let state = SessionState::load(dir)?;
-    let result = SessionResult::load(dir).ok().flatten();
-    let verdict =
-        (state.view.phase == Phase::Active).then(|| liveness::assess(ctx, dir, id, true).verdict);
-    let v = state.view;
+pub fn summarize(ctx: &LivenessContext, sessions: &DirFd, id: &str) -> Result<SessionSummary> {
+    let dir = sessions.path().join(id);
+    let result_rel = format!("{id}/{RESULT_FILE}");
+    let result = ResultHead::parse(
+        sessions.read_capped(&result_rel, MAX_RESULT_BYTES),
+        &sessions.path().join(&result_rel),
+    )
+    .ok()
+    .flatten();
+    let v = match result {
+        Some(_) => {
+            let rel = format!("{id}/{STATE_FILE}");
+            StateView::parse_root(
+                sessions.read_capped(&rel, MAX_STATE_BYTES),
+                &dir,
+                &sessions.path().join(&rel),
+            )?
+        }
+        // Without a result to name the tool, it comes from [tools]: read the whole state.
+        None => SessionState::load(&dir)?.view,
+    };
+    let verdict = (v.phase == Phase::Active).then(|| liveness::assess(ctx, &dir, id, true).verdict);
     Ok(SessionSummary {
         session_id: id.to_owned(),
         status: Status::derive(v.phase, verdict.as_ref()),
         phase: v.phase,
         result_status: result.as_ref().map(|r| r.status.to_string()),
         exit_code: result.as_ref().map(|r| r.exit_code),
-        tool: v
-            .latest_tool()
-            .map(str::to_owned)
-            .or_else(|| result.as_ref().map(|r| r.tool.clone())),
+        tool: result
+            .as_ref()
+            .map(|r| r.tool.clone())
+            .or_else(|| v.latest_tool().map(str::to_owned)),
         description: v.description,
         created_at: v
             .created_at

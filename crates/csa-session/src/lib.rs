@@ -18,6 +18,7 @@ mod failpoint;
 pub mod active;
 pub mod atomic;
 pub mod cooldown;
+pub mod dirfd;
 pub mod error;
 pub mod inventory;
 pub mod liveness;
@@ -32,22 +33,56 @@ pub use error::{Result, StoreError};
 use std::io::{self, Read};
 use std::path::Path;
 
-/// Reads a whole file of at most `max` bytes. Larger files are an `InvalidData` error naming
-/// the path, so that a file that can be endless (a FIFO, `/dev/zero` behind a symlink, a
-/// runaway writer) never costs more than `max` bytes of memory.
+/// Reads a whole file of at most `max` bytes, returning its bytes and its metadata (from the
+/// open file, so both describe the same file). Larger files are an `InvalidData` error naming
+/// the path, so that a file that can be endless (a FIFO, `/dev/zero` behind a symlink, a runaway
+/// writer) never costs more than `max` bytes of memory. A regular file costs one open, one
+/// `fstat` and one read of the size `fstat` gave.
 ///
 /// # Errors
 /// Any I/O error of the open or read (naming the path), or `InvalidData` when larger than `max`.
-pub fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    fs_err::File::open(path)?
-        .take(max + 1)
-        .read_to_end(&mut buf)?;
-    if buf.len() as u64 > max {
-        return Err(io::Error::new(
+pub fn read_capped(path: &Path, max: u64) -> io::Result<(Vec<u8>, std::fs::Metadata)> {
+    let file = fs_err::File::open(path)?.into_parts().0;
+    read_open_file(file, path, max)
+}
+
+/// [`read_capped`] of a file already opened (`path` names it in errors).
+pub(crate) fn read_open_file(
+    mut file: std::fs::File,
+    path: &Path,
+    max: u64,
+) -> io::Result<(Vec<u8>, std::fs::Metadata)> {
+    let named = |e: io::Error| atomic::with_path(e, "read", path);
+    let metadata = file.metadata().map_err(named)?;
+    let too_big = || {
+        io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{}: larger than {max} bytes", path.display()),
-        ));
+        )
+    };
+    if metadata.len() > max {
+        return Err(too_big());
     }
-    Ok(buf)
+    let len = usize::try_from(metadata.len()).unwrap_or(0);
+    if metadata.is_file() && len > 0 {
+        // A regular file whose size fstat gave: one read of exactly that size. Writers in this
+        // store replace files by rename, so the opened inode does not change size; if it shrank
+        // anyway, fall through to the general read below.
+        let mut buf = vec![0; len];
+        match file.read_exact(&mut buf) {
+            Ok(()) => return Ok((buf, metadata)),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                use std::io::Seek;
+                file.rewind().map_err(named)?;
+            }
+            Err(e) => return Err(named(e)),
+        }
+    }
+    // FIFOs, /proc files and empty files report no size: the cap still bounds the read.
+    let mut buf = Vec::with_capacity(len + 1);
+    file.take(max + 1).read_to_end(&mut buf).map_err(named)?;
+    if buf.len() as u64 > max {
+        return Err(too_big());
+    }
+    Ok((buf, metadata))
 }

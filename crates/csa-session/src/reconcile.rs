@@ -668,7 +668,7 @@ pub fn synthetic_result(
 
 /// `tool` from metadata.toml, if readable.
 fn metadata_tool(dir: &Path) -> Option<String> {
-    let bytes = crate::read_capped(&dir.join("metadata.toml"), 1 << 20).ok()?;
+    let (bytes, _) = crate::read_capped(&dir.join("metadata.toml"), 1 << 20).ok()?;
     let table: toml::Table = std::str::from_utf8(&bytes).ok()?.parse().ok()?;
     table.get("tool")?.as_str().map(str::to_owned)
 }

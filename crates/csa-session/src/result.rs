@@ -105,7 +105,7 @@ impl SessionResult {
     pub fn load(session_dir: &Path) -> Result<Option<Self>> {
         let path = session_dir.join(RESULT_FILE);
         let bytes = match crate::read_capped(&path, MAX_RESULT_BYTES) {
-            Ok(bytes) => bytes,
+            Ok((bytes, _)) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 return Err(StoreError::InvalidResult {
@@ -129,6 +129,53 @@ impl SessionResult {
     pub fn to_toml(&self) -> String {
         // Serializing plain strings, integers, timestamps and tables cannot fail.
         toml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The fields of a result.toml that listings show, read without keeping the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ResultHead {
+    /// Outcome.
+    pub status: ResultStatus,
+    /// The agent's exit code.
+    pub exit_code: i64,
+    /// The tool that ran.
+    pub tool: String,
+}
+
+impl ResultHead {
+    /// Reads the head of `<session_dir>/result.toml`: `Ok(None)` when there is none, `Err` when
+    /// it cannot be read or lacks these fields. (Validity in full is [`SessionResult::load`]'s
+    /// job; listings only show these fields.)
+    ///
+    /// # Errors
+    /// As [`SessionResult::load`].
+    pub fn load(session_dir: &Path) -> Result<Option<Self>> {
+        let path = session_dir.join(RESULT_FILE);
+        Self::parse(crate::read_capped(&path, MAX_RESULT_BYTES), &path)
+    }
+
+    /// [`ResultHead::load`] of bytes already read (`read`) from `path`.
+    ///
+    /// # Errors
+    /// As [`SessionResult::load`].
+    pub fn parse(
+        read: io::Result<(Vec<u8>, std::fs::Metadata)>,
+        path: &Path,
+    ) -> Result<Option<Self>> {
+        let bytes = match read {
+            Ok((bytes, _)) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let invalid = |reason: String| StoreError::InvalidResult {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|e| invalid(e.to_string()))?;
+        toml::from_str(text)
+            .map(Some)
+            .map_err(|e| invalid(crate::state::one_line(&e)))
     }
 }
 

@@ -129,8 +129,8 @@ impl SessionState {
     /// [`StoreError::Io`] for other read errors.
     pub fn load(session_dir: &Path) -> Result<Self> {
         let path = session_dir.join(STATE_FILE);
-        let bytes = match crate::read_capped(&path, MAX_STATE_BYTES) {
-            Ok(bytes) => bytes,
+        let (bytes, metadata) = match crate::read_capped(&path, MAX_STATE_BYTES) {
+            Ok(read) => read,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StoreError::MissingState {
                     dir: session_dir.to_owned(),
@@ -144,7 +144,7 @@ impl SessionState {
         };
         let text = String::from_utf8(bytes).map_err(|e| invalid(e.to_string()))?;
         let view: StateView = toml::from_str(&text).map_err(|e| invalid(one_line(&e)))?;
-        let mode = fs_err::metadata(&path)?.permissions().mode() & 0o7777;
+        let mode = metadata.permissions().mode() & 0o7777;
         Ok(SessionState {
             path,
             text,
@@ -200,6 +200,72 @@ impl SessionState {
             Publish::Replace,
         )?;
         Ok(())
+    }
+}
+
+/// The root-table part of a state.toml text: everything before the first line that starts with
+/// `[`. TOML requires a document's root key/values to come before its first table header, so when
+/// this prefix parses, it holds exactly the root keys (`phase`, `created_at`, …). A `[` line
+/// inside a value (a multi-line string or array) cuts that value open, so such a prefix fails to
+/// parse and callers fall back to the whole text.
+fn root_prefix(text: &str) -> &str {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with('[') {
+            return &text[..offset];
+        }
+        offset += line.len();
+    }
+    text
+}
+
+impl StateView {
+    /// Reads the view `csa session list` needs: like [`SessionState::load`], but when the root
+    /// table alone parses (see `root_prefix`), the tables after it (`[tools]`, `[genealogy]`, …)
+    /// are not parsed, so `tools` and `genealogy` are empty. TOML parsing dominates listing cost,
+    /// and upstream's tables are most of the file.
+    ///
+    /// # Errors
+    /// As [`SessionState::load`]; errors always come from parsing the whole text.
+    pub fn load_root(session_dir: &Path) -> Result<Self> {
+        let path = session_dir.join(STATE_FILE);
+        Self::parse_root(
+            crate::read_capped(&path, MAX_STATE_BYTES),
+            session_dir,
+            &path,
+        )
+    }
+
+    /// [`StateView::load_root`] of bytes already read (`read`) from `path` in `session_dir`.
+    ///
+    /// # Errors
+    /// As [`SessionState::load`].
+    pub fn parse_root(
+        read: io::Result<(Vec<u8>, std::fs::Metadata)>,
+        session_dir: &Path,
+        path: &Path,
+    ) -> Result<Self> {
+        let (bytes, _) = match read {
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingState {
+                    dir: session_dir.to_owned(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let invalid = |reason: String| StoreError::InvalidState {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let prefix = root_prefix(text);
+        if prefix.len() < text.len() {
+            if let Ok(view) = toml::from_str(prefix) {
+                return Ok(view);
+            }
+        }
+        toml::from_str(text).map_err(|e| invalid(one_line(&e)))
     }
 }
 
@@ -277,6 +343,36 @@ mode = "cgroup"
         let err = SessionState::load(dir.path()).expect_err("must fail");
         assert!(matches!(err, StoreError::InvalidState { .. }), "{err}");
         assert!(err.to_string().contains("turn_count"), "{err}");
+    }
+
+    #[test]
+    fn root_view_skips_tables_but_not_errors() {
+        let dir = session_with(ORPHAN_FULL);
+        let view = StateView::load_root(dir.path()).expect("load");
+        assert_eq!(view.phase, Phase::Active);
+        assert_eq!(view.turn_count, Some(1));
+        assert!(view.tools.is_empty(), "tables are not parsed");
+        // A root-key type error is still an error.
+        let bad = session_with(&ORPHAN_FULL.replace("turn_count = 1", "turn_count = \"zero\""));
+        assert!(matches!(
+            StateView::load_root(bad.path()),
+            Err(StoreError::InvalidState { .. })
+        ));
+    }
+
+    #[test]
+    fn root_prefix_never_cuts_a_value_silently() {
+        // A line starting with `[` inside a multi-line string or array is not a table header.
+        for text in [
+            "phase = \"retired\"\ns = \"\"\"\n[not a table]\n\"\"\"\nmeta_session_id = \"x\"\n",
+            "a = [\n[1, 2],\n]\nphase = \"retired\"\n",
+        ] {
+            let prefix = super::root_prefix(text);
+            assert!(prefix.len() < text.len());
+            assert!(prefix.parse::<toml::Table>().is_err(), "{prefix:?}");
+        }
+        let text = "phase = \"retired\"\n\n[tools.x]\nupdated_at = 1\n";
+        assert_eq!(super::root_prefix(text), "phase = \"retired\"\n\n");
     }
 
     #[test]

@@ -3,9 +3,10 @@
 use std::io::Write;
 use std::thread;
 
+use csa_session::dirfd::DirFd;
 use csa_session::inventory::{summarize, SessionSummary, Status};
 use csa_session::liveness::LivenessContext;
-use csa_session::paths::{Project, StateRoots};
+use csa_session::paths::StateRoots;
 
 use super::scope_projects;
 use crate::cli::{Format, ListArgs, StatusFilter};
@@ -16,12 +17,24 @@ use crate::CommandResult;
 pub fn run(roots: &StateRoots, args: &ListArgs) -> CommandResult {
     let projects = scope_projects(roots, &args.scope)?;
     let mut errors = Vec::new();
-    let mut targets: Vec<(&Project, String)> = Vec::new();
+    let mut dirs = Vec::new();
     for project in &projects {
-        match project.session_ids() {
-            Ok(ids) => targets.extend(ids.into_iter().map(|id| (project, id))),
+        let ids = match project.session_ids() {
+            Ok(ids) if ids.is_empty() => continue,
+            Ok(ids) => ids,
+            Err(err) => {
+                errors.push(err.to_string());
+                continue;
+            }
+        };
+        match DirFd::open(&project.sessions_dir) {
+            Ok(dir) => dirs.push((dir, ids)),
             Err(err) => errors.push(err.to_string()),
         }
+    }
+    let mut targets: Vec<(&DirFd, String)> = Vec::new();
+    for (dir, ids) in &dirs {
+        targets.extend(ids.iter().map(|id| (dir, id.clone())));
     }
     // Newest first: ULIDs sort by creation time.
     targets.sort_by(|a, b| b.1.cmp(&a.1));
@@ -35,7 +48,7 @@ pub fn run(roots: &StateRoots, args: &ListArgs) -> CommandResult {
     for e in &errors {
         eprintln!("error: {e}");
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut out, &summaries).map_err(std::io::Error::from)?;
@@ -43,6 +56,7 @@ pub fn run(roots: &StateRoots, args: &ListArgs) -> CommandResult {
         }
         Format::Text => print_table(&mut out, &summaries)?,
     }
+    out.flush()?;
     Ok(if errors.is_empty() {
         Exit::Success
     } else {
@@ -50,12 +64,13 @@ pub fn run(roots: &StateRoots, args: &ListArgs) -> CommandResult {
     })
 }
 
-/// Reads every session, on as many threads as there are cores (state.toml parsing dominates),
-/// keeping the input order.
-fn summarize_all(targets: &[(&Project, String)]) -> (Vec<SessionSummary>, Vec<String>) {
-    let threads = thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
+/// Threads per core for reading sessions: part of each read blocks in the kernel, so a few more
+/// threads than cores keep the cores busy (measured in docs/performance.md).
+const THREADS_PER_CORE: usize = 4;
+
+/// Reads every session on [`THREADS_PER_CORE`] threads per core, keeping the input order.
+fn summarize_all(targets: &[(&DirFd, String)]) -> (Vec<SessionSummary>, Vec<String>) {
+    let threads = thread::available_parallelism().map_or(1, |n| n.get()) * THREADS_PER_CORE;
     let chunk = targets.len().div_ceil(threads).max(256);
     let results: Vec<Vec<Result<SessionSummary, String>>> = thread::scope(|s| {
         let handles: Vec<_> = targets
@@ -64,9 +79,7 @@ fn summarize_all(targets: &[(&Project, String)]) -> (Vec<SessionSummary>, Vec<St
                 s.spawn(move || {
                     let ctx = LivenessContext::new();
                     part.iter()
-                        .map(|(project, id)| {
-                            summarize(&ctx, &project.session_dir(id), id).map_err(|e| e.to_string())
-                        })
+                        .map(|(dir, id)| summarize(&ctx, dir, id).map_err(|e| e.to_string()))
                         .collect()
                 })
             })

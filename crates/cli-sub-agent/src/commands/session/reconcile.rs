@@ -68,13 +68,14 @@ fn print_json(report: &Report, counts: &Counts) -> std::io::Result<()> {
         warnings: &report.warnings,
         errors: &report.project_errors,
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, &json)?;
-    writeln!(out)
+    writeln!(out)?;
+    out.flush()
 }
 
 fn print_text(report: &Report, c: &Counts, dry_run: bool, verbose: bool) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for o in &report.sessions {
         if o.action == Action::SkippedAlive && !verbose {
             continue;
@@ -110,5 +111,6 @@ fn print_text(report: &Report, c: &Counts, dry_run: bool, verbose: bool) -> std:
         parts.push(format!("{} foreign", c.skipped_foreign));
     }
     parts.push(format!("{} errors", c.errors));
-    writeln!(out, "reconcile: {}", parts.join(", "))
+    writeln!(out, "reconcile: {}", parts.join(", "))?;
+    out.flush()
 }
