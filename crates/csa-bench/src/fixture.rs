@@ -228,6 +228,15 @@ impl Fixture {
         Ok(young)
     }
 
+    /// Moves the `sessions` directory's mtime (to [`SESSIONS_MTIME_AGE`] before now, a new value
+    /// at every call), as creating a session there would: csa's next reconcile must rescan.
+    ///
+    /// Errors: [`BenchError::Io`] naming the directory.
+    pub fn touch_sessions(&self) -> Result<(), BenchError> {
+        backdate(&self.sessions_dir)?;
+        Ok(())
+    }
+
     /// Checks that every live session is still as [`Fixture::refresh_live`] left it: `active`
     /// in `state.toml` and no `result.toml`.
     ///

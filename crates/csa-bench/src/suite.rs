@@ -1,7 +1,8 @@
 //! The benchmark suite: which cases run, in which order, and the requirements they are held to.
 //!
-//! Order: `csa --version`; then for each size, the no-op `session reconcile` (its warm-up runs
-//! build csa's cache) followed by `session reconcile --full`; then `session list --format json`
+//! Order: `csa --version`; then for each size, `session reconcile` after `sessions/` changed
+//! (every run an incremental rescan), the no-op `session reconcile` (its warm-up runs build
+//! csa's cache) and `session reconcile --full`; then `session list --format json`
 //! and the two in-process baselines at the list size. Each csa case starts with one captured run
 //! (a warm-up that also reports csa's error if it fails), then settles the fixture's `sessions`
 //! directory mtime ([`Fixture::settle`]), then the remaining warm-up runs (at least one), the
@@ -101,8 +102,19 @@ pub fn run(args: &RunArgs) -> Result<Outcome, BenchError> {
 
     let mut noop = BTreeMap::new();
     let mut full = BTreeMap::new();
+    let mut rescan = BTreeMap::new();
     for &size in &args.sizes {
         let fixture = &fixtures[&size];
+        let case = "`session reconcile` after `sessions/` changed (incremental rescan)";
+        progress(&format!("{case} at {} sessions", report::thousands(size)));
+        let invocation = Invocation::new(&args.csa, session_args(fixture, "reconcile"));
+        let outcome = suite.measure_rescan(&invocation, fixture);
+        rescan.insert(size, outcome.clone().ok());
+        report.rows.push(Row {
+            case: case.to_owned(),
+            sessions: Some((size, fixture.live.len())),
+            outcome,
+        });
         for (full_scan, results) in [(false, &mut noop), (true, &mut full)] {
             let mut argv = session_args(fixture, "reconcile");
             let case = if full_scan {
@@ -200,6 +212,13 @@ pub fn run(args: &RunArgs) -> Result<Outcome, BenchError> {
         ratio_to(parse).map(report::ratio),
     ));
     for &size in &args.sizes {
+        let rescan_ms = median_ms(rescan.get(&size).and_then(Option::as_ref));
+        report.checks.push(Check::info(
+            format!("reconcile rescan ÷ no-op at {}", report::thousands(size)),
+            rescan_ms
+                .zip(median_ms(noop_at(size)))
+                .map(|(rescan, noop)| report::ratio(rescan / noop)),
+        ));
         let full_ms = median_ms(full.get(&size).and_then(Option::as_ref));
         let ratio = full_ms
             .zip(median_ms(noop_at(size)))
@@ -286,6 +305,35 @@ impl Suite<'_> {
             Ok(Figures {
                 time: time.unwrap_or_else(zero_summary),
                 peak_rss_kib,
+            })
+        };
+        measured().map_err(|err| {
+            let reason = chain(&err);
+            progress(&format!("error: {reason}"));
+            reason
+        })
+    }
+
+    /// Like [`Suite::measure`], but before every run (outside the timed span) the fixture's
+    /// `sessions` directory mtime moves, as when a session is created: each run is the rescan a
+    /// reconcile does after a new session appeared.
+    fn measure_rescan(
+        &self,
+        invocation: &Invocation,
+        fixture: &Fixture,
+    ) -> Result<Figures, String> {
+        let measured = || -> Result<Figures, BenchError> {
+            invocation.run_captured()?;
+            let warmup = usize::from(self.args.warmup.max(2)) - 1;
+            let time = measure::sample(warmup, self.args.runs.into(), || {
+                fixture.touch_sessions()?;
+                invocation.time_once()
+            })?;
+            fixture.check_live()?;
+            fixture.settle()?;
+            Ok(Figures {
+                time: time.unwrap_or_else(zero_summary),
+                peak_rss_kib: None,
             })
         };
         measured().map_err(|err| {

@@ -2,8 +2,9 @@
 //! number of active sessions rather than all sessions.
 //!
 //! Layout, per project: `sessions/.csa-active/<ULID>` (an empty file per session that may be
-//! active) and `sessions/.csa-active/.scan.toml` (the fingerprint of `sessions/` at the last full
-//! scan). Upstream neither reads nor writes any of it (names starting with `.` are not sessions).
+//! active), `sessions/.csa-active/.scan.toml` (the fingerprint of `sessions/` at the last scan)
+//! and `sessions/.csa-active/.ended` (the sessions a scan found ended, so that a rescan after a
+//! new session reads only the new sessions' state). Upstream neither reads nor writes any of it (names starting with `.` are not sessions).
 //!
 //! Invariants:
 //! - **No missing entry.** csa adds a session's entry (and fsyncs the directory) *before* the
@@ -17,9 +18,13 @@
 //!   few milliseconds, some filesystems every second or two), so a change made in the same tick
 //!   as the scan could keep the same mtime: a fingerprint younger than [`SETTLE`] when the scan
 //!   starts is not recorded, and the next run scans again (git's "racy timestamp" rule).
+//! - **Rescans are incremental.** A scan reads the state of sessions that are neither recorded
+//!   nor known to have ended, so its cost follows the number of new sessions (plus one
+//!   `readdir` of `sessions/`). Knowing that a session ended stays true until it becomes active
+//!   again, and csa records a session before it does that.
 //! - **Limitation:** a session that another writer moves from an ended phase back to `active`
-//!   in place (no new directory entry) is found by the next full scan: `--full`, or any scan
-//!   triggered by a new session.
+//!   in place (no new directory entry) is found by the next `--full` scan, which reads every
+//!   session's state and rebuilds the record.
 //! - Deleting `.csa-active/` is always safe: the next run finds no fingerprint and scans.
 
 use std::io;
@@ -35,6 +40,8 @@ use crate::lock::ReconcileLock;
 /// Name of the record directory inside `sessions/`.
 pub const ACTIVE_DIR: &str = ".csa-active";
 const SCAN_FILE: &str = ".scan.toml";
+/// Sessions a scan found ended, one ULID per line, sorted.
+const ENDED_FILE: &str = ".ended";
 /// How old the `sessions/` mtime must be, when a scan starts, for its fingerprint to be trusted.
 pub const SETTLE: Duration = Duration::from_secs(2);
 /// An entry whose session directory does not exist is removed once it is this old (a session
@@ -189,6 +196,55 @@ impl ActiveRecord {
         table.get("fingerprint").and_then(|v| v.as_str()) == Some(current.encode().as_str())
     }
 
+    /// The sessions a past scan found ended, sorted; empty when unknown (a missing or damaged
+    /// file is only a slower next scan). Valid whatever the fingerprint: csa records a session
+    /// before moving it from an ended phase back to active.
+    pub fn known_ended(&self) -> Vec<String> {
+        let Ok(text) = fs_err::read_to_string(self.dir.join(ENDED_FILE)) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = text
+            .lines()
+            .filter(|l| crate::paths::is_ulid(l))
+            .map(str::to_owned)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Replaces the list of sessions known to have ended with `ended` (sorted). Best effort.
+    pub fn record_ended(&self, ended: &[String]) {
+        let mut body = String::with_capacity(ended.len() * 27);
+        for id in ended {
+            body.push_str(id);
+            body.push('\n');
+        }
+        let result = self.ensure_dir().and_then(|()| {
+            write_atomic(
+                &self.dir,
+                ENDED_FILE,
+                body.as_bytes(),
+                0o600,
+                Publish::Replace,
+            )
+        });
+        if let Err(err) = result {
+            tracing::debug!(%err, "could not record the ended sessions");
+        }
+    }
+
+    /// Creates the record directory (0700) if missing.
+    ///
+    /// # Errors
+    /// The error of `mkdir` other than `EEXIST`, naming the path.
+    pub fn ensure_dir(&self) -> io::Result<()> {
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(crate::atomic::with_path(e, "create", &self.dir)),
+        }
+    }
+
     /// Records `fingerprint`, taken before a full scan that added an entry for every session it
     /// found active or unreadable. Does nothing unless the fingerprint had settled when the scan
     /// started. Best effort: a failure only means the next run scans again.
@@ -200,25 +256,15 @@ impl ActiveRecord {
             "# csa's cache: fingerprint of sessions/ at the last full scan. Safe to delete.\nfingerprint = \"{}\"\n",
             fingerprint.encode()
         );
-        let result = std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&self.dir)
-            .or_else(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .and_then(|()| {
-                write_atomic(
-                    &self.dir,
-                    SCAN_FILE,
-                    body.as_bytes(),
-                    0o600,
-                    Publish::Replace,
-                )
-            });
+        let result = self.ensure_dir().and_then(|()| {
+            write_atomic(
+                &self.dir,
+                SCAN_FILE,
+                body.as_bytes(),
+                0o600,
+                Publish::Replace,
+            )
+        });
         if let Err(err) = result {
             tracing::debug!(%err, "could not record the scan fingerprint");
         }
@@ -246,6 +292,26 @@ mod tests {
             .expect("free");
         record.remove(ID, &lock).expect("remove");
         assert!(record.ids().expect("ids").is_empty());
+    }
+
+    #[test]
+    fn known_ended_round_trips_and_ignores_garbage() {
+        let sessions = tempfile::tempdir().expect("tempdir");
+        let record = ActiveRecord::new(sessions.path());
+        assert!(record.known_ended().is_empty());
+        let ids = vec![ID.to_owned(), "01M7YCZAQ6TZ9E7YGFW7ZMM2X8".to_owned()];
+        record.record_ended(&ids);
+        assert_eq!(record.known_ended(), ids);
+        fs_err::write(
+            sessions.path().join(ACTIVE_DIR).join(ENDED_FILE),
+            "garbage\n../x\n",
+        )
+        .expect("write");
+        assert!(record.known_ended().is_empty());
+        assert!(
+            record.ids().expect("ids").is_empty(),
+            ".ended is not an entry"
+        );
     }
 
     #[test]

@@ -216,8 +216,20 @@ impl Reconciler {
         if self.opts.full || !record.is_current(&fingerprint) {
             let scan_start = std::time::SystemTime::now();
             let mut complete = true;
+            // `--full` re-reads every session; otherwise sessions a past scan saw ended are
+            // taken as still ended (csa records a session before re-activating it).
+            let known_ended = if self.opts.full {
+                Vec::new()
+            } else {
+                record.known_ended()
+            };
+            let mut ended_now = Vec::new();
             for id in project.session_ids()? {
                 if candidates.contains(&id) {
+                    continue;
+                }
+                if known_ended.binary_search(&id).is_ok() {
+                    ended_now.push(id);
                     continue;
                 }
                 let ended = matches!(
@@ -225,6 +237,7 @@ impl Reconciler {
                     Ok(s) if s.view.phase.is_ended()
                 );
                 if ended {
+                    ended_now.push(id);
                     continue;
                 }
                 if !self.opts.dry_run {
@@ -235,8 +248,14 @@ impl Reconciler {
                 }
                 candidates.insert(id);
             }
-            if complete && !self.opts.dry_run {
-                record.record_scan(&fingerprint, scan_start);
+            if !self.opts.dry_run {
+                ended_now.sort_unstable();
+                if ended_now != known_ended {
+                    record.record_ended(&ended_now);
+                }
+                if complete {
+                    record.record_scan(&fingerprint, scan_start);
+                }
             }
         }
         let mut last_finalized = None;

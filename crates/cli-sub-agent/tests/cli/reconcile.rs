@@ -406,3 +406,31 @@ fn state_write_failure_on_an_immutable_state_file_rolls_back() {
     assert_eq!(s.read("state.toml"), before);
     assert!(s.result().is_none());
 }
+
+#[test]
+fn rescan_after_a_new_session_reads_only_new_sessions_and_full_reads_all() {
+    let env = TestEnv::new();
+    let old = env.session();
+    let (_, json) = env.reconcile_json(&[]);
+    assert_eq!(
+        actions(&json),
+        [(old.id.clone(), "synthesized_failure".to_owned())]
+    );
+    // Make the next run rescan: its fingerprint is recorded only once settled.
+    crate::harness::backdate_tree(&env.sessions_dir, 120);
+    let (_, json) = env.reconcile_json(&[]);
+    assert!(actions(&json).is_empty());
+    // The ended session's state becomes unreadable; a rescan triggered by a new session must
+    // not read it again (its cost follows new sessions), while --full reads everything.
+    old.write("state.toml", "not toml [[[");
+    let new = env.session();
+    let (code, json) = env.reconcile_json(&[]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(
+        actions(&json),
+        [(new.id.clone(), "synthesized_failure".to_owned())]
+    );
+    let (code, json) = env.reconcile_json(&["--full"]);
+    assert_eq!(code, 3, "{json}");
+    assert_eq!(actions(&json), [(old.id.clone(), "error".to_owned())]);
+}
