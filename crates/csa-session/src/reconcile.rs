@@ -107,6 +107,24 @@ pub struct Outcome {
     pub session_dir: PathBuf,
 }
 
+impl Outcome {
+    fn new(
+        id: &str,
+        dir: &Path,
+        action: Action,
+        reason: Option<String>,
+        error: Option<String>,
+    ) -> Self {
+        Outcome {
+            session_id: id.to_owned(),
+            action,
+            reason,
+            error,
+            session_dir: dir.to_owned(),
+        }
+    }
+}
+
 /// Counts per action, as in the JSON output's `counts`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
@@ -358,15 +376,7 @@ impl Reconciler {
     }
 
     fn session_in(&mut self, record: &ActiveRecord, dir: &Path, id: &str) -> Option<Outcome> {
-        let outcome = |action, reason: Option<String>, error: Option<String>| {
-            Some(Outcome {
-                session_id: id.to_owned(),
-                action,
-                reason,
-                error,
-                session_dir: dir.to_owned(),
-            })
-        };
+        let outcome = |action, reason, error| Some(Outcome::new(id, dir, action, reason, error));
         // 1. Lock-free pre-check.
         let pre = self.decide(false, dir, id);
         match pre {
@@ -465,15 +475,7 @@ impl Reconciler {
         marker: Option<i64>,
     ) -> Option<Outcome> {
         let dir = lock.session_dir();
-        let outcome = |action, reason: Option<String>, error: Option<String>| {
-            Some(Outcome {
-                session_id: id.to_owned(),
-                action,
-                reason,
-                error,
-                session_dir: dir.to_owned(),
-            })
-        };
+        let outcome = |action, reason, error| Some(Outcome::new(id, dir, action, reason, error));
         let now = Utc::now();
         let result = synthetic_result(state, dir, &self.opts.trigger, &reason, marker, now);
         let ours = result.to_toml();

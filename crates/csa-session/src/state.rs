@@ -129,21 +129,12 @@ impl SessionState {
     /// [`StoreError::Io`] for other read errors.
     pub fn load(session_dir: &Path) -> Result<Self> {
         let path = session_dir.join(STATE_FILE);
-        let (bytes, metadata) = match crate::read_capped(&path, MAX_STATE_BYTES) {
-            Ok(read) => read,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingState {
-                    dir: session_dir.to_owned(),
-                })
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let invalid = |reason: String| StoreError::InvalidState {
-            path: path.clone(),
-            reason,
-        };
-        let text = String::from_utf8(bytes).map_err(|e| invalid(e.to_string()))?;
-        let view: StateView = toml::from_str(&text).map_err(|e| invalid(one_line(&e)))?;
+        let (text, metadata) = state_text(
+            crate::read_capped(&path, MAX_STATE_BYTES),
+            session_dir,
+            &path,
+        )?;
+        let view: StateView = toml::from_str(&text).map_err(|e| invalid_state(&path, &e))?;
         let mode = metadata.permissions().mode() & 0o7777;
         Ok(SessionState {
             path,
@@ -245,27 +236,41 @@ impl StateView {
         session_dir: &Path,
         path: &Path,
     ) -> Result<Self> {
-        let (bytes, _) = match read {
-            Ok(read) => read,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingState {
-                    dir: session_dir.to_owned(),
-                })
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let invalid = |reason: String| StoreError::InvalidState {
-            path: path.to_owned(),
-            reason,
-        };
-        let text = std::str::from_utf8(&bytes).map_err(|e| invalid(e.to_string()))?;
-        let prefix = root_prefix(text);
+        let (text, _) = state_text(read, session_dir, path)?;
+        let prefix = root_prefix(&text);
         if prefix.len() < text.len() {
             if let Ok(view) = toml::from_str(prefix) {
                 return Ok(view);
             }
         }
-        toml::from_str(text).map_err(|e| invalid(one_line(&e)))
+        toml::from_str(&text).map_err(|e| invalid_state(path, &e))
+    }
+}
+
+/// The text of a state.toml read from `path` in `session_dir`, with the store's error for each
+/// way the read can fail (shared by every reader of state.toml).
+fn state_text(
+    read: io::Result<(Vec<u8>, std::fs::Metadata)>,
+    session_dir: &Path,
+    path: &Path,
+) -> Result<(String, std::fs::Metadata)> {
+    let (bytes, metadata) = match read {
+        Ok(read) => read,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StoreError::MissingState {
+                dir: session_dir.to_owned(),
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let text = String::from_utf8(bytes).map_err(|e| invalid_state(path, &e))?;
+    Ok((text, metadata))
+}
+
+fn invalid_state(path: &Path, err: &dyn std::fmt::Display) -> StoreError {
+    StoreError::InvalidState {
+        path: path.to_owned(),
+        reason: one_line(err),
     }
 }
 
