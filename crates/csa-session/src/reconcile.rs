@@ -74,6 +74,14 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether the session was finalized (a result published or kept, and the phase retired).
+    pub fn is_finalized(self) -> bool {
+        matches!(
+            self,
+            Action::SynthesizedFailure | Action::SynthesizedFromMarker | Action::RetiredWithResult
+        )
+    }
+
     /// The serialized name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -286,25 +294,25 @@ impl Reconciler {
                 continue;
             }
             if let Some(outcome) = self.session_in(&record, &dir, &id) {
-                if matches!(
-                    outcome.action,
-                    Action::SynthesizedFailure
-                        | Action::SynthesizedFromMarker
-                        | Action::RetiredWithResult
-                ) {
+                if outcome.action.is_finalized() {
                     last_finalized = Some(id.clone());
                 }
                 self.report.sessions.push(outcome);
             }
         }
         if let Some(id) = last_finalized {
-            if let Err(err) = write_cooldown_marker(&project.sessions_dir, &id, Utc::now()) {
-                self.report
-                    .warnings
-                    .push(format!("could not update the cooldown marker: {err}"));
-            }
+            self.mark_cooldown(project, &id);
         }
         Ok(())
+    }
+
+    /// Step 8: replaces the project's cooldown marker after a finalized session.
+    fn mark_cooldown(&mut self, project: &Project, id: &str) {
+        if let Err(err) = write_cooldown_marker(&project.sessions_dir, id, Utc::now()) {
+            self.report
+                .warnings
+                .push(format!("could not update the cooldown marker: {err}"));
+        }
     }
 
     /// Reconciles one session of `project`, named explicitly.
@@ -312,19 +320,10 @@ impl Reconciler {
         let record = ActiveRecord::new(&project.sessions_dir);
         let dir = project.session_dir(id);
         if let Some(outcome) = self.session_in(&record, &dir, id) {
-            let finalized = matches!(
-                outcome.action,
-                Action::SynthesizedFailure
-                    | Action::SynthesizedFromMarker
-                    | Action::RetiredWithResult
-            );
+            let finalized = outcome.action.is_finalized();
             self.report.sessions.push(outcome);
             if finalized {
-                if let Err(err) = write_cooldown_marker(&project.sessions_dir, id, Utc::now()) {
-                    self.report
-                        .warnings
-                        .push(format!("could not update the cooldown marker: {err}"));
-                }
+                self.mark_cooldown(project, id);
             }
         }
     }
