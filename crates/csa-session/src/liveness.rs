@@ -420,7 +420,9 @@ fn foreign_owner(host: &HostIdentity, body: &LockBody) -> Option<String> {
             body.machine_id.as_deref().unwrap_or_default()
         ));
     }
-    if differs(&host.hostname, &body.hostname) && body.machine_id.is_none() {
+    // Host names decide only when machine ids cannot be compared (a host may be renamed).
+    let machine_ids_compared = host.machine_id.is_some() && body.machine_id.is_some();
+    if !machine_ids_compared && differs(&host.hostname, &body.hostname) {
         return Some(format!(
             "owner is on host {}",
             body.hostname.as_deref().unwrap_or_default()
@@ -626,6 +628,19 @@ mod tests {
         fs_err::write(
             dir.path().join("locks/x.lock"),
             r#"{"pid": 999999999, "machine_id": "00000000000000000000000000000000"}"#,
+        )
+        .expect("write");
+        let a = assess(&LivenessContext::new(), dir.path(), ID, true);
+        assert!(matches!(a.verdict, Verdict::Foreign(_)), "{a:?}");
+    }
+
+    #[test]
+    fn other_host_is_foreign_when_machine_ids_cannot_be_compared() {
+        let dir = session();
+        fs_err::create_dir(dir.path().join("locks")).expect("mkdir");
+        fs_err::write(
+            dir.path().join("locks/x.lock"),
+            r#"{"pid": 999999999, "hostname": "some-other-host.invalid"}"#,
         )
         .expect("write");
         let a = assess(&LivenessContext::new(), dir.path(), ID, true);
