@@ -49,6 +49,10 @@ pub enum SessionCommand {
     Result(ResultArgs),
     /// Exit 0 if a session's agent is alive, 1 if dead; print the deciding signal (read-only).
     IsAlive(IsAliveArgs),
+    /// Wait until a session's current turn has a result; exit 0 for success, 1 otherwise.
+    Wait(WaitArgs),
+    /// Print a session's output log, optionally following it until the session ends.
+    Logs(LogsArgs),
 }
 
 /// Output format.
@@ -151,4 +155,45 @@ pub struct IsAliveArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+/// A duration written like `90s`, `30m`, `2h`, `7d` (humantime).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e}: write a duration like 90s, 30m, 2h or 7d"))
+}
+
+/// `csa session wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The session (ULID or unique prefix).
+    pub session: String,
+    /// Project to look in first (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub cd: Option<PathBuf>,
+    /// Give up after this long (exit 124), e.g. 90s, 30m, 2h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// `csa session logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The session (ULID or unique prefix).
+    pub session: String,
+    /// Project to look in first (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub cd: Option<PathBuf>,
+    /// Print only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// Keep printing new output as it arrives, until the session ends.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// The agent's stderr (stderr.log) instead of its stdout (output.log).
+    #[arg(long)]
+    pub stderr: bool,
 }

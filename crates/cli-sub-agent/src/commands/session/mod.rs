@@ -2,8 +2,10 @@
 
 mod is_alive;
 mod list;
+mod logs;
 mod reconcile;
 mod result;
+mod wait;
 
 use std::path::Path;
 
@@ -24,6 +26,8 @@ pub fn run(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
         SessionCommand::List(args) => list::run(&roots, args),
         SessionCommand::Result(args) => result::run(&roots, args),
         SessionCommand::IsAlive(args) => is_alive::run(&roots, args),
+        SessionCommand::Wait(args) => wait::run(&roots, args),
+        SessionCommand::Logs(args) => logs::run(&roots, args),
     }
 }
 
