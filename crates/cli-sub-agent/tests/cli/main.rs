@@ -5,3 +5,4 @@ mod fixtures;
 mod harness;
 mod reconcile;
 mod session_commands;
+mod wait_logs;
