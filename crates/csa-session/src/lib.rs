@@ -17,9 +17,12 @@ mod failpoint;
 
 pub mod active;
 pub mod atomic;
+pub mod claim;
 pub mod cooldown;
+pub mod create;
 pub mod dirfd;
 pub mod error;
+pub mod finalize;
 pub mod inventory;
 pub mod liveness;
 pub mod lock;

@@ -38,16 +38,7 @@ impl ReconcileLock {
     /// I/O errors of the open or of `flock` other than `EWOULDBLOCK`, naming the path.
     pub fn try_acquire(session_dir: &Path) -> io::Result<Option<Self>> {
         let path = session_dir.join(RECONCILE_LOCK);
-        let file = fs_err::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&path)?
-            .into_parts()
-            .0;
+        let file = open_lock_file(&path)?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(flock) => Ok(Some(ReconcileLock {
                 _flock: flock,
@@ -62,10 +53,46 @@ impl ReconcileLock {
         }
     }
 
+    /// Takes the lock, waiting for it. Only for a session's owner finalizing its own turn:
+    /// reconcilers hold the lock for one decision and a few writes, never while waiting on
+    /// anything, so the wait is short.
+    ///
+    /// # Errors
+    /// I/O errors of the open or of `flock`, naming the path.
+    pub fn acquire(session_dir: &Path) -> io::Result<Self> {
+        let path = session_dir.join(RECONCILE_LOCK);
+        let file = open_lock_file(&path)?;
+        match Flock::lock(file, FlockArg::LockExclusive) {
+            Ok(flock) => Ok(ReconcileLock {
+                _flock: flock,
+                session_dir: session_dir.to_owned(),
+            }),
+            Err((_, errno)) => Err(crate::atomic::with_path(
+                io::Error::from(errno),
+                "flock",
+                &path,
+            )),
+        }
+    }
+
     /// The session directory this lock protects.
     pub fn session_dir(&self) -> &Path {
         &self.session_dir
     }
+}
+
+/// Opens (creating 0600 if missing) a lock file without following a symlink in its place.
+pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
+    Ok(fs_err::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)?
+        .into_parts()
+        .0)
 }
 
 #[cfg(test)]

@@ -602,7 +602,7 @@ fn recover_rollback_leftovers(lock: &ReconcileLock, warnings: &mut Vec<String>) 
 /// byte-for-byte the one published: it is first renamed aside (atomically taking whatever file
 /// is there now), compared, then deleted if ours or linked back if another writer's.
 /// Returns a sentence for the error report.
-fn roll_back(dir: &Path, ours: &[u8]) -> String {
+pub(crate) fn roll_back(dir: &Path, ours: &[u8]) -> String {
     let path = dir.join(RESULT_FILE);
     let aside = dir.join(format!("{ROLLBACK_PREFIX}{}", ulid::Ulid::new()));
     match fs_err::rename(&path, &aside) {

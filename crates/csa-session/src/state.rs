@@ -156,7 +156,25 @@ impl SessionState {
 
     /// Writes this state back with `phase` and `termination_reason` set, keeping every other
     /// key, the formatting of untouched lines, and the file's mode. `last_accessed` is not
-    /// changed. Goes through the atomic writer (temp, fsync, rename, fsync of the directory).
+    /// changed. See [`SessionState::edit`].
+    ///
+    /// # Errors
+    /// As [`SessionState::edit`].
+    pub fn write_phase(
+        &self,
+        lock: &ReconcileLock,
+        phase: Phase,
+        termination_reason: &str,
+    ) -> Result<()> {
+        self.edit(lock, |doc| {
+            doc["phase"] = toml_edit::value(phase.as_str());
+            doc["termination_reason"] = toml_edit::value(termination_reason);
+        })
+    }
+
+    /// Applies `change` to the document of this state's text and writes it back atomically
+    /// (temp, fsync, rename, fsync of the directory), keeping every key `change` does not touch,
+    /// the formatting of untouched lines, and the file's mode.
     ///
     /// Takes the session's [`ReconcileLock`] as proof that the caller holds it and has re-read
     /// the state under it.
@@ -165,26 +183,20 @@ impl SessionState {
     /// [`StoreError::InvalidState`] if the text no longer parses (it did when loaded, so this
     /// means a bug); [`StoreError::Io`] for any failure of the write, in which case state.toml
     /// is unchanged.
-    pub fn write_phase(
+    pub fn edit(
         &self,
         lock: &ReconcileLock,
-        phase: Phase,
-        termination_reason: &str,
+        change: impl FnOnce(&mut toml_edit::DocumentMut),
     ) -> Result<()> {
         debug_assert_eq!(Some(lock.session_dir()), self.path.parent());
-        let mut doc: toml_edit::DocumentMut =
-            self.text
-                .parse()
-                .map_err(|e: toml_edit::TomlError| StoreError::InvalidState {
-                    path: self.path.clone(),
-                    reason: one_line(&e),
-                })?;
-        doc["phase"] = toml_edit::value(phase.as_str());
-        doc["termination_reason"] = toml_edit::value(termination_reason);
+        let mut doc: toml_edit::DocumentMut = self
+            .text
+            .parse()
+            .map_err(|e: toml_edit::TomlError| invalid_state(&self.path, &e))?;
+        change(&mut doc);
         failpoint!("state::before_write");
-        let dir = lock.session_dir();
         write_atomic(
-            dir,
+            lock.session_dir(),
             STATE_FILE,
             doc.to_string().as_bytes(),
             self.mode,

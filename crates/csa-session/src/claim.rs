@@ -1,0 +1,125 @@
+//! The working-directory claim: at most one running session per project directory.
+//!
+//! The claim is a kernel lock: an exclusive `flock(2)` on `<project>/sessions/.csa-claim.lock`,
+//! taken before a session is created and held until its turn is finalized, so there is no
+//! window between "checked" and "claimed" (the failure class of guards that check "is anything
+//! running?" and then mark their own run in a second step). The kernel releases it when every
+//! process holding the open file is gone; nothing releases it by timer or timestamp.
+//!
+//! The holder writes who it is into the same file (a small JSON object) after taking the lock,
+//! for the message a loser prints. That body is informational only: the flock decides.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::lock::open_lock_file;
+
+/// File name of the claim, in the project's `sessions/` directory.
+pub const CLAIM_FILE: &str = ".csa-claim.lock";
+
+/// Who holds a claim, as its holder recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimHolder {
+    /// The session running in the directory.
+    pub session_id: String,
+    /// The supervising csa process.
+    pub pid: u32,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+}
+
+/// A held claim on a project directory; released on drop, or by the kernel when every process
+/// holding it (the supervisor, and the agent, which inherits it) is gone.
+#[derive(Debug)]
+pub struct DirClaim {
+    flock: Flock<File>,
+    path: PathBuf,
+}
+
+/// The outcome of trying to claim a directory.
+#[derive(Debug)]
+pub enum ClaimAttempt {
+    /// Claimed.
+    Claimed(DirClaim),
+    /// Another process holds it; its recorded holder, when readable.
+    Busy(Option<ClaimHolder>),
+}
+
+impl DirClaim {
+    /// Tries to claim the project whose sessions live in `sessions_dir` (created 0700 if
+    /// missing), without waiting.
+    ///
+    /// # Errors
+    /// I/O errors creating or opening the claim file, or of `flock` other than `EWOULDBLOCK`,
+    /// naming the path.
+    pub fn try_acquire(sessions_dir: &Path) -> io::Result<ClaimAttempt> {
+        crate::create::create_private_dirs(sessions_dir)?;
+        let path = sessions_dir.join(CLAIM_FILE);
+        let file = open_lock_file(&path)?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(flock) => Ok(ClaimAttempt::Claimed(DirClaim { flock, path })),
+            Err((mut file, Errno::EWOULDBLOCK)) => {
+                let mut body = String::new();
+                let holder = file
+                    .read_to_string(&mut body)
+                    .ok()
+                    .and_then(|_| serde_json::from_str(&body).ok());
+                Ok(ClaimAttempt::Busy(holder))
+            }
+            Err((_, errno)) => Err(crate::atomic::with_path(errno.into(), "flock", &path)),
+        }
+    }
+
+    /// Records the holder in the claim file (in place: the flock is on this inode).
+    ///
+    /// # Errors
+    /// I/O errors of the write, naming the path.
+    pub fn record_holder(&mut self, holder: &ClaimHolder) -> io::Result<()> {
+        let body = serde_json::to_string(holder).map_err(io::Error::other)?;
+        let file: &mut File = &mut self.flock;
+        let named = |e| crate::atomic::with_path(e, "write", &self.path);
+        file.set_len(0).map_err(named)?;
+        file.seek(SeekFrom::Start(0)).map_err(named)?;
+        file.write_all(body.as_bytes()).map_err(named)
+    }
+
+    /// The open claim file, for a child process to inherit (which then holds the claim too).
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.flock.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_claim_at_a_time_and_the_loser_learns_the_holder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sessions = dir.path().join("sessions");
+        let ClaimAttempt::Claimed(mut claim) = DirClaim::try_acquire(&sessions).expect("io") else {
+            panic!("first claim must succeed");
+        };
+        let holder = ClaimHolder {
+            session_id: "01M7YCZAQ6TZ9E7YGFW7ZMM2X7".into(),
+            pid: 42,
+            started_at: "2026-11-21T00:00:00Z".into(),
+        };
+        claim.record_holder(&holder).expect("record");
+        match DirClaim::try_acquire(&sessions).expect("io") {
+            ClaimAttempt::Busy(Some(h)) => assert_eq!(h, holder),
+            other => panic!("{other:?}"),
+        }
+        drop(claim);
+        assert!(matches!(
+            DirClaim::try_acquire(&sessions).expect("io"),
+            ClaimAttempt::Claimed(_)
+        ));
+    }
+}

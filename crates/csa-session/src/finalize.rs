@@ -1,0 +1,95 @@
+//! Finalizing a turn by its owner (`csa run`'s supervisor): publish result.toml and move the
+//! session out of `active`, under the session's `.reconcile.lock`, so that a reconciler and the
+//! owner never both finalize. The same protocol as reconcile (docs/reconcile.md): the result is
+//! published with `link(2)` (an existing result wins), then state.toml is rewritten; if that
+//! fails, the result is taken back only if it is still byte-for-byte ours.
+
+use std::io;
+
+use chrono::Utc;
+
+use crate::active::ActiveRecord;
+use crate::atomic::{write_atomic, Publish};
+use crate::create::timestamp;
+use crate::error::Result;
+use crate::lock::ReconcileLock;
+use crate::result::{SessionResult, RESULT_FILE};
+use crate::state::{Phase, SessionState};
+
+/// What finalizing found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finalized {
+    /// Our result was published and the session moved to the requested phase.
+    Published,
+    /// The session had already ended (someone else finalized it): nothing was changed.
+    AlreadyEnded(Phase),
+    /// A result already existed and was kept; the session moved to the requested phase.
+    KeptExistingResult,
+}
+
+/// How a turn ends.
+#[derive(Debug, Clone)]
+pub struct TurnEnd<'a> {
+    /// The result to publish.
+    pub result: &'a SessionResult,
+    /// The phase to move to (`available` after a run, `retired` after a launch failure).
+    pub phase: Phase,
+    /// `termination_reason` to set, if any.
+    pub termination_reason: Option<&'a str>,
+    /// The `[tools.<tool>]` entry to update.
+    pub tool: &'a str,
+}
+
+/// Finalizes the turn of the session in `session_dir` (id `id`, in the project whose sessions
+/// directory is its parent). Waits for the session's lock (see [`ReconcileLock::acquire`]).
+///
+/// # Errors
+/// [`crate::StoreError`] from reading or writing the session's files, naming the path; after a
+/// failed state write the published result has been taken back (if still ours).
+pub fn finalize_turn(
+    session_dir: &std::path::Path,
+    id: &str,
+    end: &TurnEnd<'_>,
+) -> Result<Finalized> {
+    let lock = ReconcileLock::acquire(session_dir)?;
+    let state = SessionState::load(session_dir)?;
+    if state.view.phase.is_ended() {
+        return Ok(Finalized::AlreadyEnded(state.view.phase));
+    }
+    let ours = end.result.to_toml();
+    let outcome = match write_atomic(
+        session_dir,
+        RESULT_FILE,
+        ours.as_bytes(),
+        0o600,
+        Publish::CreateNew,
+    ) {
+        Ok(()) => Finalized::Published,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Finalized::KeptExistingResult,
+        Err(e) => return Err(e.into()),
+    };
+    let now = timestamp(Utc::now());
+    let written = state.edit(&lock, |doc| {
+        doc["phase"] = toml_edit::value(end.phase.as_str());
+        if let Some(reason) = end.termination_reason {
+            doc["termination_reason"] = toml_edit::value(reason);
+        }
+        let summary = end.result.summary.lines().last().unwrap_or_default();
+        let tool = &mut doc["tools"][end.tool];
+        tool["last_exit_code"] = toml_edit::value(end.result.exit_code);
+        tool["last_action_summary"] = toml_edit::value(summary);
+        tool["updated_at"] = toml_edit::value(now.as_str());
+    });
+    if let Err(err) = written {
+        if outcome == Finalized::Published {
+            let note = crate::reconcile::roll_back(session_dir, ours.as_bytes());
+            tracing::warn!("{note}");
+        }
+        return Err(err);
+    }
+    let sessions_dir = session_dir.parent().unwrap_or(session_dir);
+    if let Err(err) = ActiveRecord::new(sessions_dir).remove(id, &lock) {
+        tracing::debug!(%err, "could not prune the finished session's record entry");
+    }
+    Ok(outcome)
+}
