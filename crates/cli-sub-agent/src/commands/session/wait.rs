@@ -1,17 +1,249 @@
-//! `csa session wait` (not yet implemented).
+//! `csa session wait`: block until a session's current turn has a result, then print it and
+//! exit 0 for `success`, 1 for any other status (124 when `--timeout` runs out first).
+//!
+//! Polls every [`POLL_INTERVAL`]; each poll reads `result.toml`, then `state.toml`, then
+//! liveness. Writes nothing, except that an Active session whose owner is dead without a
+//! result is finalized through the ordinary reconcile (trigger `session wait`), so a wait on a
+//! dead agent ends with its synthetic result instead of hanging.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
+use csa_session::inventory::{SessionRef, Status};
+use csa_session::liveness::{assess, LivenessContext, Verdict};
 use csa_session::paths::StateRoots;
+use csa_session::reconcile::{Action, ReconcileOptions, Reconciler};
+use csa_session::result::{ResultStatus, SessionResult};
+use csa_session::state::{Phase, SessionState};
+use serde_json::json;
 
-use crate::cli::WaitArgs;
+use super::locate;
+use crate::cli::{Format, WaitArgs};
 use crate::diagnostics::CommandError;
 use crate::exit::Exit;
 use crate::CommandResult;
 
+/// Time between two polls of the session's files.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Who finalizes a dead session, as quoted in its synthetic summary.
+const TRIGGER: &str = "session wait";
+
 /// Runs the command.
-pub fn run(_roots: &StateRoots, _args: &WaitArgs) -> CommandResult {
+///
+/// # Errors
+/// Exit 124 when `--timeout` runs out; 75 when the session has ended without a result; 3 when
+/// `state.toml` or `result.toml` cannot be read or parsed, or finalizing a dead session fails;
+/// 2/4 for a bad SESSION argument.
+pub fn run(roots: &StateRoots, args: &WaitArgs) -> CommandResult {
+    let session = locate(roots, args.cd.as_deref(), &args.session)?;
+    let deadline = args.timeout.map(|t| Instant::now() + t);
+    let mut waiter = Waiter {
+        session: &session,
+        ctx: LivenessContext::new(),
+        warned: BTreeSet::new(),
+    };
+    let mut announced = false;
+    let mut looked_again = false;
+    loop {
+        let status = match waiter.poll()? {
+            Poll::Done(result) => return finish(&session.id, &result, args.format),
+            // Look again at once: the reconcile just published a result or saw one appear.
+            // (Only once in a row, so that nothing can make this loop spin.)
+            Poll::LookAgain if !looked_again => {
+                looked_again = true;
+                continue;
+            }
+            Poll::LookAgain => Status::Orphaned,
+            Poll::Pending(status) => status,
+        };
+        looked_again = false;
+        let remaining = match deadline {
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return timed_out(&session.id, status, args),
+            },
+            None => None,
+        };
+        if !announced && args.format == Format::Text && tracing::enabled!(tracing::Level::WARN) {
+            eprintln!(
+                "csa: waiting for session {} ({})…",
+                session.id,
+                status.as_str()
+            );
+            announced = true;
+        }
+        thread::sleep(remaining.map_or(POLL_INTERVAL, |left| left.min(POLL_INTERVAL)));
+    }
+}
+
+/// What one poll found.
+enum Poll {
+    /// The turn has a (parsable) result.
+    Done(SessionResult),
+    /// The reconcile of a dead owner finalized the session, or found a result or an ended
+    /// phase under the lock: read the files again at once.
+    LookAgain,
+    /// No result yet; the session's status.
+    Pending(Status),
+}
+
+/// The state kept across polls.
+struct Waiter<'a> {
+    session: &'a SessionRef,
+    /// Host identity, read once; each poll takes a refreshed copy (fresh time and lock table).
+    ctx: LivenessContext,
+    /// Warnings already printed (each is printed once, not once per poll).
+    warned: BTreeSet<String>,
+}
+
+impl Waiter<'_> {
+    fn poll(&mut self) -> Result<Poll, CommandError> {
+        let dir = self.session.dir();
+        if let Some(result) = load_result(&dir)? {
+            return Ok(Poll::Done(result));
+        }
+        let phase = SessionState::load(&dir)?.view.phase;
+        if phase.is_ended() {
+            // The writer publishes the result before ending the turn: look again, since it may
+            // have done both between the two reads above.
+            if let Some(result) = load_result(&dir)? {
+                return Ok(Poll::Done(result));
+            }
+            return Err(CommandError::new(
+                Exit::Busy,
+                anyhow!(
+                    "session {} is {} and has no result",
+                    self.session.id,
+                    phase.as_str()
+                ),
+            )
+            .with_hint(format!(
+                "see what it printed with `csa session logs {}`",
+                self.session.id
+            )));
+        }
+        let assessment = assess(&self.ctx.refreshed(), &dir, &self.session.id, true);
+        self.warn(assessment.warnings);
+        if let Verdict::Dead { .. } = assessment.verdict {
+            return self.finalize();
+        }
+        Ok(Poll::Pending(Status::derive(
+            Phase::Active,
+            Some(&assessment.verdict),
+        )))
+    }
+
+    /// Finalizes the dead session as `csa session reconcile SESSION` would, under its lock and
+    /// after re-checking everything there.
+    fn finalize(&mut self) -> Result<Poll, CommandError> {
+        let mut reconciler = Reconciler::new(ReconcileOptions {
+            dry_run: false,
+            full: false,
+            trigger: TRIGGER.to_owned(),
+        });
+        reconciler.session(&self.session.project, &self.session.id);
+        let report = reconciler.finish();
+        self.warn(report.warnings);
+        let Some(outcome) = report.sessions.into_iter().next() else {
+            // Ended under the lock by someone else: the next poll reads what they left.
+            return Ok(Poll::LookAgain);
+        };
+        match outcome.action {
+            action if action.is_finalized() => Ok(Poll::LookAgain),
+            Action::Error => Err(CommandError::new(
+                Exit::Partial,
+                anyhow!(
+                    "could not finalize session {} whose owner is dead: {}",
+                    self.session.id,
+                    outcome.error.unwrap_or_default()
+                ),
+            )),
+            // The next poll reports an unreadable result as an error.
+            Action::SkippedUnreadableResult => Ok(Poll::LookAgain),
+            // Busy: another process is finalizing it. Alive or foreign: the re-check under the
+            // lock saw a sign of life after all. Either way, keep waiting.
+            Action::SkippedBusy => Ok(Poll::Pending(Status::Orphaned)),
+            Action::SkippedForeign => Ok(Poll::Pending(Status::Foreign)),
+            _ => Ok(Poll::Pending(Status::Running)),
+        }
+    }
+
+    fn warn(&mut self, warnings: Vec<String>) {
+        for w in warnings {
+            if !self.warned.contains(&w) {
+                eprintln!("warning: {w}");
+                self.warned.insert(w);
+            }
+        }
+    }
+}
+
+/// The result of the session in `dir`, if it has one. Writers publish result.toml atomically, so
+/// one that does not parse will not parse later either: it is an error (exit 3), not a reason to
+/// keep waiting.
+fn load_result(dir: &std::path::Path) -> Result<Option<SessionResult>, CommandError> {
+    SessionResult::load(dir).map_err(|err| {
+        CommandError::from(err).with_hint(
+            "csa never rewrites a file it cannot parse: inspect it, then repair or remove it",
+        )
+    })
+}
+
+/// Prints the result and maps its status to the exit code.
+fn finish(id: &str, result: &SessionResult, format: Format) -> CommandResult {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            let mut value = serde_json::to_value(result).map_err(std::io::Error::from)?;
+            if let Some(obj) = value.as_object_mut() {
+                obj.insert("session_id".into(), id.into());
+            }
+            serde_json::to_writer_pretty(&mut out, &value).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        Format::Text => {
+            writeln!(
+                out,
+                "session {id}: {} (exit {})",
+                result.status, result.exit_code
+            )?;
+            if let Some(first) = result.summary.lines().next() {
+                writeln!(out, "{first}")?;
+            }
+        }
+    }
+    Ok(if result.status == ResultStatus::Success {
+        Exit::Success
+    } else {
+        Exit::Negative
+    })
+}
+
+/// Reports a timeout: with `--format json`, `{"session_id", "timeout": true}` on stdout; always
+/// an error on stderr with a hint; exit 124.
+fn timed_out(id: &str, status: Status, args: &WaitArgs) -> CommandResult {
+    if args.format == Format::Json {
+        let mut out = std::io::stdout().lock();
+        let value = json!({ "session_id": id, "timeout": true });
+        serde_json::to_writer_pretty(&mut out, &value).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    }
+    let waited = args
+        .timeout
+        .map(|t| humantime::format_duration(t).to_string())
+        .unwrap_or_default();
     Err(CommandError::new(
-        Exit::Usage,
-        anyhow!("`csa session wait` is not implemented yet"),
-    ))
+        Exit::Timeout,
+        anyhow!(
+            "session {id} has no result after {waited} (it is {})",
+            status.as_str()
+        ),
+    )
+    .with_hint(format!(
+        "wait longer with `csa session wait {id} --timeout <DURATION>`, or watch it with `csa session logs {id} --follow`"
+    )))
 }
