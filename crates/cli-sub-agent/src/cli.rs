@@ -33,6 +33,8 @@ pub struct GlobalArgs {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run any command as a tracked session (one at a time per directory).
+    Run(RunArgs),
     /// Inspect and maintain sessions.
     #[command(subcommand)]
     Session(SessionCommand),
@@ -196,4 +198,60 @@ pub struct LogsArgs {
     /// The agent's stderr (stderr.log) instead of its stdout (output.log).
     #[arg(long)]
     pub stderr: bool,
+}
+
+/// How long `--wait-for-dir` waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    /// Until the directory is free.
+    Forever,
+    /// At most this long.
+    AtMost(std::time::Duration),
+}
+
+fn parse_wait_for(s: &str) -> Result<WaitFor, String> {
+    if s == "forever" {
+        Ok(WaitFor::Forever)
+    } else {
+        parse_duration(s).map(WaitFor::AtMost)
+    }
+}
+
+/// `csa run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Tool name recorded for the session (default: the command's file name).
+    #[arg(long, value_name = "NAME")]
+    pub tool: Option<String>,
+    /// Free-form description stored in state.toml.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// Project directory to run in (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub cd: Option<PathBuf>,
+    /// Return at once, printing the session id; a supervisor runs the agent.
+    #[arg(long)]
+    pub detach: bool,
+    /// Do not claim the directory (for runs that do not touch the tree).
+    #[arg(long)]
+    pub allow_concurrent: bool,
+    /// When the directory is busy, wait for it (forever, or at most DURATION) instead of exiting 75.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "forever",
+        value_parser = parse_wait_for
+    )]
+    pub wait_for_dir: Option<WaitFor>,
+    /// Parent session (default: $CSA_SESSION_ID when set).
+    #[arg(long, value_name = "SESSION")]
+    pub parent: Option<String>,
+    /// Output format (for --detach: the session id as JSON).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }

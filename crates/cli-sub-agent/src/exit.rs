@@ -27,6 +27,8 @@ pub enum Exit {
     CommandNotFound,
     /// 128 + N: the agent was killed by signal N (foreground `csa run`).
     Signal(u8),
+    /// Foreground `csa run`: the agent's own exit code.
+    Agent(u8),
 }
 
 impl Exit {
@@ -43,6 +45,7 @@ impl Exit {
             Exit::CannotExecute => 126,
             Exit::CommandNotFound => 127,
             Exit::Signal(n) => 128u8.saturating_add(n),
+            Exit::Agent(code) => code,
         }
     }
 }

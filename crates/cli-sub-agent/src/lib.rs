@@ -25,6 +25,7 @@ pub fn main() -> ExitCode {
     init_tracing(cli.global.verbose, cli.global.quiet);
     let outcome = match &cli.command {
         Command::Session(cmd) => commands::session::run(&cli.global, cmd),
+        Command::Run(args) => commands::run::run(&cli.global, args),
     };
     match outcome {
         Ok(exit) => exit.into(),

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
@@ -64,14 +65,7 @@ impl DirClaim {
         let file = open_lock_file(&path)?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(flock) => Ok(ClaimAttempt::Claimed(DirClaim { flock, path })),
-            Err((mut file, Errno::EWOULDBLOCK)) => {
-                let mut body = String::new();
-                let holder = file
-                    .read_to_string(&mut body)
-                    .ok()
-                    .and_then(|_| serde_json::from_str(&body).ok());
-                Ok(ClaimAttempt::Busy(holder))
-            }
+            Err((file, Errno::EWOULDBLOCK)) => Ok(ClaimAttempt::Busy(read_holder(file))),
             Err((_, errno)) => Err(crate::atomic::with_path(errno.into(), "flock", &path)),
         }
     }
@@ -90,8 +84,49 @@ impl DirClaim {
     }
 
     /// The open claim file, for a child process to inherit (which then holds the claim too).
+    /// Note that a child holding it keeps the directory claimed after this value is dropped.
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.flock.as_fd()
+    }
+}
+
+impl Drop for DirClaim {
+    /// Clears the holder record before the flock is released, so the next loser never reads
+    /// a finished holder's record (a crashed holder's stays; see [`read_holder`]).
+    fn drop(&mut self) {
+        let file: &mut File = &mut self.flock;
+        let _ = file.set_len(0);
+    }
+}
+
+/// How long a loser waits for the holder's record: the holder writes it right after taking
+/// the flock, so an empty or stale record is only ever seen for microseconds, except after a
+/// holder crashed.
+const HOLDER_WAIT: Duration = Duration::from_secs(1);
+
+/// Reads the holder record of a busy claim: retried (every 5 ms, at most [`HOLDER_WAIT`])
+/// while it is empty or names a supervisor that is not running, then the last record read.
+fn read_holder(mut file: File) -> Option<ClaimHolder> {
+    let deadline = Instant::now() + HOLDER_WAIT;
+    let mut last = None;
+    loop {
+        let mut body = String::new();
+        let read = file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| file.read_to_string(&mut body));
+        if let Ok(holder) = read
+            .map_err(drop)
+            .and_then(|_| serde_json::from_str::<ClaimHolder>(&body).map_err(drop))
+        {
+            if csa_process::probe(holder.pid).is_running() {
+                return Some(holder);
+            }
+            last = Some(holder);
+        }
+        if Instant::now() >= deadline {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -108,7 +143,7 @@ mod tests {
         };
         let holder = ClaimHolder {
             session_id: "01M7YCZAQ6TZ9E7YGFW7ZMM2X7".into(),
-            pid: 42,
+            pid: std::process::id(),
             started_at: "2026-11-21T00:00:00Z".into(),
         };
         claim.record_holder(&holder).expect("record");

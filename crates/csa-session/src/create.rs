@@ -386,7 +386,10 @@ mod tests {
             [draft.id().to_owned()]
         );
         let created = draft.publish().expect("publish");
-        assert_eq!(project.session_ids().expect("ids"), [created.id.clone()]);
+        assert_eq!(
+            project.session_ids().expect("ids"),
+            std::slice::from_ref(&created.id)
+        );
         let state = SessionState::load(&created.dir).expect("load");
         assert_eq!(state.view.phase, Phase::Active);
         assert_eq!(state.view.turn_count, Some(1));

@@ -1,3 +1,4 @@
 //! One module per command group, one file per subcommand.
 
+pub mod run;
 pub mod session;

@@ -4,5 +4,6 @@
 mod fixtures;
 mod harness;
 mod reconcile;
+mod run;
 mod session_commands;
 mod wait_logs;

@@ -1,0 +1,441 @@
+//! `csa run`: launch any command as a tracked session, one at a time per working directory.
+//!
+//! The process running this is the session's *supervisor*: it claims the directory
+//! (csa-session `claim`), builds and publishes the session (csa-session `create`), spawns the
+//! agent in its own session and process group ([`spawn`]), supervises it ([`supervise`]) and
+//! finalizes the turn (csa-session `finalize`). With `--detach`, [`detach`] re-executes csa as
+//! such a supervisor without a controlling terminal and returns once the session is running.
+//!
+//! Launch failure: once the claim is taken, any failure (command not found or not executable,
+//! directory gone, fork failure) retires the session with a result of status `error` and
+//! `termination_reason = "spawn_failed"`, releases the claim and exits with 127, 126 or 1.
+
+mod detach;
+mod spawn;
+mod supervise;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, Context as _};
+use chrono::Utc;
+use csa_process::HostIdentity;
+use csa_session::claim::{ClaimAttempt, ClaimHolder, DirClaim};
+use csa_session::create::{
+    is_valid_tool_name, timestamp, Created, Draft, LockRecord, NewSession, Parent, TurnRecord,
+};
+use csa_session::finalize::{finalize_turn, TurnEnd};
+use csa_session::inventory::find_session;
+use csa_session::paths::{project_key, Project, StateRoots};
+use csa_session::reconcile::output_tail;
+use csa_session::result::{Artifact, ResultStatus, SessionResult};
+use csa_session::state::{Phase, SessionState};
+
+use crate::cli::{Format, GlobalArgs, RunArgs, WaitFor};
+use crate::diagnostics::CommandError;
+use crate::exit::Exit;
+use crate::CommandResult;
+use supervise::Ended;
+
+/// Runs the command.
+pub fn run(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
+    let ready = detach::Ready::from_env();
+    if args.detach && ready.is_none() {
+        return detach::launch(global, args);
+    }
+    let outcome = supervise_run(global, args, ready.as_ref());
+    if let (Some(ready), Err(err)) = (&ready, &outcome) {
+        ready.fail(err);
+    }
+    outcome
+}
+
+fn usage(err: impl Into<anyhow::Error>) -> CommandError {
+    CommandError::new(Exit::Usage, err)
+}
+
+fn supervise_run(
+    global: &GlobalArgs,
+    args: &RunArgs,
+    ready: Option<&detach::Ready>,
+) -> CommandResult {
+    let roots = StateRoots::resolve(global.state_dir.as_deref())?;
+    let cd = match &args.cd {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    let project_dir = fs_err::canonicalize(&cd)
+        .map_err(|e| usage(anyhow::Error::new(e).context("--cd: no such directory")))?;
+    let key = project_key(&project_dir).map_err(usage)?;
+    let project = Project::new(roots.primary(), &key);
+    let program = &args.command[0];
+    let tool = match &args.tool {
+        Some(tool) => tool.clone(),
+        None => Path::new(program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    if !is_valid_tool_name(&tool) {
+        return Err(usage(anyhow!(
+            "{tool:?} cannot name a tool: use 1-64 characters of A-Z a-z 0-9 . _ - (pass --tool NAME)"
+        )));
+    }
+    let parent = parent_of(&roots, args.parent.as_deref())?;
+
+    // 1. Claim the directory (before anything exists).
+    let mut claim = if args.allow_concurrent {
+        None
+    } else {
+        Some(claim_dir(global, &project, &project_dir, args)?)
+    };
+
+    // 2. Build and publish the session.
+    let id = ulid::Ulid::new().to_string();
+    let dir = project.session_dir(&id);
+    let depth = parent.as_ref().map_or(0, |p| p.depth + 1);
+    let mut env = vec![
+        ("CSA_SESSION_ID".to_owned(), id.clone()),
+        (
+            "CSA_SESSION_DIR".to_owned(),
+            dir.to_string_lossy().into_owned(),
+        ),
+        ("CSA_DEPTH".to_owned(), depth.to_string()),
+        (
+            "CSA_PROJECT_ROOT".to_owned(),
+            project_dir.to_string_lossy().into_owned(),
+        ),
+    ];
+    if let Some(p) = &parent {
+        env.push(("CSA_PARENT_SESSION".to_owned(), p.session_id.clone()));
+    }
+    let started = Utc::now();
+    let new = NewSession {
+        id: id.clone(),
+        project_path: project_dir.clone(),
+        tool: tool.clone(),
+        description: args.description.clone(),
+        parent,
+        turn: TurnRecord {
+            turn: 1,
+            command: args.command.clone(),
+            cwd: project_dir.to_string_lossy().into_owned(),
+            env: env.iter().cloned().collect::<BTreeMap<_, _>>(),
+            started_at: timestamp(started),
+        },
+    };
+    let me = std::process::id();
+    let host = HostIdentity::current();
+    if let Some(claim) = claim.as_mut() {
+        let holder = ClaimHolder {
+            session_id: id.clone(),
+            pid: me,
+            started_at: timestamp(started),
+        };
+        if let Err(err) = claim.record_holder(&holder) {
+            tracing::warn!(%err, "could not record the claim holder");
+        }
+    }
+    let mut created =
+        Draft::build(&project, &new, (me, csa_process::start_ticks(me)), &host)?.publish()?;
+    if ready.is_none() {
+        eprintln!("csa: session {id}");
+    }
+
+    // 3. Spawn the agent, catching signals first so that none kills csa instead.
+    let forwarder = supervise::Forwarder::install().context("installing signal handlers")?;
+    let env_remove: &[&str] = if new.parent.is_none() {
+        &["CSA_PARENT_SESSION"]
+    } else {
+        &[]
+    };
+    let output = match ready {
+        None => spawn::Output::Piped,
+        Some(_) => spawn::Output::Files {
+            stdout: append(&dir.join("output.log"))?,
+            stderr: append(&dir.join("stderr.log"))?,
+        },
+    };
+    let spawned = spawn::resolve(program, &project_dir).and_then(|resolved| {
+        let mut inherit = vec![created.tool_lock_fd()];
+        if let Some(claim) = &claim {
+            inherit.push(claim.as_fd());
+        }
+        spawn::spawn(spawn::Launch {
+            program: &resolved,
+            args: &args.command[1..],
+            cwd: &project_dir,
+            env: &env,
+            env_remove,
+            output,
+            stdin_null: ready.is_some(),
+            inherit: &inherit,
+        })
+    });
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(err) => return launch_failed(&created, &tool, started, err, claim, ready),
+    };
+    let agent = child.id();
+    let now = timestamp(Utc::now());
+    if let Err(err) = created.record_agent(&LockRecord {
+        pid: agent,
+        pid_start_time_ticks: csa_process::start_ticks(agent),
+        tool_name: &tool,
+        acquired_at: &now,
+        reason: "csa run agent",
+        boot_id: host.boot_id.as_deref(),
+        machine_id: host.machine_id.as_deref(),
+        hostname: host.hostname.as_deref(),
+        pid_ns: host.pid_ns,
+    }) {
+        // The held flock still marks the session alive; the body is informational.
+        tracing::warn!(%err, "could not record the agent in the lock body");
+    }
+    if let Some(ready) = ready {
+        ready.ok(&id);
+    }
+
+    // 4. Supervise.
+    let streams = match ready {
+        None => Some(supervise::stream(
+            &mut child,
+            append(&dir.join("output.log"))?,
+            append(&dir.join("stderr.log"))?,
+        )),
+        Some(_) => None,
+    };
+    let ended = supervise::wait(&mut child, streams, forwarder).context("waiting for the agent")?;
+
+    // 5. Finalize.
+    let (status, exit_code, what) = match ended {
+        Ended::Code(0) => (ResultStatus::Success, 0, "exited with code 0".to_owned()),
+        Ended::Code(code) => (
+            ResultStatus::Failure,
+            i64::from(code),
+            format!("exited with code {code}"),
+        ),
+        Ended::Signal(sig) => (
+            ResultStatus::Signal,
+            128 + i64::from(sig),
+            format!("was killed by signal {sig}"),
+        ),
+    };
+    let tail = output_tail(&dir.join("output.log"));
+    let mut summary = format!("{program} {what}");
+    if !tail.is_empty() {
+        summary.push_str("\nlast output:\n");
+        summary.push_str(&tail);
+    }
+    let result = SessionResult {
+        status,
+        exit_code,
+        summary,
+        tool: tool.clone(),
+        started_at: started,
+        completed_at: Utc::now(),
+        artifacts: artifacts(&dir),
+        other: Default::default(),
+    };
+    finalize_turn(
+        &dir,
+        &id,
+        &TurnEnd {
+            result: &result,
+            phase: Phase::Available,
+            termination_reason: None,
+            tool: &tool,
+        },
+    )?;
+    drop(created);
+    drop(claim);
+    Ok(match ended {
+        Ended::Code(code) => Exit::Agent(u8::try_from(code & 0xff).unwrap_or(1)),
+        Ended::Signal(sig) => Exit::Signal(u8::try_from(sig).unwrap_or(0)),
+    })
+}
+
+/// A launch failure after the session exists: retire it with an `error` result.
+fn launch_failed(
+    created: &Created,
+    tool: &str,
+    started: chrono::DateTime<Utc>,
+    err: spawn::SpawnError,
+    claim: Option<DirClaim>,
+    ready: Option<&detach::Ready>,
+) -> CommandResult {
+    let result = SessionResult {
+        status: ResultStatus::Error,
+        exit_code: i64::from(err.exit.code()),
+        summary: format!("launch failed: {}", err.message),
+        tool: tool.to_owned(),
+        started_at: started,
+        completed_at: Utc::now(),
+        artifacts: Vec::new(),
+        other: Default::default(),
+    };
+    let finalized = finalize_turn(
+        &created.dir,
+        &created.id,
+        &TurnEnd {
+            result: &result,
+            phase: Phase::Retired,
+            termination_reason: Some("spawn_failed"),
+            tool,
+        },
+    );
+    drop(claim);
+    let error = CommandError::new(err.exit, anyhow!("{}", err.message));
+    let error = match finalized {
+        Ok(_) => error.with_hint(format!(
+            "session {} is retired (spawn_failed); the directory is free",
+            created.id
+        )),
+        Err(store) => CommandError::new(
+            err.exit,
+            anyhow!(
+                "{}; and the session could not be retired: {store}",
+                err.message
+            ),
+        ),
+    };
+    if let Some(ready) = ready {
+        ready.fail(&error);
+    }
+    Err(error)
+}
+
+/// Claims the project directory, waiting with `--wait-for-dir`.
+fn claim_dir(
+    global: &GlobalArgs,
+    project: &Project,
+    project_dir: &Path,
+    args: &RunArgs,
+) -> Result<DirClaim, CommandError> {
+    let start = Instant::now();
+    let mut said_waiting = false;
+    loop {
+        match DirClaim::try_acquire(&project.sessions_dir)? {
+            ClaimAttempt::Claimed(claim) => return Ok(claim),
+            ClaimAttempt::Busy(holder) => {
+                let who = match &holder {
+                    Some(h) => format!(
+                        "session {} (pid {}, running since {})",
+                        h.session_id, h.pid, h.started_at
+                    ),
+                    None => "another csa run".to_owned(),
+                };
+                let out_of_time = match args.wait_for_dir {
+                    None => true,
+                    Some(WaitFor::Forever) => false,
+                    Some(WaitFor::AtMost(limit)) => start.elapsed() >= limit,
+                };
+                if out_of_time {
+                    return Err(busy(global, project_dir, &who, holder.as_ref(), args));
+                }
+                if !said_waiting {
+                    eprintln!(
+                        "csa: waiting for {}: {who} is running (Ctrl-C to stop waiting)",
+                        project_dir.display()
+                    );
+                    said_waiting = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn busy(
+    global: &GlobalArgs,
+    project_dir: &Path,
+    who: &str,
+    holder: Option<&ClaimHolder>,
+    args: &RunArgs,
+) -> CommandError {
+    let state_dir = global
+        .state_dir
+        .as_ref()
+        .map(|d| format!(" --state-dir {}", d.display()))
+        .unwrap_or_default();
+    let mut hints = Vec::new();
+    if let Some(h) = holder {
+        hints.push(format!(
+            "wait for it: csa{state_dir} session wait {}",
+            h.session_id
+        ));
+    }
+    hints.push(format!(
+        "or queue behind it: csa{state_dir} run --wait-for-dir --cd {} -- {}",
+        project_dir.display(),
+        args.command.join(" ")
+    ));
+    let error = CommandError::new(
+        Exit::Busy,
+        anyhow!("{} is busy: {who}", project_dir.display()),
+    );
+    error.with_hint(hints.join("\nhint: "))
+}
+
+fn parent_of(roots: &StateRoots, arg: Option<&str>) -> Result<Option<Parent>, CommandError> {
+    let (id, explicit) = match arg {
+        Some(id) => (id.to_owned(), true),
+        None => match std::env::var("CSA_SESSION_ID") {
+            Ok(id) if !id.is_empty() => (id, false),
+            _ => return Ok(None),
+        },
+    };
+    let found = match find_session(roots, &[], &id) {
+        Ok(found) => found,
+        Err(err) if explicit => return Err(err.into()),
+        Err(err) => {
+            tracing::warn!("ignoring CSA_SESSION_ID: {err}");
+            return Ok(None);
+        }
+    };
+    let depth = SessionState::load(&found.dir())
+        .ok()
+        .and_then(|s| s.view.genealogy.and_then(|g| g.depth))
+        .unwrap_or(0);
+    Ok(Some(Parent {
+        session_id: found.id,
+        depth,
+    }))
+}
+
+fn append(path: &Path) -> Result<std::fs::File, CommandError> {
+    Ok(fs_err::OpenOptions::new()
+        .append(true)
+        .open(path)?
+        .into_parts()
+        .0)
+}
+
+/// The files under `output/` (except csa's and upstream's own event log), as artifacts.
+fn artifacts(dir: &Path) -> Vec<Artifact> {
+    let Ok(entries) = fs_err::read_dir(dir.join("output")) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| PathBuf::from("output").join(e.file_name()))
+        .filter(|p| !p.ends_with("acp-events.jsonl"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| Artifact {
+            path: p.to_string_lossy().into_owned(),
+        })
+        .collect()
+}
+
+/// Formats the detach answer.
+fn print_started(id: &str, format: Format) {
+    match format {
+        Format::Json => println!("{}", serde_json::json!({ "session_id": id })),
+        Format::Text => println!("{id}"),
+    }
+}
