@@ -14,6 +14,7 @@
 //!   baselines ([`baseline`]): reading every `state.toml` of the project, and reading plus parsing
 //!   each into a `toml::Table`. Requirement: list ≤ 1.5× the read-only baseline.
 //! - `csa --version`, the fixed cost of spawning the binary.
+//! - `csa run -- true` against `true`, and `csa run --detach` ([`run_cases`]).
 //!
 //! Units: wall times are milliseconds, from just before `spawn` to the return of `wait`, with
 //! stdin, stdout and stderr on `/dev/null`; each case reports the median of at least 20 runs after
@@ -34,6 +35,7 @@ pub mod fixture;
 pub mod layout;
 pub mod measure;
 pub mod report;
+pub mod run_cases;
 pub mod suite;
 
 pub use error::BenchError;

@@ -168,6 +168,14 @@ pub fn run(args: &RunArgs) -> Result<Outcome, BenchError> {
         });
     }
 
+    progress("csa run");
+    crate::run_cases::measure(
+        &args.csa,
+        &args.cache_dir.join("run"),
+        args.runs.into(),
+        &mut report,
+    )?;
+
     let median_ms = |figures: Option<&Figures>| figures.map(|f| f.time.median.as_secs_f64() * 1e3);
     let noop_at = |size| noop.get(&size).and_then(Option::as_ref);
     report.checks.push(Check::at_most(
