@@ -93,6 +93,7 @@ fn wait_returns_0_once_a_real_success_result_appears() {
         text(&out.stdout),
         format!("session {}: success (exit 0)\ndid it\n", s.id)
     );
+    // A result beside a live owner that never moves the phase is returned after the grace.
     assert_eq!(s.phase(), "active", "wait does not retire a live session");
 }
 
@@ -100,7 +101,9 @@ fn wait_returns_0_once_a_real_success_result_appears() {
 fn wait_on_a_failure_result_exits_1_and_json_carries_the_result() {
     let env = TestEnv::new();
     let (_agent, s) = live_session(&env);
+    // A finished turn, as an owner leaves it: the result, then the phase.
     publish_result(&s, "failure", 7);
+    set_phase(&s, "available");
     let out = env.run(&["session", "wait", &s.id]);
     assert_eq!(code(&out), Some(1), "{}", text(&out.stderr));
     assert!(

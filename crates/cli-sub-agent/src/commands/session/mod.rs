@@ -63,3 +63,15 @@ fn locate(roots: &StateRoots, cd: Option<&Path>, arg: &str) -> Result<SessionRef
     let scope = project_of(roots, cd)?;
     Ok(find_session(roots, &scope, arg)?)
 }
+
+/// A result as JSON, with the session's id added (`result --format json`, `wait --format json`).
+fn result_json(
+    id: &str,
+    result: &csa_session::result::SessionResult,
+) -> Result<serde_json::Value, std::io::Error> {
+    let mut value = serde_json::to_value(result)?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("session_id".into(), id.into());
+    }
+    Ok(value)
+}

@@ -7,7 +7,7 @@ use csa_session::paths::StateRoots;
 use csa_session::result::SessionResult;
 use csa_session::state::SessionState;
 
-use super::locate;
+use super::{locate, result_json};
 use crate::cli::{Format, ResultArgs};
 use crate::diagnostics::CommandError;
 use crate::exit::Exit;
@@ -33,11 +33,8 @@ pub fn run(roots: &StateRoots, args: &ResultArgs) -> CommandResult {
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
-            let mut value = serde_json::to_value(&result).map_err(std::io::Error::from)?;
-            if let Some(obj) = value.as_object_mut() {
-                obj.insert("session_id".into(), session.id.clone().into());
-            }
-            serde_json::to_writer_pretty(&mut out, &value).map_err(std::io::Error::from)?;
+            serde_json::to_writer_pretty(&mut out, &result_json(&session.id, &result)?)
+                .map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
         Format::Text => print_text(&mut out, &session.id, &result)?,

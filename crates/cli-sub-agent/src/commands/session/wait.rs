@@ -2,7 +2,9 @@
 //! exit 0 for `success`, 1 for any other status (124 when `--timeout` runs out first).
 //!
 //! Polls every [`POLL_INTERVAL`]; each poll reads `result.toml`, then `state.toml`, then
-//! liveness. Writes nothing, except that an Active session whose owner is dead without a
+//! liveness. It returns once the turn has a result *and* has ended (owners publish the result,
+//! then move the phase), so whatever the caller does next finds the session ended; a result
+//! beside a still-`active` phase and a live owner is returned after [`FINALIZE_GRACE`]. Writes nothing, except that an Active session whose owner is dead without a
 //! result is finalized through the ordinary reconcile (trigger `session wait`), so a wait on a
 //! dead agent ends with its synthetic result instead of hanging.
 
@@ -20,7 +22,7 @@ use csa_session::result::{ResultStatus, SessionResult};
 use csa_session::state::{Phase, SessionState};
 use serde_json::json;
 
-use super::locate;
+use super::{locate, result_json};
 use crate::cli::{Format, WaitArgs};
 use crate::diagnostics::CommandError;
 use crate::exit::Exit;
@@ -28,6 +30,11 @@ use crate::CommandResult;
 
 /// Time between two polls of the session's files.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long a result may stand beside an `active` phase with a live owner before wait returns
+/// it anyway: csa's own supervisor moves the phase milliseconds after publishing the result;
+/// another writer might never do so.
+pub const FINALIZE_GRACE: Duration = Duration::from_secs(2);
 
 /// Who finalizes a dead session, as quoted in its synthetic summary.
 const TRIGGER: &str = "session wait";
@@ -45,6 +52,7 @@ pub fn run(roots: &StateRoots, args: &WaitArgs) -> CommandResult {
         session: &session,
         ctx: LivenessContext::new(),
         warned: BTreeSet::new(),
+        result_seen: None,
     };
     let mut announced = false;
     let mut looked_again = false;
@@ -98,13 +106,29 @@ struct Waiter<'a> {
     ctx: LivenessContext,
     /// Warnings already printed (each is printed once, not once per poll).
     warned: BTreeSet<String>,
+    /// When a result was first seen beside an `active` phase.
+    result_seen: Option<Instant>,
 }
 
 impl Waiter<'_> {
     fn poll(&mut self) -> Result<Poll, CommandError> {
         let dir = self.session.dir();
         if let Some(result) = load_result(&dir)? {
-            return Ok(Poll::Done(result));
+            // Done once the turn has ended too: owners publish the result, then the phase, so a
+            // caller that goes on to act on the session never finds it still active.
+            if SessionState::load(&dir)?.view.phase.is_ended() {
+                return Ok(Poll::Done(result));
+            }
+            let assessment = assess(&self.ctx.refreshed(), &dir, &self.session.id, true);
+            self.warn(assessment.warnings);
+            let seen = *self.result_seen.get_or_insert_with(Instant::now);
+            return match assessment.verdict {
+                // The owner died between its two writes: retire it with its result.
+                Verdict::Dead { .. } => self.finalize(),
+                // A writer that never moves the phase must not make wait hang.
+                _ if seen.elapsed() >= FINALIZE_GRACE => Ok(Poll::Done(result)),
+                verdict => Ok(Poll::Pending(Status::derive(Phase::Active, Some(&verdict)))),
+            };
         }
         let phase = SessionState::load(&dir)?.view.phase;
         if phase.is_ended() {
@@ -198,11 +222,8 @@ fn finish(id: &str, result: &SessionResult, format: Format) -> CommandResult {
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
-            let mut value = serde_json::to_value(result).map_err(std::io::Error::from)?;
-            if let Some(obj) = value.as_object_mut() {
-                obj.insert("session_id".into(), id.into());
-            }
-            serde_json::to_writer_pretty(&mut out, &value).map_err(std::io::Error::from)?;
+            serde_json::to_writer_pretty(&mut out, &result_json(id, result)?)
+                .map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
         Format::Text => {
