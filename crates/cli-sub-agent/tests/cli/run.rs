@@ -407,3 +407,80 @@ fn wait_for_dir_gives_up_after_its_duration_with_75() {
         nix::sys::signal::Signal::SIGKILL,
     );
 }
+
+/// The agent's pid, from its session's lock body.
+fn agent_pid(env: &TestEnv, id: &str, tool: &str) -> i32 {
+    let body: serde_json::Value = serde_json::from_str(
+        &fs_err::read_to_string(env.sessions_dir.join(id).join(format!("locks/{tool}.lock")))
+            .expect("lock"),
+    )
+    .expect("json");
+    i32::try_from(body["pid"].as_u64().expect("pid")).expect("pid")
+}
+
+#[test]
+fn wait_whose_owner_is_killed_returns_1_with_a_synthetic_result() {
+    let env = TestEnv::new();
+    let out = env.run(&["run", "--detach", "--", "sleep", "1000"]);
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let daemon =
+        fs_err::read_to_string(env.sessions_dir.join(&id).join("daemon.pid")).expect("pid");
+    let supervisor: i32 = daemon
+        .split_whitespace()
+        .next()
+        .expect("pid")
+        .parse()
+        .expect("int");
+    let agent = agent_pid(&env, &id, "sleep");
+    let waiter = env
+        .csa(&["session", "wait", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wait");
+    use nix::sys::signal::{kill, Signal::SIGKILL};
+    use nix::unistd::Pid;
+    kill(Pid::from_raw(supervisor), SIGKILL).expect("kill supervisor");
+    kill(Pid::from_raw(agent), SIGKILL).expect("kill agent");
+    let out = waiter.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = result(&env, &id);
+    assert_eq!(r["status"].as_str(), Some("failure"));
+    assert!(r["summary"]
+        .as_str()
+        .expect("summary")
+        .starts_with("synthetic failure by session wait"));
+    let st = state(&env, &id);
+    assert_eq!(st["phase"].as_str(), Some("retired"));
+    assert_eq!(st["termination_reason"].as_str(), Some("orphaned_process"));
+}
+
+#[test]
+fn every_spelling_of_a_directory_is_the_same_claim() {
+    let env = TestEnv::new();
+    let out = env.run(&["run", "--detach", "--", "sleep", "1000"]);
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let link = env.project.join("../link-to-project");
+    std::os::unix::fs::symlink(&env.project, &link).expect("symlink");
+    let spellings = [
+        format!("{}/", env.project.display()),
+        format!("{}/.", env.project.display()),
+        link.display().to_string(),
+        "../project".to_owned(),
+    ];
+    for cd in &spellings {
+        let out = env.run(&["run", "--cd", cd, "--", "true"]);
+        assert_eq!(out.status.code(), Some(75), "{cd}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&id), "{cd}");
+    }
+    let agent = agent_pid(&env, &id, "sleep");
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(agent),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
