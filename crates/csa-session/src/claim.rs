@@ -10,7 +10,7 @@
 //! for the message a loser prints. That body is informational only: the flock decides.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::lock::open_lock_file;
+use crate::lock::{open_lock_file, rewrite_lock_body};
 
 /// File name of the claim, in the project's `sessions/` directory.
 pub const CLAIM_FILE: &str = ".csa-claim.lock";
@@ -76,11 +76,7 @@ impl DirClaim {
     /// I/O errors of the write, naming the path.
     pub fn record_holder(&mut self, holder: &ClaimHolder) -> io::Result<()> {
         let body = serde_json::to_string(holder).map_err(io::Error::other)?;
-        let file: &mut File = &mut self.flock;
-        let named = |e| crate::atomic::with_path(e, "write", &self.path);
-        file.set_len(0).map_err(named)?;
-        file.seek(SeekFrom::Start(0)).map_err(named)?;
-        file.write_all(body.as_bytes()).map_err(named)
+        rewrite_lock_body(&mut self.flock, &self.path, body.as_bytes())
     }
 
     /// The open claim file, for a child process to inherit (which then holds the claim too).

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::active::ActiveRecord;
 use crate::atomic::{sync_dir, with_path, write_atomic, Publish};
 use crate::error::{Result, StoreError};
-use crate::lock::open_lock_file;
+use crate::lock::{open_lock_file, rewrite_lock_body};
 use crate::paths::Project;
 
 /// What a new session is made of.
@@ -236,11 +236,7 @@ impl Created {
             .join("locks")
             .join(format!("{}.lock", record.tool_name));
         let body = serde_json::to_string(record).map_err(io::Error::other)?;
-        let file: &mut File = &mut self.tool_lock;
-        let named = |e| with_path(e, "write", &path);
-        file.set_len(0).map_err(named)?;
-        file.seek(SeekFrom::Start(0)).map_err(named)?;
-        file.write_all(body.as_bytes()).map_err(named)
+        rewrite_lock_body(&mut self.tool_lock, &path, body.as_bytes())
     }
 }
 

@@ -81,6 +81,17 @@ impl ReconcileLock {
     }
 }
 
+/// Replaces the body of a held lock file in place (truncate, write): the flock is on this
+/// inode, so the file cannot be replaced by rename. Readers may see it empty or partial for an
+/// instant; lock bodies are informational, the held flock is what counts.
+pub(crate) fn rewrite_lock_body(file: &mut File, path: &Path, body: &[u8]) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let named = |e| crate::atomic::with_path(e, "write", path);
+    file.set_len(0).map_err(named)?;
+    file.seek(SeekFrom::Start(0)).map_err(named)?;
+    file.write_all(body).map_err(named)
+}
+
 /// Opens (creating 0600 if missing) a lock file without following a symlink in its place.
 pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
     Ok(fs_err::OpenOptions::new()

@@ -75,6 +75,26 @@ impl TestEnv {
         (out.status.code().expect("exit code"), json)
     }
 
+    /// Every file and directory under the state root with its bytes (directories: empty), to
+    /// check that a command changed nothing.
+    pub fn tree_snapshot(&self) -> Vec<(String, Vec<u8>)> {
+        fn walk(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+            for e in fs_err::read_dir(dir).expect("ls") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    out.push((p.display().to_string(), Vec::new()));
+                    walk(&p, out);
+                } else {
+                    out.push((p.display().to_string(), fs_err::read(&p).expect("read")));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.state_root, &mut out);
+        out.sort();
+        out
+    }
+
     /// Creates an Active session in upstream's format, files backdated 120 s.
     pub fn session(&self) -> Session {
         let id = ulid::Ulid::new().to_string();

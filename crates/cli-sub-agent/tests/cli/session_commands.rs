@@ -2,24 +2,6 @@
 
 use crate::harness::{Agent, TestEnv};
 
-fn tree_snapshot(env: &TestEnv) -> Vec<(String, Vec<u8>)> {
-    fn walk(dir: &std::path::Path, out: &mut Vec<(String, Vec<u8>)>) {
-        for e in fs_err::read_dir(dir).expect("ls") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                out.push((p.display().to_string(), Vec::new()));
-                walk(&p, out);
-            } else {
-                out.push((p.display().to_string(), fs_err::read(&p).expect("read")));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&env.state_root, &mut out);
-    out.sort();
-    out
-}
-
 #[test]
 fn list_derives_status_newest_first_and_changes_nothing() {
     let env = TestEnv::new();
@@ -27,7 +9,7 @@ fn list_derives_status_newest_first_and_changes_nothing() {
     let running = env.session();
     running.daemon_pid(agent.pid(), agent.ticks());
     let orphan = env.session();
-    let before = tree_snapshot(&env);
+    let before = env.tree_snapshot();
     let out = env.run(&["session", "list", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -47,7 +29,7 @@ fn list_derives_status_newest_first_and_changes_nothing() {
         text.contains(&orphan.id) && !text.contains(&running.id),
         "{text}"
     );
-    assert_eq!(tree_snapshot(&env), before, "list is read-only");
+    assert_eq!(env.tree_snapshot(), before, "list is read-only");
 }
 
 #[test]
@@ -62,11 +44,11 @@ fn is_alive_and_result_report_and_exit_per_the_table() {
     let out = env.run(&["session", "result", &s.id[..10]]);
     assert_eq!(out.status.code(), Some(75), "no result yet");
     agent.kill9();
-    let before = tree_snapshot(&env);
+    let before = env.tree_snapshot();
     let out = env.run(&["session", "is-alive", &s.id.to_lowercase()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("dead: "));
-    assert_eq!(tree_snapshot(&env), before, "is-alive is read-only");
+    assert_eq!(env.tree_snapshot(), before, "is-alive is read-only");
     assert_eq!(env.run(&["session", "reconcile"]).status.code(), Some(0));
     let out = env.run(&["session", "result", &s.id, "--format", "json"]);
     assert_eq!(out.status.code(), Some(0));

@@ -61,25 +61,6 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Every file and directory under the state root with its bytes.
-fn tree_snapshot(env: &TestEnv) -> Vec<(String, Vec<u8>)> {
-    fn walk(dir: &std::path::Path, out: &mut Vec<(String, Vec<u8>)>) {
-        for e in fs_err::read_dir(dir).expect("ls") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                out.push((p.display().to_string(), Vec::new()));
-                walk(&p, out);
-            } else {
-                out.push((p.display().to_string(), fs_err::read(&p).expect("read")));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&env.state_root, &mut out);
-    out.sort();
-    out
-}
-
 #[test]
 fn wait_returns_0_once_a_real_success_result_appears() {
     let env = TestEnv::new();
@@ -156,7 +137,7 @@ fn wait_whose_owner_is_killed_finalizes_it_and_exits_1() {
 fn wait_times_out_with_124_and_changes_nothing() {
     let env = TestEnv::new();
     let (_agent, s) = live_session(&env);
-    let before = tree_snapshot(&env);
+    let before = env.tree_snapshot();
     let out = env.run(&["session", "wait", &s.id, "--timeout", "1s"]);
     assert_eq!(code(&out), Some(124));
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
@@ -192,7 +173,7 @@ fn wait_times_out_with_124_and_changes_nothing() {
         "no waiting message with --format json: {stderr}"
     );
     assert_eq!(
-        tree_snapshot(&env),
+        env.tree_snapshot(),
         before,
         "wait on a live session writes nothing"
     );
@@ -203,7 +184,7 @@ fn wait_on_an_ended_session_without_result_exits_75() {
     let env = TestEnv::new();
     let s = env.session();
     set_phase(&s, "available");
-    let before = tree_snapshot(&env);
+    let before = env.tree_snapshot();
     let out = env.run(&["session", "wait", &s.id]);
     assert_eq!(code(&out), Some(75));
     let stderr = text(&out.stderr);
@@ -214,7 +195,7 @@ fn wait_on_an_ended_session_without_result_exits_75() {
         )),
         "{stderr}"
     );
-    assert_eq!(tree_snapshot(&env), before);
+    assert_eq!(env.tree_snapshot(), before);
 }
 
 #[test]
@@ -260,7 +241,7 @@ fn logs_prints_the_log_its_tail_and_the_stderr_log() {
     let log: &[u8] = b"one\ntwo\n\xff\xfe three\nfour";
     s.write("output.log", log);
     s.write("stderr.log", "warn 1\nwarn 2\n");
-    let before = tree_snapshot(&env);
+    let before = env.tree_snapshot();
     let out = env.run(&["session", "logs", &s.id]);
     assert_eq!(code(&out), Some(0));
     assert_eq!(out.stdout, log);
@@ -275,7 +256,7 @@ fn logs_prints_the_log_its_tail_and_the_stderr_log() {
     assert_eq!(out.stdout, b"warn 1\nwarn 2\n");
     let out = env.run(&["session", "logs", &s.id, "--stderr", "--tail", "1"]);
     assert_eq!(out.stdout, b"warn 2\n");
-    assert_eq!(tree_snapshot(&env), before, "logs is read-only");
+    assert_eq!(env.tree_snapshot(), before, "logs is read-only");
 }
 
 #[test]
@@ -296,7 +277,7 @@ fn logs_follow_prints_every_line_exactly_once_and_stops_when_the_session_ends() 
     let env = TestEnv::new();
     let (_agent, s) = live_session(&env);
     s.write("output.log", "line 1\n");
-    let before = tree_snapshot(&env);
+    let before = env.tree_snapshot();
     let mut child = spawn(&env, &["session", "logs", &s.id, "--follow"]);
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut seen = String::new();
@@ -314,7 +295,7 @@ fn logs_follow_prints_every_line_exactly_once_and_stops_when_the_session_ends() 
             .expect("append");
     }
     assert_eq!(
-        tree_snapshot(&env).len(),
+        env.tree_snapshot().len(),
         before.len(),
         "logs creates no file"
     );
