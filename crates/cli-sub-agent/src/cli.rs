@@ -55,6 +55,12 @@ pub enum SessionCommand {
     Wait(WaitArgs),
     /// Print a session's output log, optionally following it until the session ends.
     Logs(LogsArgs),
+    /// Stop a session's agent: SIGTERM to its process group, SIGKILL after the grace period.
+    Kill(KillArgs),
+    /// Delete an ended session's directory.
+    Delete(DeleteArgs),
+    /// Delete ended sessions last used before a cutoff.
+    Clean(CleanArgs),
 }
 
 /// Output format.
@@ -254,4 +260,53 @@ pub struct RunArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `csa session kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// The session (ULID or unique prefix).
+    pub session: String,
+    /// Project to look in first (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub cd: Option<PathBuf>,
+    /// How long to wait after SIGTERM before SIGKILL.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub grace: std::time::Duration,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// `csa session delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The session (ULID or unique prefix).
+    pub session: String,
+    /// Project to look in first (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub cd: Option<PathBuf>,
+    /// Also delete an Active session, once its owner is dead.
+    #[arg(long)]
+    pub force: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// `csa session clean`.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Projects to clean.
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Delete ended sessions whose last_accessed is older than this (e.g. 7d, 12h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub older_than: std::time::Duration,
+    /// Print what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }

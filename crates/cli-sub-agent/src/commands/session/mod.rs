@@ -1,6 +1,9 @@
 //! `csa session …`: reconcile, list, result, is-alive.
 
+mod clean;
+mod delete;
 mod is_alive;
+mod kill;
 mod list;
 mod logs;
 mod reconcile;
@@ -28,6 +31,9 @@ pub fn run(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
         SessionCommand::IsAlive(args) => is_alive::run(&roots, args),
         SessionCommand::Wait(args) => wait::run(&roots, args),
         SessionCommand::Logs(args) => logs::run(&roots, args),
+        SessionCommand::Kill(args) => kill::run(&roots, args),
+        SessionCommand::Delete(args) => delete::run(&roots, args),
+        SessionCommand::Clean(args) => clean::run(&roots, args),
     }
 }
 

@@ -1,0 +1,1 @@
+//! `csa session delete` and `csa session clean` (tests to come with the commands).
