@@ -12,6 +12,8 @@ use std::io;
 pub struct ProcStat {
     /// Field 3, the process state: `R`, `S`, `D`, `Z` (zombie), `T`, `t`, `X` (dead), `I`, …
     pub state: char,
+    /// Field 5, the process group id.
+    pub pgrp: u32,
     /// Field 22, the start time in clock ticks since boot.
     pub start_ticks: u64,
 }
@@ -48,9 +50,15 @@ mod imp {
         let after_comm = &text[text.rfind(')')? + 1..];
         let mut fields = after_comm.split_ascii_whitespace();
         let state = fields.next()?.chars().next()?;
-        // After `state` (field 3) come fields 4..=21, then starttime (field 22).
-        let start_ticks = fields.nth(18)?.parse().ok()?;
-        Some(ProcStat { state, start_ticks })
+        let _ppid = fields.next()?;
+        let pgrp = fields.next()?.parse().ok()?;
+        // After `pgrp` (field 5) come fields 6..=21, then starttime (field 22).
+        let start_ticks = fields.nth(16)?.parse().ok()?;
+        Some(ProcStat {
+            state,
+            pgrp,
+            start_ticks,
+        })
     }
 
     fn read_capped(path: &str) -> io::Result<Vec<u8>> {
@@ -71,6 +79,11 @@ mod imp {
 
     pub fn proc_locks() -> io::Result<String> {
         fs_err::read_to_string("/proc/locks")
+    }
+
+    pub fn owner_uid(pid: u32) -> io::Result<u32> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(fs_err::metadata(format!("/proc/{pid}"))?.uid())
     }
 
     pub fn boot_id() -> io::Result<String> {
@@ -106,6 +119,9 @@ mod imp {
         Err(unsupported())
     }
     pub fn proc_locks() -> io::Result<String> {
+        Err(unsupported())
+    }
+    pub fn owner_uid(_pid: u32) -> io::Result<u32> {
         Err(unsupported())
     }
     pub fn boot_id() -> io::Result<String> {
@@ -151,6 +167,14 @@ pub fn proc_locks() -> io::Result<String> {
     imp::proc_locks()
 }
 
+/// The user id owning process `pid` (the owner of `/proc/<pid>`: its effective uid).
+///
+/// # Errors
+/// `NotFound` when the process does not exist; `Unsupported` without `/proc`.
+pub fn owner_uid(pid: u32) -> io::Result<u32> {
+    imp::owner_uid(pid)
+}
+
 /// This boot's id, `/proc/sys/kernel/random/boot_id` (a UUID, new at every boot), trimmed.
 ///
 /// # Errors
@@ -177,6 +201,7 @@ mod tests {
             "4242 (a b) c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         let stat = parse_stat(line).expect("parses");
         assert_eq!(stat.state, 'S');
+        assert_eq!(stat.pgrp, 4242);
         assert_eq!(stat.start_ticks, 987654);
     }
 

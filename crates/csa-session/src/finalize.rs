@@ -56,6 +56,15 @@ pub fn finalize_turn(
     if state.view.phase.is_ended() {
         return Ok(Finalized::AlreadyEnded(state.view.phase));
     }
+    // A kill was requested and the agent did die by a signal: the turn ends as killed, the
+    // same outcome as when `csa session kill` finalizes it itself (crate::kill).
+    let killed = crate::kill::requested(session_dir)
+        && end.result.status == crate::result::ResultStatus::Signal;
+    let (phase, termination_reason) = if killed {
+        (Phase::Retired, Some("killed"))
+    } else {
+        (end.phase, end.termination_reason)
+    };
     let ours = end.result.to_toml();
     let outcome = match write_atomic(
         session_dir,
@@ -70,8 +79,8 @@ pub fn finalize_turn(
     };
     let now = timestamp(Utc::now());
     let written = state.edit(&lock, |doc| {
-        doc["phase"] = toml_edit::value(end.phase.as_str());
-        if let Some(reason) = end.termination_reason {
+        doc["phase"] = toml_edit::value(phase.as_str());
+        if let Some(reason) = termination_reason {
             doc["termination_reason"] = toml_edit::value(reason);
         }
         let summary = end.result.summary.lines().last().unwrap_or_default();
@@ -86,6 +95,9 @@ pub fn finalize_turn(
             tracing::warn!("{note}");
         }
         return Err(err);
+    }
+    if let Err(err) = crate::kill::clear(&lock) {
+        tracing::warn!(%err, "could not remove the kill marker");
     }
     let sessions_dir = session_dir.parent().unwrap_or(session_dir);
     if let Err(err) = ActiveRecord::new(sessions_dir).remove(id, &lock) {

@@ -24,6 +24,7 @@ pub mod dirfd;
 pub mod error;
 pub mod finalize;
 pub mod inventory;
+pub mod kill;
 pub mod liveness;
 pub mod lock;
 pub mod paths;

@@ -4,6 +4,7 @@
 mod delete_clean;
 mod fixtures;
 mod harness;
+mod kill;
 mod reconcile;
 mod run;
 mod session_commands;

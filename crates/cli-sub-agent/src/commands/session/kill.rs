@@ -1,17 +1,250 @@
-//! `csa session kill` (being written; not part of any release yet).
+//! `csa session kill`: SIGTERM to the agent's process group, SIGKILL after the grace period,
+//! return once the whole group is gone; the session ends `retired` / `killed` with a `signal`
+//! result. The protocol, and why no wrong process is ever signalled, is in csa-session's
+//! `kill` module.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
+use chrono::Utc;
+use csa_session::finalize::{finalize_turn, Finalized, TurnEnd};
+use csa_session::inventory::Status;
+use csa_session::kill::{all_gone, prepare, signal, KillDecision, Target};
+use csa_session::lock::ReconcileLock;
 use csa_session::paths::StateRoots;
+use csa_session::reconcile::{output_tail, ReconcileOptions, Reconciler};
+use csa_session::result::{ResultStatus, SessionResult};
+use csa_session::state::{Phase, SessionState};
+use nix::sys::signal::Signal;
+use serde_json::json;
 
-use crate::cli::KillArgs;
+use super::locate;
+use crate::cli::{Format, KillArgs};
 use crate::diagnostics::CommandError;
 use crate::exit::Exit;
 use crate::CommandResult;
 
+/// How often the targets are checked while waiting for them to exit.
+const POLL: Duration = Duration::from_millis(20);
+
 /// Runs the command.
-pub fn run(_roots: &StateRoots, _args: &KillArgs) -> CommandResult {
-    Err(CommandError::new(
-        Exit::Usage,
-        anyhow!("`csa session kill` is not implemented yet"),
-    ))
+pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
+    let session = locate(roots, args.cd.as_deref(), &args.session)?;
+    let dir = session.dir();
+    // Lock-free first: killing an ended session changes nothing, not even the lock file.
+    let state = SessionState::load(&dir)?;
+    if state.view.phase.is_ended() {
+        return nothing_to_kill(&session.id, state.view.phase, args.format);
+    }
+    let decision = {
+        let lock = ReconcileLock::acquire(&dir)?;
+        prepare(&lock, &session.id)?
+    };
+    let targets = match decision {
+        KillDecision::Ended(phase) => return nothing_to_kill(&session.id, phase, args.format),
+        KillDecision::Dead => {
+            let mut reconciler = Reconciler::new(ReconcileOptions {
+                dry_run: false,
+                full: false,
+                trigger: "session kill".to_owned(),
+            });
+            reconciler.session(&session.project, &session.id);
+            let report = reconciler.finish();
+            if report.counts().errors > 0 {
+                let why = report
+                    .sessions
+                    .first()
+                    .and_then(|o| o.error.clone())
+                    .unwrap_or_default();
+                return Err(CommandError::new(
+                    Exit::Partial,
+                    anyhow!(
+                        "session {}'s owner is dead, and reconciling it failed: {why}",
+                        session.id
+                    ),
+                ));
+            }
+            return report_outcome(
+                &session.id,
+                "dead",
+                "its owner was already dead: reconciled, no signal sent",
+                args.format,
+            );
+        }
+        KillDecision::Foreign(why) => {
+            return Err(CommandError::new(
+                Exit::Busy,
+                anyhow!(
+                    "session {} is not owned from this machine: {why}",
+                    session.id
+                ),
+            )
+            .with_hint("kill it from the machine (or PID namespace) that runs it"));
+        }
+        KillDecision::Unverifiable(why) => {
+            return Err(CommandError::new(
+                Exit::Busy,
+                anyhow!("session {} is alive, but no process can be verified as its own, so none is signalled: {why}", session.id),
+            ));
+        }
+        KillDecision::Finishing => return finishing(&session, args.format),
+        KillDecision::Kill(targets) => targets,
+    };
+
+    // Signal without holding the lock.
+    signal(&targets, Signal::SIGTERM);
+    let mut last = Signal::SIGTERM;
+    if !wait_gone(&targets, Some(args.grace)) {
+        eprintln!(
+            "csa: session {} did not stop within {}; sending SIGKILL",
+            session.id,
+            humantime::format_duration(args.grace)
+        );
+        signal(&targets, Signal::SIGKILL);
+        last = Signal::SIGKILL;
+        wait_gone(&targets, None);
+    }
+
+    // Finalize once: csa run's supervisor may have done it already.
+    let state = SessionState::load(&dir)?;
+    let tool = state
+        .view
+        .latest_tool()
+        .map(str::to_owned)
+        .unwrap_or_else(|| "unknown".to_owned());
+    let how = match last {
+        Signal::SIGKILL => format!(
+            "SIGTERM, then SIGKILL after {}",
+            humantime::format_duration(args.grace)
+        ),
+        _ => "SIGTERM".to_owned(),
+    };
+    let mut summary = format!("killed by csa session kill ({how})");
+    let tail = output_tail(&dir.join("output.log"));
+    if !tail.is_empty() {
+        summary.push_str("\nlast output:\n");
+        summary.push_str(&tail);
+    }
+    let result = SessionResult {
+        status: ResultStatus::Signal,
+        exit_code: 128 + last as i64,
+        summary,
+        tool: tool.clone(),
+        started_at: state.view.last_accessed.min(Utc::now()),
+        completed_at: Utc::now(),
+        artifacts: Vec::new(),
+        other: Default::default(),
+    };
+    let finalized = finalize_turn(
+        &dir,
+        &session.id,
+        &TurnEnd {
+            result: &result,
+            phase: Phase::Retired,
+            termination_reason: Some("killed"),
+            tool: &tool,
+        },
+    )?;
+    let detail = match finalized {
+        Finalized::AlreadyEnded(_) => {
+            let phase = SessionState::load(&dir)
+                .map(|s| s.view.phase)
+                .unwrap_or(Phase::Retired);
+            format!(
+                "killed ({how}); its supervisor finalized it ({})",
+                phase.as_str()
+            )
+        }
+        _ => format!("killed ({how})"),
+    };
+    report_outcome(&session.id, "killed", &detail, args.format)
+}
+
+/// How long to wait for an owner that is finishing its turn on its own.
+const FINISHING_WAIT: Duration = Duration::from_secs(10);
+
+/// Nothing left to signal: the agent exited and its owner (or another kill) is finalizing the
+/// turn. Wait for that (at most [`FINISHING_WAIT`]; an owner that dies meanwhile is
+/// reconciled), then report how the session ended.
+fn finishing(session: &csa_session::inventory::SessionRef, format: Format) -> CommandResult {
+    let dir = session.dir();
+    let start = Instant::now();
+    loop {
+        let phase = SessionState::load(&dir)?.view.phase;
+        if phase.is_ended() {
+            return nothing_to_kill(&session.id, phase, format);
+        }
+        let verdict = csa_session::liveness::assess(
+            &csa_session::liveness::LivenessContext::new(),
+            &dir,
+            &session.id,
+            true,
+        )
+        .verdict;
+        if !verdict.is_alive() || start.elapsed() >= FINISHING_WAIT {
+            let mut reconciler = Reconciler::new(ReconcileOptions {
+                dry_run: false,
+                full: false,
+                trigger: "session kill".to_owned(),
+            });
+            reconciler.session(&session.project, &session.id);
+            let report = reconciler.finish();
+            if report.counts().errors == 0 && !verdict.is_alive() {
+                continue;
+            }
+            return Err(CommandError::new(
+                Exit::Busy,
+                anyhow!(
+                    "session {}'s agent has exited but the session is still active after {}",
+                    session.id,
+                    humantime::format_duration(FINISHING_WAIT)
+                ),
+            )
+            .with_hint(format!("see `csa session is-alive {}`", session.id)));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Waits until every target is gone, at most `limit` (forever without one). Says once on
+/// stderr when the wait is long.
+fn wait_gone(targets: &[Target], limit: Option<Duration>) -> bool {
+    let start = Instant::now();
+    let mut said = false;
+    loop {
+        if all_gone(targets) {
+            return true;
+        }
+        if limit.is_some_and(|l| start.elapsed() >= l) {
+            return false;
+        }
+        if limit.is_none() && !said && start.elapsed() >= Duration::from_secs(2) {
+            eprintln!("csa: waiting for the killed processes to exit…");
+            said = true;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn nothing_to_kill(id: &str, phase: Phase, format: Format) -> CommandResult {
+    let status = Status::derive(phase, None);
+    let detail = format!(
+        "nothing to kill: session {id} is already {}",
+        status.as_str()
+    );
+    report_outcome(id, "nothing_to_kill", &detail, format)
+}
+
+fn report_outcome(id: &str, action: &str, detail: &str, format: Format) -> CommandResult {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(
+            out,
+            "{}",
+            json!({ "session_id": id, "action": action, "detail": detail })
+        )?,
+        Format::Text => writeln!(out, "{detail}")?,
+    }
+    Ok(Exit::Success)
 }

@@ -1,0 +1,203 @@
+//! `csa session kill` with real processes.
+
+use std::process::Stdio;
+
+use crate::harness::{Agent, TestEnv};
+
+fn detach(env: &TestEnv, command: &[&str]) -> String {
+    let mut args = vec!["run", "--detach", "--"];
+    args.extend_from_slice(command);
+    let out = env.run(&args);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn toml_of(path: &std::path::Path) -> toml::Table {
+    toml::from_str(&fs_err::read_to_string(path).expect("read")).expect("toml")
+}
+
+fn pid_in(path: &std::path::Path, key: Option<&str>) -> u32 {
+    let text = fs_err::read_to_string(path).expect("read");
+    match key {
+        None => text
+            .split_whitespace()
+            .next()
+            .expect("pid")
+            .parse()
+            .expect("int"),
+        Some(key) => {
+            let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+            u32::try_from(v[key].as_u64().expect("pid")).expect("pid")
+        }
+    }
+}
+
+fn running(pid: u32) -> bool {
+    csa_process::probe(pid).is_running()
+}
+
+fn wait_until_gone(pid: u32) {
+    while running(pid) {
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn agent_ignoring_sigterm_is_killed_with_its_grandchild_after_the_grace() {
+    let env = TestEnv::new();
+    let id = detach(
+        &env,
+        &[
+            "sh",
+            "-c",
+            "trap '' TERM; sleep 1000 & echo $! > grandchild.pid; wait",
+        ],
+    );
+    let gc_file = env.project.join("grandchild.pid");
+    // Synchronise on the agent's own write: the grandchild exists once its pid is in the file.
+    let grandchild = loop {
+        if let Ok(text) = fs_err::read_to_string(&gc_file) {
+            if let Ok(pid) = text.trim().parse::<u32>() {
+                break pid;
+            }
+        }
+        std::thread::yield_now();
+    };
+    let dir = env.sessions_dir.join(&id);
+    let agent = pid_in(&dir.join("locks/sh.lock"), Some("pid"));
+    assert!(running(agent) && running(grandchild));
+    let out = env.run(&["session", "kill", &id, "--grace", "1s"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sending SIGKILL"),
+        "{out:?}"
+    );
+    assert!(!running(agent), "agent gone when kill returns");
+    assert!(!running(grandchild), "grandchild gone when kill returns");
+    let state = toml_of(&dir.join("state.toml"));
+    assert_eq!(state["phase"].as_str(), Some("retired"));
+    assert_eq!(state["termination_reason"].as_str(), Some("killed"));
+    let result = toml_of(&dir.join("result.toml"));
+    assert_eq!(result["status"].as_str(), Some("signal"));
+}
+
+#[test]
+fn killing_an_ended_session_is_a_byte_identical_no_op() {
+    let env = TestEnv::new();
+    let s = env.session();
+    let text = String::from_utf8(s.read("state.toml")).expect("utf8");
+    s.write(
+        "state.toml",
+        text.replace("phase = \"active\"", "phase = \"retired\""),
+    );
+    let before = env.tree_snapshot();
+    let out = env.run(&["session", "kill", &s.id]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("nothing to kill: session {} is already retired\n", s.id)
+    );
+    assert_eq!(env.tree_snapshot(), before);
+}
+
+#[test]
+fn four_concurrent_kills_all_succeed_with_one_transition() {
+    let env = TestEnv::new();
+    let id = detach(&env, &["sleep", "1000"]);
+    let dir = env.sessions_dir.join(&id);
+    let kills: Vec<_> = (0..4)
+        .map(|_| {
+            env.csa(&["session", "kill", &id])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for k in kills {
+        let out = k.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    }
+    let state = toml_of(&dir.join("state.toml"));
+    assert_eq!(state["phase"].as_str(), Some("retired"));
+    assert_eq!(state["termination_reason"].as_str(), Some("killed"));
+    assert_eq!(
+        toml_of(&dir.join("result.toml"))["status"].as_str(),
+        Some("signal")
+    );
+    assert!(!dir.join(".kill-requested").exists());
+}
+
+#[test]
+fn kill_racing_the_agents_own_exit_always_ends_consistently_and_never_changes() {
+    let env = TestEnv::new();
+    for i in 0..50 {
+        // Agents that end on their own after 0–4 ms, racing the kill.
+        let delay = format!("0.00{}", i % 5);
+        let id = detach(&env, &["sleep", &delay]);
+        let dir = env.sessions_dir.join(&id);
+        let supervisor = pid_in(&dir.join("daemon.pid"), None);
+        let out = env.run(&["session", "kill", &id]);
+        assert_eq!(out.status.code(), Some(0), "iteration {i}: {out:?}");
+        wait_until_gone(supervisor);
+        let state = toml_of(&dir.join("state.toml"));
+        let result_bytes = fs_err::read(dir.join("result.toml")).expect("one final result");
+        let result: toml::Table =
+            toml::from_str(std::str::from_utf8(&result_bytes).expect("utf8")).expect("toml");
+        match (
+            state["phase"].as_str(),
+            state.get("termination_reason").and_then(|v| v.as_str()),
+        ) {
+            (Some("retired"), Some("killed")) => {
+                assert_eq!(result["status"].as_str(), Some("signal"), "iteration {i}")
+            }
+            (Some("available"), _) => {
+                assert_eq!(
+                    result["status"].as_str(),
+                    Some("success"),
+                    "iteration {i}: exited on its own"
+                );
+            }
+            other => panic!("iteration {i}: inconsistent end {other:?} with {result:?}"),
+        }
+        assert!(!dir.join(".kill-requested").exists(), "iteration {i}");
+        // Never changed afterwards: another kill and a reconcile leave it alone.
+        assert_eq!(env.run(&["session", "kill", &id]).status.code(), Some(0));
+        assert_eq!(env.run(&["session", "reconcile"]).status.code(), Some(0));
+        assert_eq!(
+            fs_err::read(dir.join("result.toml")).expect("result"),
+            result_bytes,
+            "iteration {i}"
+        );
+    }
+}
+
+#[test]
+fn a_pid_reused_by_an_unrelated_process_is_never_signalled_and_the_session_is_reconciled() {
+    let env = TestEnv::new();
+    let unrelated = Agent::spawn();
+    let s = env.session();
+    let ticks = unrelated.ticks() + 1;
+    s.write("daemon.pid", format!("{} {ticks}\n", unrelated.pid()));
+    s.write(
+        "locks/codex.lock",
+        format!(
+            "{{\"pid\": {}, \"pid_start_time_ticks\": {ticks}}}",
+            unrelated.pid()
+        ),
+    );
+    s.backdate();
+    let out = env.run(&["session", "kill", &s.id]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already dead"),
+        "{out:?}"
+    );
+    assert!(running(unrelated.pid()), "the unrelated process survives");
+    assert_eq!(s.phase(), "retired");
+    let result = s.result().expect("result");
+    assert!(result["summary"]
+        .as_str()
+        .expect("summary")
+        .starts_with("synthetic failure by session kill"));
+}
