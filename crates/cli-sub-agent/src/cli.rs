@@ -57,6 +57,8 @@ pub enum SessionCommand {
     Logs(LogsArgs),
     /// Stop a session's agent: SIGTERM to its process group, SIGKILL after the grace period.
     Kill(KillArgs),
+    /// Start a new turn in a session that is available (or whose last turn crashed).
+    Resume(ResumeArgs),
     /// Delete an ended session's directory.
     Delete(DeleteArgs),
     /// Delete ended sessions last used before a cutoff.
@@ -134,6 +136,9 @@ pub struct ListArgs {
     /// Only sessions with this status.
     #[arg(long, value_enum)]
     pub status: Option<StatusFilter>,
+    /// Only sessions `csa session resume` would accept.
+    #[arg(long)]
+    pub resumable: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -309,4 +314,23 @@ pub struct CleanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+/// `csa session resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The session (ULID or unique prefix).
+    pub session: String,
+    /// Project to look in first (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub cd: Option<PathBuf>,
+    /// Return at once, printing the session id; a supervisor runs the turn.
+    #[arg(long)]
+    pub detach: bool,
+    /// Output format (for --detach: the session id as JSON).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// The new turn's command (default: the previous turn's), after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }

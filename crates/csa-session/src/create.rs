@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -221,6 +221,16 @@ impl Draft {
 }
 
 impl Created {
+    /// A session whose supervisor holds its tool lock (for a resumed turn).
+    pub(crate) fn held(id: String, dir: PathBuf, depth: u32, tool_lock: Flock<File>) -> Self {
+        Created {
+            id,
+            dir,
+            depth,
+            tool_lock,
+        }
+    }
+
     /// The held tool lock's file, for the agent to inherit (then the agent holds it too).
     pub fn tool_lock_fd(&self) -> BorrowedFd<'_> {
         self.tool_lock.as_fd()
@@ -303,17 +313,32 @@ fn write_files(
     ] {
         write_atomic(dir, name, body.as_bytes(), 0o600, Publish::CreateNew)?;
     }
+    take_tool_lock(dir, &new.tool, (pid, ticks), host, &now)
+}
+
+/// Creates `locks/<tool>.lock` if needed, takes its flock (without waiting) and writes its body
+/// naming the supervisor `(pid, ticks)`. Shared by new sessions and resumed turns.
+///
+/// # Errors
+/// [`StoreError::Io`] naming the path; `WouldBlock` when another process holds the lock.
+pub(crate) fn take_tool_lock(
+    dir: &Path,
+    tool: &str,
+    (pid, ticks): (u32, Option<u64>),
+    host: &HostIdentity,
+    now: &str,
+) -> Result<Flock<File>> {
     let locks = dir.join("locks");
     create_private_dirs(&locks)?;
-    let lock_path = locks.join(format!("{}.lock", new.tool));
+    let lock_path = locks.join(format!("{tool}.lock"));
     let file = open_lock_file(&lock_path)?;
     let mut flock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
         .map_err(|(_, e)| with_path(e.into(), "flock", &lock_path))?;
     let body = serde_json::to_string(&LockRecord {
         pid,
         pid_start_time_ticks: ticks,
-        tool_name: &new.tool,
-        acquired_at: &now,
+        tool_name: tool,
+        acquired_at: now,
         reason: "csa run supervisor",
         boot_id: host.boot_id.as_deref(),
         machine_id: host.machine_id.as_deref(),
@@ -321,10 +346,10 @@ fn write_files(
         pid_ns: host.pid_ns,
     })
     .map_err(io::Error::other)?;
-    let file: &mut File = &mut flock;
-    file.write_all(body.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| with_path(e, "write", &lock_path))?;
+    rewrite_lock_body(&mut flock, &lock_path, body.as_bytes())?;
+    flock
+        .sync_all()
+        .map_err(|e| with_path(e, "fsync", &lock_path))?;
     sync_dir(&locks)?;
     Ok(flock)
 }

@@ -154,6 +154,8 @@ pub struct SessionSummary {
     pub last_accessed: String,
     /// The project directory.
     pub project_path: String,
+    /// Whether `csa session resume` would accept it ([`StateView::is_resumable`]).
+    pub resumable: bool,
 }
 
 /// Reads one session for `list`, through `sessions` (the project's open `sessions/`
@@ -184,6 +186,7 @@ pub fn summarize(ctx: &LivenessContext, sessions: &DirFd, id: &str) -> Result<Se
         None => SessionState::load(&dir)?.view,
     };
     let verdict = (v.phase == Phase::Active).then(|| liveness::assess(ctx, &dir, id, true).verdict);
+    let resumable = v.is_resumable();
     Ok(SessionSummary {
         session_id: id.to_owned(),
         status: Status::derive(v.phase, verdict.as_ref()),
@@ -201,6 +204,7 @@ pub fn summarize(ctx: &LivenessContext, sessions: &DirFd, id: &str) -> Result<Se
         last_accessed: v
             .last_accessed
             .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        resumable,
         project_path: v.project_path,
     })
 }

@@ -30,6 +30,7 @@ pub mod lock;
 pub mod paths;
 pub mod reconcile;
 pub mod result;
+pub mod resume;
 pub mod state;
 
 pub use error::{Result, StoreError};

@@ -100,6 +100,17 @@ pub struct StateView {
 }
 
 impl StateView {
+    /// Whether a new turn may start in this session: phase `available`, or `retired` because
+    /// its turn crashed (`termination_reason = "orphaned_process"`). The one predicate `csa
+    /// session resume` and `csa session list --resumable` use.
+    pub fn is_resumable(&self) -> bool {
+        match self.phase {
+            Phase::Available => true,
+            Phase::Retired => self.termination_reason.as_deref() == Some("orphaned_process"),
+            Phase::Active | Phase::ToolExhausted => false,
+        }
+    }
+
     /// The tool whose `[tools]` entry was updated last, if any entry has `updated_at`.
     pub fn latest_tool(&self) -> Option<&str> {
         self.tools

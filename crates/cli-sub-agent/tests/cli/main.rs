@@ -6,6 +6,7 @@ mod fixtures;
 mod harness;
 mod kill;
 mod reconcile;
+mod resume;
 mod run;
 mod session_commands;
 mod wait_logs;

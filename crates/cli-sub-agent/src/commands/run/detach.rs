@@ -6,6 +6,7 @@
 //! `CSA_INTERNAL_READY_FD`. One line: `ok <ULID>`, or `err <exit code> <message>` (the
 //! message's newlines escaped as `\n`). EOF with no line means the supervisor died first.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
@@ -78,8 +79,42 @@ fn unsafe_free_borrow(fd: i32) -> Option<std::os::fd::BorrowedFd<'static>> {
     })
 }
 
-/// Starts the supervisor and waits for its report.
+/// Starts the supervisor for `csa run` and waits for its report.
 pub fn launch(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
+    let mut sub: Vec<OsString> = vec!["run".into()];
+    if let Some(tool) = &args.tool {
+        sub.extend(["--tool".into(), tool.into()]);
+    }
+    if let Some(d) = &args.description {
+        sub.extend(["--description".into(), d.into()]);
+    }
+    let cd = match &args.cd {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir()?,
+    };
+    sub.extend(["--cd".into(), cd.into_os_string()]);
+    if args.allow_concurrent {
+        sub.push("--allow-concurrent".into());
+    }
+    match args.wait_for_dir {
+        Some(WaitFor::Forever) => sub.push("--wait-for-dir".into()),
+        Some(WaitFor::AtMost(d)) => {
+            sub.push(format!("--wait-for-dir={}s", d.as_secs_f64().ceil()).into());
+        }
+        None => {}
+    }
+    if let Some(p) = &args.parent {
+        sub.extend(["--parent".into(), p.into()]);
+    }
+    sub.push("--".into());
+    sub.extend(args.command.iter().map(OsString::from));
+    spawn_supervisor(global, &sub, args.format)
+}
+
+/// Re-executes csa with `sub` (a subcommand line that supervises a turn) as a detached
+/// supervisor and waits for its report: prints the session id (JSON with `--format json`) and
+/// exits 0, or relays its error and exit code.
+pub fn spawn_supervisor(global: &GlobalArgs, sub: &[OsString], format: Format) -> CommandResult {
     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
     fcntl(write.as_fd(), FcntlArg::F_SETFD(FdFlag::empty())).map_err(std::io::Error::from)?;
     let exe = std::env::current_exe()?;
@@ -87,34 +122,7 @@ pub fn launch(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
     if let Some(dir) = &global.state_dir {
         cmd.arg("--state-dir").arg(dir);
     }
-    cmd.arg("run");
-    if let Some(tool) = &args.tool {
-        cmd.arg("--tool").arg(tool);
-    }
-    if let Some(d) = &args.description {
-        cmd.arg("--description").arg(d);
-    }
-    let cd = match &args.cd {
-        Some(dir) => dir.clone(),
-        None => std::env::current_dir()?,
-    };
-    cmd.arg("--cd").arg(cd);
-    if args.allow_concurrent {
-        cmd.arg("--allow-concurrent");
-    }
-    match args.wait_for_dir {
-        Some(WaitFor::Forever) => {
-            cmd.arg("--wait-for-dir");
-        }
-        Some(WaitFor::AtMost(d)) => {
-            cmd.arg(format!("--wait-for-dir={}s", d.as_secs_f64().ceil()));
-        }
-        None => {}
-    }
-    if let Some(p) = &args.parent {
-        cmd.arg("--parent").arg(p);
-    }
-    cmd.arg("--").args(&args.command);
+    cmd.args(sub);
     cmd.env(
         READY_ENV,
         std::os::fd::AsRawFd::as_raw_fd(&write).to_string(),
@@ -132,7 +140,7 @@ pub fn launch(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
     BufReader::new(std::fs::File::from(read)).read_line(&mut line)?;
     let line = line.trim_end();
     if let Some(id) = line.strip_prefix("ok ") {
-        print_started(id, args.format);
+        print_started(id, format);
         // The supervisor runs on; it is reaped by init when we exit.
         drop(child);
         return Ok(Exit::Success);
@@ -149,7 +157,7 @@ pub fn launch(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
             _ => Exit::Negative,
         };
         let message = message.replace("\\n", "\n");
-        if args.format == Format::Json {
+        if format == Format::Json {
             println!(
                 "{}",
                 serde_json::json!({ "error": message, "exit_code": exit.code() })

@@ -10,8 +10,8 @@
 //! directory gone, fork failure) retires the session with a result of status `error` and
 //! `termination_reason = "spawn_failed"`, releases the claim and exits with 127, 126 or 1.
 
-mod detach;
-mod spawn;
+pub(crate) mod detach;
+pub(crate) mod spawn;
 mod supervise;
 
 use std::collections::BTreeMap;
@@ -88,7 +88,13 @@ fn supervise_run(
     let mut claim = if args.allow_concurrent {
         None
     } else {
-        Some(claim_dir(global, &project, &project_dir, args)?)
+        Some(claim_dir(
+            global,
+            &project,
+            &project_dir,
+            args.wait_for_dir,
+            &args.command,
+        )?)
     };
 
     // 2. Build and publish the session.
@@ -137,34 +143,106 @@ fn supervise_run(
             tracing::warn!(%err, "could not record the claim holder");
         }
     }
-    let mut created =
+    let created =
         Draft::build(&project, &new, (me, csa_process::start_ticks(me)), &host)?.publish()?;
     if ready.is_none() {
         eprintln!("csa: session {id}");
     }
 
+    launch(Turn {
+        created,
+        tool,
+        command: args.command.clone(),
+        project_dir,
+        env,
+        has_parent: new.parent.is_some(),
+        started,
+        claim,
+        ready,
+        host,
+    })
+}
+
+/// A turn whose session exists (new, or resumed) with its tool lock held by this process,
+/// ready to spawn its agent.
+pub(crate) struct Turn<'a> {
+    /// The session.
+    pub created: Created,
+    /// Its tool.
+    pub tool: String,
+    /// The command and arguments.
+    pub command: Vec<String>,
+    /// Where it runs.
+    pub project_dir: PathBuf,
+    /// Environment additions.
+    pub env: Vec<(String, String)>,
+    /// Whether the session has a parent (else `CSA_PARENT_SESSION` is removed).
+    pub has_parent: bool,
+    /// When the turn started.
+    pub started: chrono::DateTime<Utc>,
+    /// The directory claim, if taken.
+    pub claim: Option<DirClaim>,
+    /// The detached parent's report pipe, if any.
+    pub ready: Option<&'a detach::Ready>,
+    /// This host.
+    pub host: HostIdentity,
+}
+
+/// Steps 3–5: spawns the agent, supervises it and finalizes the turn (see the module docs).
+pub(crate) fn launch(turn: Turn<'_>) -> CommandResult {
+    let Turn {
+        mut created,
+        tool,
+        command,
+        project_dir,
+        env,
+        has_parent,
+        started,
+        claim,
+        ready,
+        host,
+    } = turn;
+    let id = created.id.clone();
+    let dir = created.dir.clone();
+    let program = &command[0];
     // 3. Spawn the agent, catching signals first so that none kills csa instead.
     let forwarder = supervise::Forwarder::install().context("installing signal handlers")?;
-    let env_remove: &[&str] = if new.parent.is_none() {
+    let env_remove: &[&str] = if !has_parent {
         &["CSA_PARENT_SESSION"]
     } else {
         &[]
     };
+    // Any failure from here until the agent runs is a launch failure: the session must not
+    // stay active.
     let output = match ready {
-        None => spawn::Output::Piped,
-        Some(_) => spawn::Output::Files {
-            stdout: append(&dir.join("output.log"))?,
-            stderr: append(&dir.join("stderr.log"))?,
-        },
+        None => Ok(spawn::Output::Piped),
+        Some(_) => append(&dir.join("output.log"))
+            .and_then(|stdout| Ok((stdout, append(&dir.join("stderr.log"))?)))
+            .map(|(stdout, stderr)| spawn::Output::Files { stdout, stderr })
+            .map_err(|e| spawn::SpawnError {
+                exit: Exit::Negative,
+                message: format!("cannot open the session's logs: {}", e.error),
+            }),
     };
-    let spawned = spawn::resolve(program, &project_dir).and_then(|resolved| {
+    let spawned = if project_dir.is_dir() {
+        output
+    } else {
+        // Checked first: exec would report a missing working directory as ENOENT, which
+        // reads as "command not found".
+        Err(spawn::SpawnError {
+            exit: Exit::Negative,
+            message: format!("{}: the project directory is gone", project_dir.display()),
+        })
+    };
+    let spawned = spawned.and_then(|output| {
+        let resolved = spawn::resolve(program, &project_dir)?;
         let mut inherit = vec![created.tool_lock_fd()];
         if let Some(claim) = &claim {
             inherit.push(claim.as_fd());
         }
         spawn::spawn(spawn::Launch {
             program: &resolved,
-            args: &args.command[1..],
+            args: &command[1..],
             cwd: &project_dir,
             env: &env,
             env_remove,
@@ -307,11 +385,12 @@ fn launch_failed(
 }
 
 /// Claims the project directory, waiting with `--wait-for-dir`.
-fn claim_dir(
+pub(crate) fn claim_dir(
     global: &GlobalArgs,
     project: &Project,
     project_dir: &Path,
-    args: &RunArgs,
+    wait_for_dir: Option<WaitFor>,
+    command: &[String],
 ) -> Result<DirClaim, CommandError> {
     let start = Instant::now();
     let mut said_waiting = false;
@@ -326,13 +405,13 @@ fn claim_dir(
                     ),
                     None => "another csa run".to_owned(),
                 };
-                let out_of_time = match args.wait_for_dir {
+                let out_of_time = match wait_for_dir {
                     None => true,
                     Some(WaitFor::Forever) => false,
                     Some(WaitFor::AtMost(limit)) => start.elapsed() >= limit,
                 };
                 if out_of_time {
-                    return Err(busy(global, project_dir, &who, holder.as_ref(), args));
+                    return Err(busy(global, project_dir, &who, holder.as_ref(), command));
                 }
                 if !said_waiting {
                     eprintln!(
@@ -352,7 +431,7 @@ fn busy(
     project_dir: &Path,
     who: &str,
     holder: Option<&ClaimHolder>,
-    args: &RunArgs,
+    command: &[String],
 ) -> CommandError {
     let state_dir = global
         .state_dir
@@ -369,7 +448,7 @@ fn busy(
     hints.push(format!(
         "or queue behind it: csa{state_dir} run --wait-for-dir --cd {} -- {}",
         project_dir.display(),
-        args.command.join(" ")
+        command.join(" ")
     ));
     let error = CommandError::new(
         Exit::Busy,
@@ -404,9 +483,15 @@ fn parent_of(roots: &StateRoots, arg: Option<&str>) -> Result<Option<Parent>, Co
     }))
 }
 
+/// Opens a session log for appending, creating it (0600) if missing: sessions written by
+/// other tools may not have one yet.
 fn append(path: &Path) -> Result<std::fs::File, CommandError> {
+    use fs_err::os::unix::fs::OpenOptionsExt;
     Ok(fs_err::OpenOptions::new()
         .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)?
         .into_parts()
         .0)

@@ -44,6 +44,7 @@ pub fn run(roots: &StateRoots, args: &ListArgs) -> CommandResult {
     let summaries: Vec<_> = summaries
         .into_iter()
         .filter(|s| wanted.is_none_or(|w| s.status == w))
+        .filter(|s| !args.resumable || s.resumable)
         .collect();
     for e in &errors {
         eprintln!("error: {e}");

@@ -8,6 +8,7 @@ mod list;
 mod logs;
 mod reconcile;
 mod result;
+mod resume;
 mod wait;
 
 use std::path::Path;
@@ -23,6 +24,9 @@ use crate::CommandResult;
 
 /// Runs a `csa session` subcommand.
 pub fn run(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
+    if let SessionCommand::Resume(args) = cmd {
+        return resume::run(global, args);
+    }
     let roots = StateRoots::resolve(global.state_dir.as_deref())?;
     match cmd {
         SessionCommand::Reconcile(args) => reconcile::run(&roots, args, global.verbose > 0),
@@ -32,6 +36,7 @@ pub fn run(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
         SessionCommand::Wait(args) => wait::run(&roots, args),
         SessionCommand::Logs(args) => logs::run(&roots, args),
         SessionCommand::Kill(args) => kill::run(&roots, args),
+        SessionCommand::Resume(_) => unreachable!("handled above"),
         SessionCommand::Delete(args) => delete::run(&roots, args),
         SessionCommand::Clean(args) => clean::run(&roots, args),
     }

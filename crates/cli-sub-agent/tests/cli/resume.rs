@@ -1,0 +1,193 @@
+//! `csa session resume` and `csa session list --resumable` with real processes.
+
+use std::process::{Child, Command, Stdio};
+
+use crate::harness::TestEnv;
+
+fn toml_of(path: &std::path::Path) -> toml::Table {
+    toml::from_str(&fs_err::read_to_string(path).expect("read")).expect("toml")
+}
+
+/// A finished session of `env`'s project (phase available), via the real `csa run`.
+fn finished_session(env: &TestEnv) -> String {
+    let out = env.run(&["run", "--", "sh", "-c", "echo first turn"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("csa: session "))
+        .expect("session line")
+        .to_owned()
+}
+
+#[test]
+fn resume_runs_a_new_turn_and_keeps_the_previous_result_in_history() {
+    let env = TestEnv::new();
+    let id = finished_session(&env);
+    let dir = env.sessions_dir.join(&id);
+    let first = fs_err::read(dir.join("result.toml")).expect("result");
+    // Default command: the previous turn's.
+    let out = env.run(&["session", "resume", &id]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "first turn\n");
+    let state = toml_of(&dir.join("state.toml"));
+    assert_eq!(state["phase"].as_str(), Some("available"));
+    assert_eq!(state["turn_count"].as_integer(), Some(2));
+    assert_eq!(
+        fs_err::read(dir.join("output/turns/turn-000001/result.toml")).expect("history"),
+        first
+    );
+    let run = toml_of(&dir.join("run.toml"));
+    assert_eq!(run["turns"].as_array().expect("turns").len(), 2);
+}
+
+#[test]
+fn eight_concurrent_resumes_start_exactly_one_turn() {
+    let env = TestEnv::new();
+    let id = finished_session(&env);
+    let dir = env.sessions_dir.join(&id);
+    let csa = assert_cmd::cargo::cargo_bin!("csa");
+    let children: Vec<Child> = (0..8)
+        .map(|_| {
+            Command::new(csa)
+                .arg("--state-dir")
+                .arg(&env.state_root)
+                .args(["session", "resume", &id, "--", "sh", "-c", "read x"])
+                .current_dir(&env.project)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let mut children: Vec<Option<Child>> = children.into_iter().map(Some).collect();
+    let mut losers = Vec::new();
+    while losers.len() < 7 {
+        for slot in children.iter_mut() {
+            if slot
+                .as_mut()
+                .is_some_and(|c| c.try_wait().expect("try_wait").is_some())
+            {
+                losers.push(
+                    slot.take()
+                        .expect("child")
+                        .wait_with_output()
+                        .expect("output"),
+                );
+            }
+        }
+        std::thread::yield_now();
+    }
+    let mut winner = children
+        .into_iter()
+        .flatten()
+        .next()
+        .expect("one still running");
+    drop(winner.stdin.take());
+    let winner = winner.wait_with_output().expect("winner");
+    assert_eq!(
+        winner.status.code(),
+        Some(1),
+        "the winner's turn ran: {winner:?}"
+    );
+    for loser in &losers {
+        assert_eq!(loser.status.code(), Some(75), "{loser:?}");
+        let stderr = String::from_utf8_lossy(&loser.stderr);
+        assert!(
+            stderr.contains("not resumable: session") || stderr.contains("is busy"),
+            "{stderr}"
+        );
+    }
+    let state = toml_of(&dir.join("state.toml"));
+    assert_eq!(
+        state["turn_count"].as_integer(),
+        Some(2),
+        "exactly one new turn"
+    );
+    assert_eq!(
+        toml_of(&dir.join("run.toml"))["turns"]
+            .as_array()
+            .expect("turns")
+            .len(),
+        2
+    );
+    assert!(
+        dir.join("output/turns/turn-000001/result.toml").exists(),
+        "history kept"
+    );
+}
+
+#[test]
+fn a_reconciled_orphan_resumes_and_a_killed_session_is_refused_unchanged() {
+    let env = TestEnv::new();
+    // An orphan: active, owner dead, reconciled to retired / orphaned_process.
+    let orphan = env.session();
+    assert_eq!(env.run(&["session", "reconcile"]).status.code(), Some(0));
+    assert_eq!(orphan.phase(), "retired");
+    let out = env.run(&["session", "list", "--resumable", "--format", "json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed.as_array().expect("array").len(), 1);
+    let out = env.run(&["session", "resume", &orphan.id, "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(orphan.phase(), "available");
+    assert!(orphan.path("output/turns/turn-000001/result.toml").exists());
+
+    // A killed session is not resumable: refused, nothing changed.
+    let out = env.run(&["run", "--detach", "--", "sleep", "1000"]);
+    let killed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(
+        env.run(&["session", "kill", &killed]).status.code(),
+        Some(0)
+    );
+    let before = env.tree_snapshot();
+    let out = env.run(&["session", "resume", &killed]);
+    assert_eq!(out.status.code(), Some(75));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "not resumable: session {killed} is retired (killed)"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(env.tree_snapshot(), before);
+    let out = env.run(&["session", "list", "--resumable", "--format", "json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let ids: Vec<_> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s["session_id"].as_str().expect("id").to_owned())
+        .collect();
+    assert!(
+        ids.contains(&orphan.id) && !ids.contains(&killed),
+        "{ids:?}"
+    );
+}
+
+#[test]
+fn resume_while_the_directory_is_busy_keeps_the_phase() {
+    let env = TestEnv::new();
+    let id = finished_session(&env);
+    let dir = env.sessions_dir.join(&id);
+    let out = env.run(&["run", "--detach", "--", "sleep", "1000"]);
+    let busy = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let state_before = fs_err::read(dir.join("state.toml")).expect("state");
+    let out = env.run(&["session", "resume", &id, "--", "true"]);
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("is busy: session {busy}")));
+    assert_eq!(
+        fs_err::read(dir.join("state.toml")).expect("state"),
+        state_before
+    );
+    assert!(
+        dir.join("result.toml").exists(),
+        "the previous result stays current"
+    );
+    assert_eq!(
+        env.run(&["session", "kill", &busy, "--grace", "1s"])
+            .status
+            .code(),
+        Some(0)
+    );
+}

@@ -1,0 +1,211 @@
+//! Starting a new turn in an existing session (`csa session resume`), as a compare-and-swap:
+//! decided and written under the session's `.reconcile.lock`, after re-reading state.toml, with
+//! the one resumability predicate ([`StateView::is_resumable`]).
+//!
+//! Steps under the lock, in this order (so a crash at any point leaves a consistent session):
+//! 1. the session enters the project's active record (before it can become active);
+//! 2. the previous turn's `result.toml` moves to `output/turns/turn-NNNNNN/result.toml`
+//!    (NNNNNN: that turn's number); a crash after this leaves an ended session whose current
+//!    turn has no result yet, which nothing mistakes for a running one;
+//! 3. `daemon.pid` names the new supervisor and it takes `locks/<tool>.lock`;
+//! 4. run.toml gains the new turn;
+//! 5. state.toml: `phase = "active"`, `turn_count` + 1, `last_accessed` now, no
+//!    `termination_reason`. From here the session is Active with its liveness signals in place;
+//!    a crash leaves a dead supervisor, and reconcile retires the turn as `orphaned_process`,
+//!    which is resumable again.
+
+use std::io;
+
+use chrono::Utc;
+use csa_process::HostIdentity;
+
+use crate::active::ActiveRecord;
+use crate::atomic::{sync_dir, write_atomic, Publish};
+use crate::create::{
+    create_private_dirs, take_tool_lock, timestamp, Created, RunRecord, TurnRecord, RUN_FILE,
+};
+use crate::error::{Result, StoreError};
+use crate::liveness::{assess, LivenessContext, Verdict};
+use crate::lock::ReconcileLock;
+use crate::paths::Project;
+use crate::result::RESULT_FILE;
+use crate::state::{Phase, SessionState, StateView};
+
+/// Why a session cannot be resumed now.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// Its phase (and termination reason) do not allow a new turn.
+    #[error("not resumable: session {id} is {phase}{}", reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    NotResumable {
+        /// The session.
+        id: String,
+        /// Its phase.
+        phase: &'static str,
+        /// Its termination reason, if any.
+        reason: Option<String>,
+    },
+    /// Another process holds its lock (another resume, a kill, a reconcile).
+    #[error("not resumable: session {0} is already being resumed or changed by another command")]
+    Busy(String),
+    /// An owned process of its previous turn is still alive.
+    #[error("not resumable: session {id} still has a live process ({why})")]
+    Alive {
+        /// The session.
+        id: String,
+        /// The liveness signal.
+        why: String,
+    },
+    /// It has no recorded command and none was given.
+    #[error("session {0} has no recorded command to resume: give one after --")]
+    NoCommand(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<io::Error> for Refusal {
+    fn from(err: io::Error) -> Self {
+        Refusal::Store(StoreError::Io(err))
+    }
+}
+
+/// A begun turn.
+#[derive(Debug)]
+pub struct Begun {
+    /// The session, its tool lock held by this process.
+    pub created: Created,
+    /// The new turn's number.
+    pub turn: u32,
+    /// The session's tool.
+    pub tool: String,
+    /// The command of the new turn.
+    pub command: Vec<String>,
+}
+
+/// Begins a new turn of session `id` of `project` (steps 1–5 of the module docs). `command`:
+/// the new turn's command, or `None` for the previous turn's (from run.toml). `turn_record`
+/// builds the run.toml entry from the turn number and the command.
+///
+/// # Errors
+/// A [`Refusal`]; nothing is changed unless the refusal is [`Refusal::Store`] after step 1.
+pub fn begin_turn(
+    project: &Project,
+    id: &str,
+    command: Option<Vec<String>>,
+    turn_record: impl FnOnce(u32, &[String]) -> TurnRecord,
+    supervisor: (u32, Option<u64>),
+    host: &HostIdentity,
+) -> std::result::Result<Begun, Refusal> {
+    let dir = project.session_dir(id);
+    let Some(lock) = ReconcileLock::try_acquire(&dir).map_err(StoreError::from)? else {
+        return Err(Refusal::Busy(id.to_owned()));
+    };
+    let state = SessionState::load(&dir)?;
+    let view: &StateView = &state.view;
+    if !view.is_resumable() {
+        return Err(Refusal::NotResumable {
+            id: id.to_owned(),
+            phase: view.phase.as_str(),
+            reason: view.termination_reason.clone(),
+        });
+    }
+    if let Verdict::Alive(why) | Verdict::Foreign(why) =
+        assess(&LivenessContext::new(), &dir, id, false).verdict
+    {
+        return Err(Refusal::Alive {
+            id: id.to_owned(),
+            why,
+        });
+    }
+    let mut run = read_run(&dir)?;
+    let command = match command.or_else(|| run.turns.last().map(|t| t.command.clone())) {
+        Some(c) if !c.is_empty() => c,
+        _ => return Err(Refusal::NoCommand(id.to_owned())),
+    };
+    let previous = u32::try_from(view.turn_count.unwrap_or(1).max(1)).unwrap_or(u32::MAX);
+    let turn = previous.saturating_add(1);
+    let tool = view
+        .latest_tool()
+        .map(str::to_owned)
+        .unwrap_or_else(|| "unknown".to_owned());
+    let depth = view.genealogy.as_ref().and_then(|g| g.depth).unwrap_or(0);
+
+    // 1.
+    ActiveRecord::new(&project.sessions_dir).add(id)?;
+    // 2.
+    let result = dir.join(RESULT_FILE);
+    if result.exists() {
+        let history = dir
+            .join("output")
+            .join("turns")
+            .join(format!("turn-{previous:06}"));
+        create_private_dirs(&history)?;
+        let target = history.join(RESULT_FILE);
+        if target.exists() {
+            return Err(StoreError::Io(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{}: turn history already has this turn's result",
+                    target.display()
+                ),
+            ))
+            .into());
+        }
+        fs_err::rename(&result, &target).map_err(StoreError::from)?;
+        sync_dir(&history)?;
+        sync_dir(&dir)?;
+    }
+    // 3.
+    let now = timestamp(Utc::now());
+    let (pid, ticks) = supervisor;
+    let daemon = match ticks {
+        Some(t) => format!("{pid} {t}\n"),
+        None => format!("{pid}\n"),
+    };
+    write_atomic(
+        &dir,
+        "daemon.pid",
+        daemon.as_bytes(),
+        0o600,
+        Publish::Replace,
+    )?;
+    let flock = take_tool_lock(&dir, &tool, supervisor, host, &now)?;
+    // 4.
+    run.turns.push(turn_record(turn, &command));
+    let body = toml::to_string(&run)
+        .map_err(io::Error::other)
+        .map_err(StoreError::from)?;
+    write_atomic(&dir, RUN_FILE, body.as_bytes(), 0o600, Publish::Replace)?;
+    // 5.
+    state.edit(&lock, |doc| {
+        doc["phase"] = toml_edit::value(Phase::Active.as_str());
+        doc["turn_count"] = toml_edit::value(i64::from(turn));
+        doc["last_accessed"] = toml_edit::value(now.as_str());
+        doc.remove("termination_reason");
+        let entry = &mut doc["tools"][tool.as_str()];
+        entry["last_action_summary"] = toml_edit::value("started");
+        entry["updated_at"] = toml_edit::value(now.as_str());
+    })?;
+    drop(lock);
+    Ok(Begun {
+        created: Created::held(id.to_owned(), dir, depth, flock),
+        turn,
+        tool,
+        command,
+    })
+}
+
+fn read_run(dir: &std::path::Path) -> Result<RunRecord> {
+    let path = dir.join(RUN_FILE);
+    match crate::read_capped(&path, 16 << 20) {
+        Ok((bytes, _)) => {
+            let text = String::from_utf8_lossy(&bytes);
+            toml::from_str(&text).map_err(|e| StoreError::InvalidState {
+                path,
+                reason: crate::state::one_line(&e),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(RunRecord::default()),
+        Err(e) => Err(e.into()),
+    }
+}
