@@ -88,7 +88,7 @@ impl DirClaim {
 
 impl Drop for DirClaim {
     /// Clears the holder record before the flock is released, so the next loser never reads
-    /// a finished holder's record (a crashed holder's stays; see [`read_holder`]).
+    /// a finished holder's record (a crashed holder's stays; see `read_holder`).
     fn drop(&mut self) {
         let file: &mut File = &mut self.flock;
         let _ = file.set_len(0);

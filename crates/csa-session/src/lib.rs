@@ -20,6 +20,7 @@ pub mod atomic;
 pub mod claim;
 pub mod cooldown;
 pub mod create;
+pub mod delete;
 pub mod dirfd;
 pub mod error;
 pub mod finalize;

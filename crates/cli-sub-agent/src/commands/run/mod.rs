@@ -2,8 +2,8 @@
 //!
 //! The process running this is the session's *supervisor*: it claims the directory
 //! (csa-session `claim`), builds and publishes the session (csa-session `create`), spawns the
-//! agent in its own session and process group ([`spawn`]), supervises it ([`supervise`]) and
-//! finalizes the turn (csa-session `finalize`). With `--detach`, [`detach`] re-executes csa as
+//! agent in its own session and process group (`spawn`), supervises it (`supervise`) and
+//! finalizes the turn (csa-session `finalize`). With `--detach`, `detach` re-executes csa as
 //! such a supervisor without a controlling terminal and returns once the session is running.
 //!
 //! Launch failure: once the claim is taken, any failure (command not found or not executable,

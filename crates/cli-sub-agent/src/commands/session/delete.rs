@@ -1,17 +1,107 @@
-//! `csa session delete` (being written; not part of any release yet).
+//! `csa session delete`: delete one session's directory, if the deletion predicate allows it
+//! (csa_session::delete: never an Active session whose owner is alive, never an ended one with a
+//! live process, an Active one whose owner is dead only with `--force`).
+
+use std::io::Write;
 
 use anyhow::anyhow;
+use csa_session::delete::{delete_session, DeleteError, Keep, Outcome, Policy};
+use csa_session::liveness::LivenessContext;
 use csa_session::paths::StateRoots;
+use serde_json::json;
 
-use crate::cli::DeleteArgs;
+use super::locate;
+use crate::cli::{DeleteArgs, Format};
 use crate::diagnostics::CommandError;
 use crate::exit::Exit;
 use crate::CommandResult;
 
 /// Runs the command.
-pub fn run(_roots: &StateRoots, _args: &DeleteArgs) -> CommandResult {
-    Err(CommandError::new(
-        Exit::Usage,
-        anyhow!("`csa session delete` is not implemented yet"),
-    ))
+///
+/// # Errors
+/// Exit 75 when the session is refused (owner alive, Active without `--force`) or another
+/// process holds its `.reconcile.lock`; 3 when its state.toml cannot be read, its directory is a
+/// symbolic link, or the removal fails; 4 when another process deleted it meanwhile; 2/4 for a
+/// bad SESSION argument.
+pub fn run(roots: &StateRoots, args: &DeleteArgs) -> CommandResult {
+    let session = locate(roots, args.cd.as_deref(), &args.session)?;
+    let id = &session.id;
+    let policy = Policy {
+        force: args.force,
+        last_accessed_before: None,
+    };
+    let deletion = delete_session(
+        &LivenessContext::new(),
+        &session.project,
+        id,
+        &policy,
+        false,
+    )
+    .map_err(|err| delete_error(id, err))?;
+    for w in &deletion.warnings {
+        eprintln!("warning: {w}");
+    }
+    let reason = match deletion.outcome {
+        Outcome::Deleted(reason) | Outcome::WouldDelete(reason) => reason,
+        Outcome::Kept(keep) => return Err(refusal(id, keep)),
+        Outcome::Gone => {
+            return Err(CommandError::new(
+                Exit::NotFound,
+                anyhow!("session {id} was deleted by another process meanwhile"),
+            ))
+        }
+        Outcome::Busy => {
+            return Err(CommandError::new(
+                Exit::Busy,
+                anyhow!("session {id} is busy: another process holds its .reconcile.lock"),
+            )
+            .with_hint(format!(
+            "it is being finalized or deleted; run `csa session delete {id}` again once it is done"
+        )))
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => writeln!(out, "{:#}", json!({"session_id": id, "deleted": true}))?,
+        Format::Text => writeln!(out, "{id}  deleted  {reason}")?,
+    }
+    Ok(Exit::Success)
+}
+
+/// The exit-75 error for a session the predicate keeps: what was found and what to do.
+fn refusal(id: &str, keep: Keep) -> CommandError {
+    let (what, hint) = match keep {
+        Keep::Running(signal) => (
+            format!("session {id} is active and its agent is alive ({signal})"),
+            format!("stop it first with `csa session kill {id}`, or wait for it with `csa session wait {id}`"),
+        ),
+        Keep::Orphaned(reason) => (
+            format!("session {id} is still active, though its agent is dead ({reason})"),
+            format!("finalize it with `csa session reconcile {id}` first, or delete it as it is with `csa session delete --force {id}`"),
+        ),
+        Keep::EndedAlive { phase, signal } => (
+            format!(
+                "session {id} is {}, but a process of it is still alive ({signal})",
+                phase.as_str()
+            ),
+            format!("stop it first with `csa session kill {id}`"),
+        ),
+        // `delete` sets no cutoff; kept for completeness.
+        Keep::Recent(last) => (
+            format!("session {id} was used at {last}"),
+            format!("delete it with `csa session delete {id}`"),
+        ),
+    };
+    CommandError::new(Exit::Busy, anyhow!(what)).with_hint(hint)
+}
+
+fn delete_error(id: &str, err: DeleteError) -> CommandError {
+    match err {
+        DeleteError::Store(err) => err.into(),
+        err @ DeleteError::NotADirectory { .. } => CommandError::new(Exit::Partial, err)
+            .with_hint("csa never deletes through a symbolic link: remove the link by hand"),
+        err @ DeleteError::Incomplete { .. } => CommandError::new(Exit::Partial, err).with_hint(
+            format!("session {id} is no longer listed; `csa session clean` removes what is left"),
+        ),
+    }
 }
