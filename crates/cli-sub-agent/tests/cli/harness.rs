@@ -267,3 +267,31 @@ pub fn actions(json: &serde_json::Value) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Of `children` racing for one thing, waits for the `children.len() - 1` that give up on their
+/// own (the losers) and returns their outputs and the one still running (the winner).
+pub fn split_losers(
+    children: Vec<std::process::Child>,
+) -> (Vec<std::process::Output>, std::process::Child) {
+    let wanted = children.len() - 1;
+    let mut slots: Vec<Option<std::process::Child>> = children.into_iter().map(Some).collect();
+    let mut losers = Vec::new();
+    while losers.len() < wanted {
+        for slot in slots.iter_mut() {
+            if slot
+                .as_mut()
+                .is_some_and(|c| c.try_wait().expect("try_wait").is_some())
+            {
+                let child = slot.take().expect("child");
+                losers.push(child.wait_with_output().expect("output"));
+            }
+        }
+        std::thread::yield_now();
+    }
+    let winner = slots
+        .into_iter()
+        .flatten()
+        .next()
+        .expect("one still running");
+    (losers, winner)
+}

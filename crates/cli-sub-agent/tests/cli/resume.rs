@@ -61,29 +61,7 @@ fn eight_concurrent_resumes_start_exactly_one_turn() {
                 .expect("spawn")
         })
         .collect();
-    let mut children: Vec<Option<Child>> = children.into_iter().map(Some).collect();
-    let mut losers = Vec::new();
-    while losers.len() < 7 {
-        for slot in children.iter_mut() {
-            if slot
-                .as_mut()
-                .is_some_and(|c| c.try_wait().expect("try_wait").is_some())
-            {
-                losers.push(
-                    slot.take()
-                        .expect("child")
-                        .wait_with_output()
-                        .expect("output"),
-                );
-            }
-        }
-        std::thread::yield_now();
-    }
-    let mut winner = children
-        .into_iter()
-        .flatten()
-        .next()
-        .expect("one still running");
+    let (losers, mut winner) = crate::harness::split_losers(children);
     drop(winner.stdin.take());
     let winner = winner.wait_with_output().expect("winner");
     assert_eq!(

@@ -256,25 +256,7 @@ fn eight_runs_released_together_one_runs_seven_exit_75_naming_it() {
             .collect();
         barrier.release_when(8);
         // Losers exit on their own; the winner's agent waits for its stdin to close.
-        let mut children: Vec<Option<Child>> = children.into_iter().map(Some).collect();
-        let mut losers = Vec::new();
-        while losers.len() < 7 {
-            for slot in children.iter_mut() {
-                let done = slot
-                    .as_mut()
-                    .is_some_and(|c| c.try_wait().expect("try_wait").is_some());
-                if done {
-                    let child = slot.take().expect("child");
-                    losers.push(child.wait_with_output().expect("output"));
-                }
-            }
-            std::thread::yield_now();
-        }
-        let mut winner = children
-            .into_iter()
-            .flatten()
-            .next()
-            .expect("one still running");
+        let (losers, mut winner) = crate::harness::split_losers(children);
         drop(winner.stdin.take());
         let winner = winner.wait_with_output().expect("winner");
         assert_eq!(

@@ -101,21 +101,13 @@ fn supervise_run(
     let id = ulid::Ulid::new().to_string();
     let dir = project.session_dir(&id);
     let depth = parent.as_ref().map_or(0, |p| p.depth + 1);
-    let mut env = vec![
-        ("CSA_SESSION_ID".to_owned(), id.clone()),
-        (
-            "CSA_SESSION_DIR".to_owned(),
-            dir.to_string_lossy().into_owned(),
-        ),
-        ("CSA_DEPTH".to_owned(), depth.to_string()),
-        (
-            "CSA_PROJECT_ROOT".to_owned(),
-            project_dir.to_string_lossy().into_owned(),
-        ),
-    ];
-    if let Some(p) = &parent {
-        env.push(("CSA_PARENT_SESSION".to_owned(), p.session_id.clone()));
-    }
+    let env = session_env(
+        &id,
+        &dir,
+        depth,
+        &project_dir,
+        parent.as_ref().map(|p| p.session_id.as_str()),
+    );
     let started = Utc::now();
     let new = NewSession {
         id: id.clone(),
@@ -161,6 +153,34 @@ fn supervise_run(
         ready,
         host,
     })
+}
+
+/// The environment csa gives an agent: `CSA_SESSION_ID`, `CSA_SESSION_DIR`, `CSA_DEPTH` (0 at
+/// top level), `CSA_PROJECT_ROOT`, and `CSA_PARENT_SESSION` when there is a parent (otherwise
+/// [`launch`] removes it from the inherited environment).
+pub(crate) fn session_env(
+    id: &str,
+    dir: &Path,
+    depth: u32,
+    project_dir: &Path,
+    parent: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("CSA_SESSION_ID".to_owned(), id.to_owned()),
+        (
+            "CSA_SESSION_DIR".to_owned(),
+            dir.to_string_lossy().into_owned(),
+        ),
+        ("CSA_DEPTH".to_owned(), depth.to_string()),
+        (
+            "CSA_PROJECT_ROOT".to_owned(),
+            project_dir.to_string_lossy().into_owned(),
+        ),
+    ];
+    if let Some(parent) = parent {
+        env.push(("CSA_PARENT_SESSION".to_owned(), parent.to_owned()));
+    }
+    env
 }
 
 /// A turn whose session exists (new, or resumed) with its tool lock held by this process,

@@ -44,13 +44,7 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
     let targets = match decision {
         KillDecision::Ended(phase) => return nothing_to_kill(&session.id, phase, args.format),
         KillDecision::Dead => {
-            let mut reconciler = Reconciler::new(ReconcileOptions {
-                dry_run: false,
-                full: false,
-                trigger: "session kill".to_owned(),
-            });
-            reconciler.session(&session.project, &session.id);
-            let report = reconciler.finish();
+            let report = reconcile(&session);
             if report.counts().errors > 0 {
                 let why = report
                     .sessions
@@ -161,6 +155,17 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
     report_outcome(&session.id, "killed", &detail, args.format)
 }
 
+/// Reconciles the session (its owner is dead), with the trigger `session kill`.
+fn reconcile(session: &csa_session::inventory::SessionRef) -> csa_session::reconcile::Report {
+    let mut reconciler = Reconciler::new(ReconcileOptions {
+        dry_run: false,
+        full: false,
+        trigger: "session kill".to_owned(),
+    });
+    reconciler.session(&session.project, &session.id);
+    reconciler.finish()
+}
+
 /// How long to wait for an owner that is finishing its turn on its own.
 const FINISHING_WAIT: Duration = Duration::from_secs(10);
 
@@ -183,13 +188,7 @@ fn finishing(session: &csa_session::inventory::SessionRef, format: Format) -> Co
         )
         .verdict;
         if !verdict.is_alive() || start.elapsed() >= FINISHING_WAIT {
-            let mut reconciler = Reconciler::new(ReconcileOptions {
-                dry_run: false,
-                full: false,
-                trigger: "session kill".to_owned(),
-            });
-            reconciler.session(&session.project, &session.id);
-            let report = reconciler.finish();
+            let report = reconcile(session);
             if report.counts().errors == 0 && !verdict.is_alive() {
                 continue;
             }

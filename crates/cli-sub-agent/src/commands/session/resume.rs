@@ -15,7 +15,7 @@ use csa_session::state::SessionState;
 
 use super::locate;
 use crate::cli::{GlobalArgs, ResumeArgs};
-use crate::commands::run::{claim_dir, detach, launch, Turn};
+use crate::commands::run::{claim_dir, detach, launch, session_env, Turn};
 use crate::diagnostics::CommandError;
 use crate::exit::Exit;
 use crate::CommandResult;
@@ -98,21 +98,7 @@ fn resume(
         .as_ref()
         .and_then(|g| g.depth)
         .unwrap_or(0);
-    let mut env = vec![
-        ("CSA_SESSION_ID".to_owned(), session.id.clone()),
-        (
-            "CSA_SESSION_DIR".to_owned(),
-            dir.to_string_lossy().into_owned(),
-        ),
-        ("CSA_DEPTH".to_owned(), depth.to_string()),
-        (
-            "CSA_PROJECT_ROOT".to_owned(),
-            project_dir.to_string_lossy().into_owned(),
-        ),
-    ];
-    if let Some(p) = &parent {
-        env.push(("CSA_PARENT_SESSION".to_owned(), p.clone()));
-    }
+    let env = session_env(&session.id, &dir, depth, &project_dir, parent.as_deref());
     let command = (!args.command.is_empty()).then(|| args.command.clone());
     let record_env = env.clone();
     let cwd = project_dir.to_string_lossy().into_owned();
