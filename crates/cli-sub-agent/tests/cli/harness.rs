@@ -97,7 +97,7 @@ impl TestEnv {
 
     /// Creates an Active session in upstream's format, files backdated 120 s.
     pub fn session(&self) -> Session {
-        let id = ulid::Ulid::new().to_string();
+        let id = next_ulid();
         let dir = self.sessions_dir.join(&id);
         fs_err::create_dir(&dir).expect("mkdir");
         let project = self.project.display();
@@ -137,6 +137,19 @@ mode = "cgroup"
         session.backdate();
         session
     }
+}
+
+/// A ULID later than every one this test process made before, even within one millisecond
+/// (plain `Ulid::new()` orders randomly within a millisecond, and tests rely on creation order).
+/// Regression: `list_derives_status_newest_first…` failed when two sessions shared a millisecond.
+fn next_ulid() -> String {
+    static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut generator = GENERATOR.lock().expect("generator");
+    generator
+        .get_or_insert_with(ulid::Generator::new)
+        .generate()
+        .expect("ULID space within one millisecond")
+        .to_string()
 }
 
 pub struct Session {
