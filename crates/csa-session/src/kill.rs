@@ -94,12 +94,9 @@ pub fn prepare(lock: &ReconcileLock, id: &str) -> Result<KillDecision> {
             else {
                 continue;
             };
-            if !csa_process::probe(body.pid).is_running() {
-                exited += 1;
-                continue;
-            }
             match verify(&host, &body) {
-                Ok(target) => targets.push(target),
+                Ok(Some(target)) => targets.push(target),
+                Ok(None) => exited += 1,
                 Err(why) => refused.push(format!("{}: {why}", path.display())),
             }
         }
@@ -119,8 +116,9 @@ pub fn prepare(lock: &ReconcileLock, id: &str) -> Result<KillDecision> {
     Ok(KillDecision::Kill(targets))
 }
 
-/// Whether `body` names a process csa may signal (see the module docs), and how.
-fn verify(host: &HostIdentity, body: &LockBody) -> std::result::Result<Target, String> {
+/// Whether `body` names a process csa may signal (see the module docs), and how. `Ok(None)`:
+/// it has exited (also when it exits while being checked), so there is nothing to signal.
+fn verify(host: &HostIdentity, body: &LockBody) -> std::result::Result<Option<Target>, String> {
     let pid = body.pid;
     if pid <= 1 {
         return Err(format!("pid {pid} is never signalled"));
@@ -135,24 +133,32 @@ fn verify(host: &HostIdentity, body: &LockBody) -> std::result::Result<Target, S
             return Err(format!("pid {pid} was recorded in another boot"));
         }
     }
-    let stat = match csa_process::probe(pid) {
-        Probe::Running { .. } => csa_process::platform::stat(pid)
-            .map_err(|e| format!("pid {pid}: cannot read its stat ({e})"))?,
-        _ => return Err(format!("pid {pid} is not running")),
+    if !matches!(csa_process::probe(pid), Probe::Running { .. }) {
+        return Ok(None);
+    }
+    let stat = match csa_process::platform::stat(pid) {
+        Ok(stat) if stat.has_exited() => return Ok(None),
+        Ok(stat) => stat,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("pid {pid}: cannot read its stat ({e})")),
     };
     if stat.start_ticks != recorded {
         return Err(format!(
             "pid {pid} now belongs to another process (start ticks differ)"
         ));
     }
-    let uid = csa_process::platform::owner_uid(pid).map_err(|e| format!("pid {pid}: {e}"))?;
+    let uid = match csa_process::platform::owner_uid(pid) {
+        Ok(uid) => uid,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("pid {pid}: {e}")),
+    };
     if uid != nix::unistd::geteuid().as_raw() {
         return Err(format!("pid {pid} belongs to another user"));
     }
-    Ok(Target {
+    Ok(Some(Target {
         pid,
         group: stat.pgrp == pid,
-    })
+    }))
 }
 
 /// Sends `signal` to every target (its group when it leads one). A target already gone is not
