@@ -38,6 +38,9 @@ pub enum Command {
     /// Inspect and maintain sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Tools for testing csa itself (not a stable interface).
+    #[command(subcommand, hide = true)]
+    Debug(DebugCommand),
 }
 
 /// `csa session …`.
@@ -333,4 +336,15 @@ pub struct ResumeArgs {
     /// The new turn's command (default: the previous turn's), after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `csa debug …` (hidden).
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// List every invariant violation in the state root(s); exit 1 if there is any.
+    Check {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
 }

@@ -26,6 +26,7 @@ pub fn main() -> ExitCode {
     let outcome = match &cli.command {
         Command::Session(cmd) => commands::session::run(&cli.global, cmd),
         Command::Run(args) => commands::run::run(&cli.global, args),
+        Command::Debug(cmd) => commands::debug::run(&cli.global, cmd),
     };
     match outcome {
         Ok(exit) => exit.into(),

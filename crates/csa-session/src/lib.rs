@@ -17,6 +17,7 @@ mod failpoint;
 
 pub mod active;
 pub mod atomic;
+pub mod check;
 pub mod claim;
 pub mod cooldown;
 pub mod create;

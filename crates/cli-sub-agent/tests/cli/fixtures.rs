@@ -82,6 +82,27 @@ fn check_case(case: &Path) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let ctx = format!("fixture {name}: stdout {stdout:?} stderr {stderr:?}");
 
+    // After reconcile, the invariant checker finds nothing but an unparsable state.toml.
+    let check = std::process::Command::new(assert_cmd::cargo::cargo_bin!("csa"))
+        .env_clear()
+        .arg("--state-dir")
+        .arg(&root)
+        .args(["debug", "check", "--format", "json"])
+        .output()
+        .expect("run csa debug check");
+    let found: serde_json::Value = serde_json::from_slice(&check.stdout).expect("json");
+    // Files csa cannot parse are reported (never repaired): one violation for each.
+    let unparsable_result = result_before.as_ref().is_some_and(|bytes| {
+        std::str::from_utf8(bytes).map_or(true, |t| t.parse::<toml::Table>().is_err())
+    });
+    let expected_violations =
+        usize::from(expect["phase"].as_str() == Some("?")) + usize::from(unparsable_result);
+    assert_eq!(
+        found.as_array().map(Vec::len),
+        Some(expected_violations),
+        "{ctx}: {found}"
+    );
+
     let phase = expect["phase"].as_str().expect("phase");
     if phase == "?" {
         // Unparsable state: reported with its path, every file byte-identical, exit 3.

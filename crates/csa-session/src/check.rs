@@ -1,0 +1,184 @@
+//! The invariant checker: lists every way a state root's files break what csa promises, so that
+//! crash, race and fault tests can assert "0 violations" after anything happened (issue 5).
+//!
+//! Checked per session directory (`sessions/<ULID>/`), and per project:
+//! - state.toml exists and parses ([`SessionState::load`]);
+//! - an Active session has no result, except in the window a reconcile resolves (its owner is
+//!   dead: a kill -9 between publishing a result and moving the phase); an Active session with a
+//!   result and a live owner is a violation;
+//! - a session that csa runs (it has run.toml) and has ended has a result, and its turn history
+//!   is complete: `output/turns/turn-NNNNNN/result.toml` for every turn before the current one;
+//! - no competing results: no result set aside by an interrupted rollback (`.tmp-rollback-*`)
+//!   next to a result.toml;
+//! - no temporary files (`.tmp-*`) in a session, in `sessions/` or in `.csa-active/`, and no
+//!   half-built (`.build-*`) or half-deleted (`.deleting-*`) directories: the checker is meant to
+//!   run after a later command has had the chance to clean them;
+//! - the directory claim (`sessions/.csa-claim.lock`) is held only while the session its holder
+//!   record names is Active and alive (its supervisor, or its agent, which inherits the claim).
+//!
+//! Upstream-written sessions without run.toml may be ended without a result (upstream's
+//! `available` and `tool_exhausted` sessions are), so that rule applies to csa's sessions only.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::claim::{ClaimHolder, CLAIM_FILE};
+use crate::liveness::{assess, LivenessContext};
+use crate::paths::{all_projects, is_ulid, StateRoots};
+use crate::result::{SessionResult, RESULT_FILE};
+use crate::state::{Phase, SessionState};
+
+/// One broken promise, naming the path it was found at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// Checks every project of every root; returns the violations found (empty: all is well).
+pub fn check_roots(roots: &StateRoots) -> Vec<Violation> {
+    let ctx = LivenessContext::new();
+    let mut out = Vec::new();
+    for root in roots.iter() {
+        match all_projects(root) {
+            Ok(projects) => {
+                for project in projects {
+                    check_sessions_dir(&ctx, &project.sessions_dir, &mut out);
+                }
+            }
+            Err(err) => out.push(Violation {
+                path: root.to_owned(),
+                problem: format!("cannot walk the state root: {err}"),
+            }),
+        }
+    }
+    out
+}
+
+fn push(out: &mut Vec<Violation>, path: &Path, problem: impl Into<String>) {
+    out.push(Violation {
+        path: path.to_owned(),
+        problem: problem.into(),
+    });
+}
+
+/// Checks one project's `sessions/` directory.
+pub fn check_sessions_dir(ctx: &LivenessContext, sessions: &Path, out: &mut Vec<Violation>) {
+    let Ok(entries) = fs_err::read_dir(sessions) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.starts_with(".tmp") {
+            push(out, &path, "temporary file left behind");
+        } else if name.starts_with(".build-") {
+            push(out, &path, "half-built session left behind");
+        } else if name.starts_with(".deleting-") {
+            push(out, &path, "half-deleted session left behind");
+        } else if name == crate::active::ACTIVE_DIR {
+            stray_temps(&path, out);
+        } else if is_ulid(&name) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            check_session(ctx, &path, &name, out);
+        }
+    }
+    check_claim(ctx, sessions, out);
+}
+
+fn stray_temps(dir: &Path, out: &mut Vec<Violation>) {
+    if let Ok(entries) = fs_err::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".tmp") {
+                push(out, &entry.path(), "temporary file left behind");
+            }
+        }
+    }
+}
+
+fn check_session(ctx: &LivenessContext, dir: &Path, id: &str, out: &mut Vec<Violation>) {
+    stray_temps(dir, out);
+    let state = match SessionState::load(dir) {
+        Ok(state) => state,
+        Err(err) => return push(out, dir, format!("state.toml: {err}")),
+    };
+    let result = match SessionResult::load(dir) {
+        Ok(result) => result,
+        Err(err) => return push(out, &dir.join(RESULT_FILE), err.to_string()),
+    };
+    if let Ok(entries) = fs_err::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".tmp-rollback-")
+                && result.is_some()
+            {
+                push(
+                    out,
+                    &entry.path(),
+                    "a second result competes with result.toml",
+                );
+            }
+        }
+    }
+    let csa_run = dir.join(crate::create::RUN_FILE).exists();
+    match (state.view.phase, &result) {
+        (Phase::Active, Some(_)) if assess(ctx, dir, id, true).verdict.is_alive() => {
+            push(out, dir, "active with a result while its owner lives");
+        }
+        (phase, None) if phase.is_ended() && csa_run => {
+            push(out, dir, format!("{} without a result", phase.as_str()));
+        }
+        _ => {}
+    }
+    if csa_run {
+        let turns = state.view.turn_count.unwrap_or(1);
+        for turn in 1..turns {
+            let past = dir
+                .join("output/turns")
+                .join(format!("turn-{turn:06}"))
+                .join(RESULT_FILE);
+            if !past.exists() {
+                push(out, &past, "turn history is missing this turn's result");
+            }
+        }
+    }
+}
+
+fn check_claim(ctx: &LivenessContext, sessions: &Path, out: &mut Vec<Violation>) {
+    let path = sessions.join(CLAIM_FILE);
+    let Ok(meta) = fs_err::metadata(&path) else {
+        return;
+    };
+    let Ok(held) = csa_process::HeldLocks::read() else {
+        return;
+    };
+    if !held.is_held(csa_process::FileId::of(&meta)) {
+        return;
+    }
+    let holder: Option<ClaimHolder> = fs_err::read_to_string(&path)
+        .ok()
+        .and_then(|body| serde_json::from_str(&body).ok());
+    let Some(holder) = holder else {
+        // Held with an empty record: the holder is between its flock and its write.
+        return;
+    };
+    let dir = sessions.join(&holder.session_id);
+    let live_active = SessionState::load(&dir).is_ok_and(|s| s.view.phase == Phase::Active)
+        && assess(ctx, &dir, &holder.session_id, true)
+            .verdict
+            .is_alive();
+    if !live_active && !csa_process::probe(holder.pid).is_running() {
+        push(
+            out,
+            &path,
+            format!(
+                "claimed for session {}, which is not running",
+                holder.session_id
+            ),
+        );
+    }
+}
