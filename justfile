@@ -11,3 +11,20 @@ reliability:
     CSA_RELIABILITY_REPORT="$PWD/target/reliability" cargo test --workspace --all-features
     @echo "reliability table, $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (with uncommitted changes)'):"
     @cargo run -q -p csa-reliability -- target/reliability
+
+# The 16-process stress test (docs/reliability.md, "Races") for DURATION (`just stress 10m`);
+# replay a run's random choices with CSA_STRESS_SEED=<the seed it printed>.
+stress DURATION="20s":
+    CSA_STRESS_DURATION={{DURATION}} cargo test -p cli-sub-agent --all-features --test cli stress -- --nocapture
+
+# Fuzzes one csa-session parser with cargo-fuzz for SECS seconds (docs/reliability.md, "Bad
+# input"); needs a nightly toolchain and `cargo install cargo-fuzz`. Not part of CI. Targets:
+# state, result, small_files, run_record, liveness_files, active_record (`just fuzz all` runs
+# each in turn). Findings are written to fuzz/artifacts/TARGET/.
+fuzz TARGET="state" SECS="60":
+    #!/usr/bin/env sh
+    set -eu
+    if [ "{{TARGET}}" = all ]; then targets=$(cargo +nightly fuzz list --fuzz-dir fuzz); else targets="{{TARGET}}"; fi
+    for t in $targets; do
+        cargo +nightly fuzz run --fuzz-dir fuzz "$t" -- -max_total_time={{SECS}} -rss_limit_mb=512
+    done

@@ -68,6 +68,7 @@ impl From<StoreError> for CommandError {
             ),
             StoreError::InvalidResult { .. } => (Exit::Partial, None),
             StoreError::NoStateRoot => (Exit::Usage, None),
+            StoreError::Insecure(insecure) => (Exit::Partial, Some(insecure.hint())),
             StoreError::Io(_) => (Exit::Partial, None),
         };
         CommandError {

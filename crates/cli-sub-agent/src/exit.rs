@@ -13,7 +13,9 @@ pub enum Exit {
     Negative,
     /// 2: usage error, including a malformed SESSION argument.
     Usage,
-    /// 3: some sessions could not be processed (the others were).
+    /// 3: some sessions could not be processed (the others were); or a directory of the state
+    /// root csa refuses (another user's, writable by group or others, or a symbolic link inside
+    /// the state root: csa-session `secure`).
     Partial,
     /// 4: no such session, or an ambiguous prefix (the message lists the candidates).
     NotFound,

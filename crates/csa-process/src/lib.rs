@@ -1,8 +1,9 @@
 //! Process identity and liveness for csa sessions.
 //!
 //! This crate answers one question about one PID at a time: "is this process alive, and is it
-//! the one that was recorded?". It never scans the whole process table: every probe is a
-//! targeted read of `/proc/<pid>/…` (Linux) plus `kill(pid, 0)`.
+//! the one that was recorded?". Every probe is a targeted read of `/proc/<pid>/…` (Linux) plus
+//! `kill(pid, 0)`; the process table is listed only by [`group_is_running`], because nothing
+//! else names the members of a process group.
 //!
 //! Invariants:
 //! - **Unknown counts as alive.** Every function that cannot decide returns a value that callers
@@ -27,7 +28,7 @@ mod probe;
 
 pub use host::HostIdentity;
 pub use locks::{FileId, HeldLocks};
-pub use probe::{cmdline_contains, environ_contains, probe, Probe};
+pub use probe::{cmdline_contains, environ_contains, group_is_running, probe, Probe};
 
 /// Reads the start ticks of `pid` (field 22 of `/proc/<pid>/stat`: clock ticks since boot).
 ///

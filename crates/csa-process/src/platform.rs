@@ -12,6 +12,8 @@ use std::io;
 pub struct ProcStat {
     /// Field 3, the process state: `R`, `S`, `D`, `Z` (zombie), `T`, `t`, `X` (dead), `I`, …
     pub state: char,
+    /// Field 4, the parent's pid.
+    pub ppid: u32,
     /// Field 5, the process group id.
     pub pgrp: u32,
     /// Field 22, the start time in clock ticks since boot.
@@ -50,12 +52,13 @@ mod imp {
         let after_comm = &text[text.rfind(')')? + 1..];
         let mut fields = after_comm.split_ascii_whitespace();
         let state = fields.next()?.chars().next()?;
-        let _ppid = fields.next()?;
+        let ppid = fields.next()?.parse().ok()?;
         let pgrp = fields.next()?.parse().ok()?;
         // After `pgrp` (field 5) come fields 6..=21, then starttime (field 22).
         let start_ticks = fields.nth(16)?.parse().ok()?;
         Some(ProcStat {
             state,
+            ppid,
             pgrp,
             start_ticks,
         })
@@ -96,6 +99,16 @@ mod imp {
         use std::os::unix::fs::MetadataExt;
         Ok(fs_err::metadata("/proc/self/ns/pid")?.ino())
     }
+
+    pub fn pids() -> io::Result<Vec<u32>> {
+        let mut pids = Vec::new();
+        for entry in fs_err::read_dir("/proc")? {
+            if let Ok(pid) = entry?.file_name().to_string_lossy().parse() {
+                pids.push(pid);
+            }
+        }
+        Ok(pids)
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -128,6 +141,9 @@ mod imp {
         Err(unsupported())
     }
     pub fn pid_namespace() -> io::Result<u64> {
+        Err(unsupported())
+    }
+    pub fn pids() -> io::Result<Vec<u32>> {
         Err(unsupported())
     }
 }
@@ -191,6 +207,16 @@ pub fn pid_namespace() -> io::Result<u64> {
     imp::pid_namespace()
 }
 
+/// The pids of every process visible in `/proc` (its numeric entries), in no order. Used only
+/// to find a process group's members ([`crate::group_is_running`]): no other interface lists
+/// them.
+///
+/// # Errors
+/// Any I/O error of listing `/proc`; `Unsupported` without `/proc`.
+pub fn pids() -> io::Result<Vec<u32>> {
+    imp::pids()
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::imp::parse_stat;
@@ -201,6 +227,7 @@ mod tests {
             "4242 (a b) c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         let stat = parse_stat(line).expect("parses");
         assert_eq!(stat.state, 'S');
+        assert_eq!(stat.ppid, 1);
         assert_eq!(stat.pgrp, 4242);
         assert_eq!(stat.start_ticks, 987654);
     }

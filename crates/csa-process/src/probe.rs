@@ -68,6 +68,35 @@ pub fn probe(pid: u32) -> Probe {
     }
 }
 
+/// Whether the process group `pgid` has a member that has not exited.
+///
+/// `kill(-pgid, 0)` alone cannot tell: it succeeds while any member exists, zombies included,
+/// and a zombie whose parent never reaps it (a stuck parent, or an init that does not reap, as
+/// in many containers) exists forever. So when the group exists, its members are found by
+/// listing `/proc` ([`platform::pids`]) and the group is running while any member is neither a
+/// zombie nor dead.
+///
+/// Fails closed: when the group exists but `/proc` cannot be listed (or on platforms without
+/// it), it counts as running. A `pgid` of 0 or above `i32::MAX` names no group: not running.
+pub fn group_is_running(pgid: u32) -> bool {
+    let raw = match i32::try_from(pgid) {
+        Ok(raw) if raw > 0 => raw,
+        _ => return false,
+    };
+    match nix::sys::signal::killpg(Pid::from_raw(raw), None) {
+        Err(Errno::ESRCH) => return false,
+        Ok(()) | Err(Errno::EPERM) => {}
+        Err(_) => return true,
+    }
+    let Ok(pids) = platform::pids() else {
+        return true;
+    };
+    pids.into_iter().any(|pid| {
+        // A member that exits between the listing and the read is gone.
+        platform::stat(pid).is_ok_and(|s| s.pgrp == pgid && !s.has_exited())
+    })
+}
+
 /// Whether the command line of `pid` contains any of `needles` as a substring (of the
 /// NUL-separated argument bytes).
 ///

@@ -133,17 +133,26 @@ impl ActiveRecord {
         Ok(ids)
     }
 
+    /// Whether `id` has an entry.
+    pub fn contains(&self, id: &str) -> bool {
+        crate::paths::is_ulid(id) && self.dir.join(id).exists()
+    }
+
     /// Adds an entry for `id` (idempotent) and makes it durable (fsync of the record directory).
     /// Creates the record directory (0700) when missing.
     ///
     /// # Errors
     /// Any I/O error creating the directory or the entry, naming the path.
     pub fn add(&self, id: &str) -> io::Result<()> {
-        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+        match crate::failpoint!("active::make_dir")
+            .and_then(|()| std::fs::DirBuilder::new().mode(0o700).create(&self.dir))
+        {
             Ok(()) => sync_dir(self.dir.parent().unwrap_or(&self.dir))?,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(crate::atomic::with_path(e, "create", &self.dir)),
         }
+        crate::failpoint!("active::add")
+            .map_err(|e| crate::atomic::with_path(e, "create", &self.dir.join(id)))?;
         fs_err::OpenOptions::new()
             .write(true)
             .create(true)
@@ -161,6 +170,7 @@ impl ActiveRecord {
     /// Any I/O error of the unlink other than absence.
     pub fn remove(&self, id: &str, lock: &ReconcileLock) -> io::Result<()> {
         debug_assert!(lock.session_dir().ends_with(id));
+        crate::failpoint!("active::remove", "remove", &self.dir.join(id))?;
         match fs_err::remove_file(self.dir.join(id)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -180,7 +190,7 @@ impl ActiveRecord {
             });
         if old {
             if let Err(err) = fs_err::remove_file(&path) {
-                tracing::debug!(%err, "could not remove an orphaned active-record entry");
+                tracing::warn!(%err, "could not remove an orphaned active-record entry");
             }
         }
     }

@@ -1,8 +1,10 @@
 //! The one atomic-write helper of the store. Every file csa writes goes through [`write_atomic`].
 //!
 //! Protocol (as jj's `persist_temp_file`, and the classic write-fsync-rename of ext4 guidance):
-//! 1. create a temp file `.tmp-<random>` in the *same directory* as the target (`O_EXCL`, so it
-//!    never follows or reuses a symlink), with the requested mode;
+//! 1. create a temp file `.tmp-<pid>.<ticks>-<random>` in the *same directory* as the target
+//!    (`O_EXCL`, so it never follows or reuses a symlink), with the requested mode; `<pid>` and
+//!    `<ticks>` name the writing process (its start time in clock ticks), so that a later command
+//!    can tell a crashed writer's leftover from a write in progress ([`sweep_temp_files`]);
 //! 2. write all bytes and `fsync` the temp file;
 //! 3. publish: [`Publish::Replace`] `rename(2)`s it over the target (which replaces a symlink
 //!    rather than writing through it); [`Publish::CreateNew`] `link(2)`s it to the target, which
@@ -12,31 +14,44 @@
 //!
 //! What a crash (kill -9, power loss) leaves behind at each step:
 //! - during 1–2: the target is untouched; a stray `.tmp-*` file may remain (names starting with
-//!   `.` are never sessions, and readers ignore them);
+//!   `.` are never sessions, and readers ignore them) until a later command sweeps it;
 //! - during 3: `rename` and `link` are atomic: the target is either the old file (or absent) or
 //!   the complete new one, never a mix; after a `link`, a stray `.tmp-*` hard link may remain;
 //! - during 4: after a kill -9 the new name is there (the kernel has it); only a power loss
 //!   before the directory fsync can lose the new name, leaving the old state, never a torn file.
+//!
+//! Each step is preceded by a [`failpoint!`](crate::failpoint!) (`atomic::create_temp`,
+//! `atomic::write`, `atomic::fsync`, `atomic::publish`, `atomic::sync_dir`), so the reliability
+//! tests crash or fail every write of every path at each step.
 
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::OnceLock;
+
+use crate::failpoint;
 
 /// How [`write_atomic`] publishes the new file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Publish {
-    /// Replace the target if it exists (`rename(2)`).
+    /// Replace the target if it exists (`rename(2)`), keeping the existing file's permission
+    /// bits.
     Replace,
     /// Create the target only if it does not exist (`link(2)`); fails with
     /// [`io::ErrorKind::AlreadyExists`] otherwise.
     CreateNew,
 }
 
-/// Atomically writes `bytes` to `dir/name` with permission bits `mode` (e.g. `0o600`).
+/// Name prefix of every temp file [`write_atomic`] creates.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// Atomically writes `bytes` to `dir/name`. A new file gets permission bits `mode` (e.g.
+/// `0o600`) whatever the umask; a file replaced ([`Publish::Replace`]) keeps its own.
 ///
 /// # Errors
 /// Any I/O error of the steps above, naming the path; with [`Publish::CreateNew`], an error of
-/// kind [`io::ErrorKind::AlreadyExists`] when `dir/name` exists (nothing was changed).
+/// kind [`io::ErrorKind::AlreadyExists`] when `dir/name` exists (nothing was changed). After an
+/// error the target is as it was; the temp file is removed.
 pub fn write_atomic(
     dir: &Path,
     name: &str,
@@ -45,21 +60,33 @@ pub fn write_atomic(
     publish: Publish,
 ) -> io::Result<()> {
     let target = dir.join(name);
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(std::fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)
+    let mode = match publish {
+        // lstat: a symlink's own bits are meaningless; it is replaced by a file of `mode`.
+        Publish::Replace => match fs_err::symlink_metadata(&target) {
+            Ok(meta) if meta.is_file() => meta.permissions().mode() & 0o7777,
+            _ => mode,
+        },
+        Publish::CreateNew => mode,
+    };
+    let mut temp = failpoint!("atomic::create_temp")
+        .and_then(|()| {
+            tempfile::Builder::new()
+                .prefix(temp_prefix())
+                .permissions(std::fs::Permissions::from_mode(mode))
+                .tempfile_in(dir)
+        })
         .map_err(|e| with_path(e, "create a temp file in", dir))?;
     // The umask may have narrowed the mode at creation; set it exactly.
     temp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(|e| with_path(e, "set permissions of", temp.path()))?;
-    temp.write_all(bytes)
+    failpoint!("atomic::write")
+        .and_then(|()| temp.write_all(bytes))
         .map_err(|e| with_path(e, "write", temp.path()))?;
-    temp.as_file()
-        .sync_all()
+    failpoint!("atomic::fsync")
+        .and_then(|()| temp.as_file().sync_all())
         .map_err(|e| with_path(e, "fsync", temp.path()))?;
-    failpoint!("atomic::before_publish");
+    failpoint!("atomic::publish").map_err(|e| with_path(e, "publish", &target))?;
     match publish {
         Publish::Replace => {
             temp.persist(&target)
@@ -78,7 +105,76 @@ pub fn write_atomic(
 /// # Errors
 /// Any I/O error of the open or the fsync, naming the path.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    failpoint!("atomic::sync_dir").map_err(|e| with_path(e, "fsync", dir))?;
     fs_err::File::open(dir)?.sync_all()
+}
+
+/// `.tmp-<pid>.<ticks>-` for this process (ticks 0 when unknown).
+fn temp_prefix() -> &'static str {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let pid = std::process::id();
+        let ticks = csa_process::start_ticks(pid).unwrap_or(0);
+        format!("{TEMP_PREFIX}{pid}.{ticks}-")
+    })
+}
+
+/// Whether the process a `.tmp-<pid>.<ticks>-…` name (or a `<pid>.<ticks>` owner tag) names
+/// is gone: not running, a zombie, or a different process under a reused pid (other start
+/// ticks). Unknown start ticks (0) and names in any other form count as not gone: fails
+/// closed, so a write in progress is never disturbed.
+pub(crate) fn owner_gone(tag: &str) -> bool {
+    let mut parts = tag.splitn(2, '.');
+    let (Some(pid), Some(ticks)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let (Ok(pid), Ok(ticks)) = (pid.parse::<u32>(), ticks.parse::<u64>()) else {
+        return false;
+    };
+    match csa_process::probe(pid) {
+        csa_process::Probe::Invalid | csa_process::Probe::Exited { .. } => true,
+        csa_process::Probe::Running { start_ticks } => {
+            ticks != 0 && start_ticks.is_some_and(|t| t != ticks)
+        }
+    }
+}
+
+/// Removes the temp files of crashed writers in `dir`: every `.tmp-<pid>.<ticks>-*` regular
+/// file whose writer is gone (`owner_gone`). Temp files of live writers, and `.tmp-*` names
+/// in any other form (a rollback's set-aside result, another program's), are left alone.
+/// Returns the paths removed.
+///
+/// # Errors
+/// The error of listing `dir` (its absence is not one); a file that cannot be removed is
+/// skipped with a debug log, as it is retried by the next sweep.
+pub fn sweep_temp_files(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    let entries = match fs_err::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(tag) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(TEMP_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .map(|(tag, _)| tag)
+        else {
+            continue;
+        };
+        // The entry's own type: a symlink or directory under a temp name is not ours.
+        if !entry.file_type().is_ok_and(|t| t.is_file()) || !owner_gone(tag) {
+            continue;
+        }
+        let path = entry.path();
+        match fs_err::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) => tracing::debug!(%e, "could not remove a crashed writer's temp file"),
+        }
+    }
+    Ok(removed)
 }
 
 /// Wraps an error from a crate that does not name paths (tempfile) so that it does.
@@ -98,10 +194,13 @@ mod tests {
     fn replace_writes_bytes_and_mode() {
         let dir = tempfile::tempdir().expect("tempdir");
         write_atomic(dir.path(), "f", b"one", 0o600, Publish::Replace).expect("write");
-        write_atomic(dir.path(), "f", b"two", 0o444, Publish::Replace).expect("rewrite");
         let path = dir.path().join("f");
+        assert_eq!(fs_err::metadata(&path).expect("stat").mode() & 0o777, 0o600);
+        // A rewrite keeps the mode the file has now (here set by its owner), not `mode`.
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        write_atomic(dir.path(), "f", b"two", 0o600, Publish::Replace).expect("rewrite");
         assert_eq!(fs_err::read(&path).expect("read"), b"two");
-        assert_eq!(fs_err::metadata(&path).expect("stat").mode() & 0o777, 0o444);
+        assert_eq!(fs_err::metadata(&path).expect("stat").mode() & 0o777, 0o640);
         assert_eq!(
             fs_err::read_dir(dir.path()).expect("ls").count(),
             1,
@@ -132,5 +231,52 @@ mod tests {
         std::os::unix::fs::symlink(&outside, dir.path().join("f")).expect("symlink");
         write_atomic(dir.path(), "f", b"new", 0o600, Publish::Replace).expect("write");
         assert_eq!(fs_err::read(&outside).expect("read"), b"keep");
+    }
+
+    #[test]
+    fn sweep_removes_only_temp_files_of_gone_writers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A process that has exited and been reaped: its pid names nothing (or another process
+        // with other start ticks).
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let dead = child.id();
+        child.wait().expect("reap");
+        let me = std::process::id();
+        let my_ticks = csa_process::start_ticks(me).expect("ticks");
+        let names = [
+            format!(".tmp-{dead}.1-abc"),              // gone writer: removed
+            format!(".tmp-{me}.{my_ticks}-abc"),       // live writer (us): kept
+            format!(".tmp-{me}.{}-abc", my_ticks + 1), // our pid, other ticks: reused, removed
+            format!(".tmp-{me}.0-abc"),                // unknown ticks, pid running: kept
+            ".tmp-rollback-01M7YCZAQ6TZ9E7YGFW7ZMM2X7".to_owned(), // not a temp: kept
+            ".tmpXYZ".to_owned(),                      // another program's: kept
+        ];
+        for n in &names {
+            fs_err::write(dir.path().join(n), b"x").expect("write");
+        }
+        let removed = sweep_temp_files(dir.path()).expect("sweep");
+        let mut left: Vec<String> = fs_err::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            names[1].clone(),
+            names[3].clone(),
+            names[4].clone(),
+            names[5].clone(),
+        ];
+        want.sort();
+        assert_eq!(left, want, "removed {removed:?}");
+    }
+
+    #[test]
+    fn temp_names_carry_the_writer() {
+        let prefix = temp_prefix();
+        let tag = prefix
+            .strip_prefix(TEMP_PREFIX)
+            .and_then(|r| r.strip_suffix('-'))
+            .expect("tag");
+        assert!(!owner_gone(tag), "this process is alive: {prefix}");
     }
 }

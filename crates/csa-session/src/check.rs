@@ -12,9 +12,14 @@
 //!   next to a result.toml;
 //! - no temporary files (`.tmp-*`) in a session, in `sessions/` or in `.csa-active/`, and no
 //!   half-built (`.build-*`) or half-deleted (`.deleting-*`) directories: the checker is meant to
-//!   run after a later command has had the chance to clean them;
+//!   run after a later command has had the chance to sweep them ([`crate::leftovers`]). A temp
+//!   file or build whose name names a live writer (`<pid>.<ticks>`) is work in progress, not a
+//!   violation;
 //! - the directory claim (`sessions/.csa-claim.lock`) is held only while the session its holder
-//!   record names is Active and alive (its supervisor, or its agent, which inherits the claim).
+//!   record names is Active and alive (its supervisor, or its agent, which inherits the claim);
+//! - the state root, project directories, `sessions/`, `.csa-active/` and session directories
+//!   are real directories of this user, not writable by group or others ([`crate::secure`]);
+//!   no session directory is a symbolic link.
 //!
 //! Upstream-written sessions without run.toml may be ended without a result (upstream's
 //! `available` and `tool_exhausted` sessions are), so that rule applies to csa's sessions only.
@@ -43,9 +48,15 @@ pub fn check_roots(roots: &StateRoots) -> Vec<Violation> {
     let ctx = LivenessContext::new();
     let mut out = Vec::new();
     for root in roots.iter() {
+        if let Err(err) = crate::secure::check_root(root) {
+            push_refused(&mut out, root, &err);
+        }
         match all_projects(root) {
             Ok(projects) => {
                 for project in projects {
+                    if let Err(err) = crate::secure::check_project(root, &project) {
+                        push_refused(&mut out, &project.sessions_dir, &err);
+                    }
                     check_sessions_dir(&ctx, &project.sessions_dir, &mut out);
                 }
             }
@@ -56,6 +67,24 @@ pub fn check_roots(roots: &StateRoots) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// A directory csa refuses ([`crate::secure`]): its path and problem, once however many
+/// projects share it.
+fn push_refused(out: &mut Vec<Violation>, fallback: &Path, err: &crate::StoreError) {
+    let v = match err {
+        crate::StoreError::Insecure(i) => Violation {
+            path: i.path.clone(),
+            problem: format!("{}: csa refuses to use it", i.problem),
+        },
+        other => Violation {
+            path: fallback.to_owned(),
+            problem: other.to_string(),
+        },
+    };
+    if !out.contains(&v) {
+        out.push(v);
+    }
 }
 
 fn push(out: &mut Vec<Violation>, path: &Path, problem: impl Into<String>) {
@@ -74,24 +103,41 @@ pub fn check_sessions_dir(ctx: &LivenessContext, sessions: &Path, out: &mut Vec<
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
         if name.starts_with(".tmp") {
-            push(out, &path, "temporary file left behind");
+            if !temp_in_progress(&name) {
+                push(out, &path, "temporary file left behind");
+            }
         } else if name.starts_with(".build-") {
-            push(out, &path, "half-built session left behind");
+            let building = crate::leftovers::build_owner(&name)
+                .is_some_and(|tag| !crate::atomic::owner_gone(tag));
+            if !building {
+                push(out, &path, "half-built session left behind");
+            }
         } else if name.starts_with(".deleting-") {
             push(out, &path, "half-deleted session left behind");
         } else if name == crate::active::ACTIVE_DIR {
             stray_temps(&path, out);
         } else if is_ulid(&name) && entry.file_type().is_ok_and(|t| t.is_dir()) {
             check_session(ctx, &path, &name, out);
+        } else if is_ulid(&name) && entry.file_type().is_ok_and(|t| t.is_symlink()) {
+            push(out, &path, "a session directory that is a symbolic link");
         }
     }
     check_claim(ctx, sessions, out);
 }
 
+/// Whether `name` is the temp file of a write in progress: `.tmp-<pid>.<ticks>-…` whose writer
+/// is alive (`crate::atomic`).
+fn temp_in_progress(name: &str) -> bool {
+    name.strip_prefix(crate::atomic::TEMP_PREFIX)
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(tag, _)| tag.contains('.') && !crate::atomic::owner_gone(tag))
+}
+
 fn stray_temps(dir: &Path, out: &mut Vec<Violation>) {
     if let Ok(entries) = fs_err::read_dir(dir) {
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(".tmp") {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tmp") && !temp_in_progress(&name) {
                 push(out, &entry.path(), "temporary file left behind");
             }
         }
@@ -99,6 +145,9 @@ fn stray_temps(dir: &Path, out: &mut Vec<Violation>) {
 }
 
 fn check_session(ctx: &LivenessContext, dir: &Path, id: &str, out: &mut Vec<Violation>) {
+    if let Err(err) = crate::secure::check_session_dir(dir) {
+        push_refused(out, dir, &err);
+    }
     stray_temps(dir, out);
     let state = match SessionState::load(dir) {
         Ok(state) => state,
@@ -129,6 +178,11 @@ fn check_session(ctx: &LivenessContext, dir: &Path, id: &str, out: &mut Vec<Viol
         (Phase::Active, Some(_)) if assess(ctx, dir, id, true).verdict.is_alive() => {
             push(out, dir, "active with a result while its owner lives");
         }
+        // The window of a resume killed between archiving the result and activating the
+        // turn: the next reconcile undoes it (the resume added the session to the record).
+        (_, None)
+            if crate::resume::archive_interrupted(dir, &state.view)
+                && crate::active::ActiveRecord::new(dir.parent().unwrap_or(dir)).contains(id) => {}
         (phase, None) if phase.is_ended() && csa_run => {
             push(out, dir, format!("{} without a result", phase.as_str()));
         }
@@ -136,7 +190,25 @@ fn check_session(ctx: &LivenessContext, dir: &Path, id: &str, out: &mut Vec<Viol
     }
     if csa_run {
         let turns = state.view.turn_count.unwrap_or(1);
+        // Only turns csa ran (run.toml lists them) must have kept a result: a session that
+        // upstream ended without one (its `available` sessions may have none) and csa then
+        // resumed has none for the turns before. Regression: found with the stress test's
+        // upstream sessions. An unreadable run.toml checks every turn.
+        let ran = crate::read_capped(&dir.join(crate::create::RUN_FILE), 16 << 20)
+            .ok()
+            .and_then(|(bytes, _)| {
+                toml::from_str::<crate::create::RunRecord>(&String::from_utf8_lossy(&bytes)).ok()
+            })
+            .map(|run| {
+                run.turns
+                    .iter()
+                    .map(|t| u64::from(t.turn))
+                    .collect::<Vec<_>>()
+            });
         for turn in 1..turns {
+            if ran.as_ref().is_some_and(|ran| !ran.contains(&turn)) {
+                continue;
+            }
             let past = dir
                 .join("output/turns")
                 .join(format!("turn-{turn:06}"))

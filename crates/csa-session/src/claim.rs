@@ -76,6 +76,7 @@ impl DirClaim {
     /// I/O errors of the write, naming the path.
     pub fn record_holder(&mut self, holder: &ClaimHolder) -> io::Result<()> {
         let body = serde_json::to_string(holder).map_err(io::Error::other)?;
+        crate::failpoint!("claim::record_holder", "write", &self.path)?;
         rewrite_lock_body(&mut self.flock, &self.path, body.as_bytes())
     }
 

@@ -134,7 +134,19 @@ pub struct LockRecord<'a> {
     pub pid_ns: Option<u64>,
 }
 
-/// A session being built under `sessions/.build-<ULID>/`, not yet visible.
+/// Name prefix of a session being built, in `sessions/`: `.build-<ULID>.<pid>.<ticks>`, naming
+/// the building process (its pid and start ticks) so that a later command can tell a crashed
+/// build from one in progress ([`crate::leftovers`]).
+pub const BUILD_PREFIX: &str = ".build-";
+
+/// `.build-<ULID>.<pid>.<ticks>` for session `id` built by this process (ticks 0 if unknown).
+fn build_dir_name(id: &str) -> String {
+    let pid = std::process::id();
+    let ticks = csa_process::start_ticks(pid).unwrap_or(0);
+    format!("{BUILD_PREFIX}{id}.{pid}.{ticks}")
+}
+
+/// A session being built under `sessions/.build-<ULID>.<pid>.<ticks>/`, not yet visible.
 #[derive(Debug)]
 pub struct Draft {
     id: String,
@@ -173,7 +185,8 @@ impl Draft {
         create_private_dirs(&sessions_dir)?;
         let id = new.id.clone();
         ActiveRecord::new(&sessions_dir).add(&id)?;
-        let build_dir = sessions_dir.join(format!(".build-{id}"));
+        let build_dir = sessions_dir.join(build_dir_name(&id));
+        crate::failpoint!("create::make_build_dir", "create", &build_dir)?;
         create_private_dirs(&build_dir)?;
         let depth = new.parent.as_ref().map_or(0, |p| p.depth + 1);
         match write_files(&build_dir, &id, new, depth, supervisor, host) {
@@ -204,9 +217,9 @@ impl Draft {
     /// [`StoreError::Io`] naming the paths; the draft is then removed (best effort).
     pub fn publish(self) -> Result<Created> {
         let dir = self.sessions_dir.join(&self.id);
-        failpoint!("create::before_publish");
-        if let Err(err) =
-            fs_err::rename(&self.build_dir, &dir).and_then(|()| sync_dir(&self.sessions_dir))
+        if let Err(err) = crate::failpoint!("create::publish", "rename", &self.build_dir)
+            .and_then(|()| fs_err::rename(&self.build_dir, &dir))
+            .and_then(|()| sync_dir(&self.sessions_dir))
         {
             let _ = fs_err::remove_dir_all(&self.build_dir);
             return Err(StoreError::Io(err));
@@ -329,8 +342,11 @@ pub(crate) fn take_tool_lock(
     now: &str,
 ) -> Result<Flock<File>> {
     let locks = dir.join("locks");
-    create_private_dirs(&locks)?;
+    crate::failpoint!("create::make_locks_dir", "create", &locks)?;
+    // Not through a symlink in its place (a resumed session's `locks` may be anything).
+    crate::secure::create_dirs_under(dir, Path::new("locks"))?;
     let lock_path = locks.join(format!("{tool}.lock"));
+    crate::failpoint!("create::take_tool_lock", "lock", &lock_path)?;
     let file = open_lock_file(&lock_path)?;
     let mut flock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
         .map_err(|(_, e)| with_path(e.into(), "flock", &lock_path))?;

@@ -304,13 +304,23 @@ fn remove_session(lock: &ReconcileLock, sessions_dir: &Path, id: &str) -> Result
     let dir = lock.session_dir();
     debug_assert_eq!(dir, sessions_dir.join(id));
     let aside = sessions_dir.join(format!("{DELETING_PREFIX}{id}"));
-    failpoint!("delete::before_rename");
+    crate::failpoint!("delete::rename", "rename", dir)?;
     fs_err::rename(dir, &aside)?;
-    sync_dir(sessions_dir)?;
-    failpoint!("delete::after_rename");
+    if let Err(err) = sync_dir(sessions_dir) {
+        // The move is not known to be durable: put the session back and report the error, so
+        // that a failed delete leaves the session as it was (and is never mistaken for one
+        // that another process deleted).
+        return Err(match fs_err::rename(&aside, dir) {
+            Ok(()) => DeleteError::Store(StoreError::Io(err)),
+            Err(_) => DeleteError::Incomplete {
+                path: aside,
+                source: err,
+            },
+        });
+    }
     if let Err(err) = ActiveRecord::new(sessions_dir).remove(id, lock) {
         // A stale entry costs reconcile one check until it is pruned (module docs, step 3).
-        tracing::debug!(%err, "could not remove a deleted session's active-record entry");
+        tracing::warn!(%err, "could not remove a deleted session's active-record entry");
     }
     remove_aside(&aside).map_err(|source| DeleteError::Incomplete {
         path: aside.clone(),
@@ -337,6 +347,7 @@ fn remove_aside(dir: &Path) -> io::Result<()> {
         }
         let path = entry.path();
         // The type of the entry itself, never of a symlink's target.
+        crate::failpoint!("delete::remove_entry", "remove", &path)?;
         let removed = if entry.file_type()?.is_dir() {
             fs_err::remove_dir_all(&path)
         } else {
@@ -344,7 +355,13 @@ fn remove_aside(dir: &Path) -> io::Result<()> {
         };
         gone_is_fine(removed)?;
     }
+    crate::failpoint!(
+        "delete::remove_lock_file",
+        "remove",
+        &dir.join(RECONCILE_LOCK)
+    )?;
     gone_is_fine(fs_err::remove_file(dir.join(RECONCILE_LOCK)))?;
+    crate::failpoint!("delete::remove_dir", "remove", dir)?;
     gone_is_fine(fs_err::remove_dir(dir))
 }
 

@@ -51,7 +51,7 @@ impl DirFd {
         let fd = openat(
             &self.fd,
             rel,
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK,
             Mode::empty(),
         )
         .map_err(|e| with_path(e.into(), "open", &path))?;

@@ -53,6 +53,11 @@ pub enum StoreError {
         candidates: Vec<String>,
     },
 
+    /// A directory of the state root is a symbolic link, or is owned by another user, or is
+    /// writable by group or others (see [`crate::secure`]). Nothing was changed.
+    #[error(transparent)]
+    Insecure(#[from] crate::secure::InsecureDir),
+
     /// The state root could not be determined (neither `--state-dir`, `XDG_STATE_HOME` nor
     /// `HOME` is usable).
     #[error(

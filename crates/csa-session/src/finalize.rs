@@ -52,6 +52,7 @@ pub fn finalize_turn(
     end: &TurnEnd<'_>,
 ) -> Result<Finalized> {
     let lock = ReconcileLock::acquire(session_dir)?;
+    sweep(&lock);
     let state = SessionState::load(session_dir)?;
     if state.view.phase.is_ended() {
         return Ok(Finalized::AlreadyEnded(state.view.phase));
@@ -66,13 +67,20 @@ pub fn finalize_turn(
         (end.phase, end.termination_reason)
     };
     let ours = end.result.to_toml();
-    let outcome = match write_atomic(
-        session_dir,
-        RESULT_FILE,
-        ours.as_bytes(),
-        0o600,
-        Publish::CreateNew,
-    ) {
+    let outcome = match crate::failpoint!(
+        "finalize::publish_result",
+        "write",
+        &session_dir.join(RESULT_FILE)
+    )
+    .and_then(|()| {
+        write_atomic(
+            session_dir,
+            RESULT_FILE,
+            ours.as_bytes(),
+            0o600,
+            Publish::CreateNew,
+        )
+    }) {
         Ok(()) => Finalized::Published,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Finalized::KeptExistingResult,
         Err(e) => return Err(e.into()),
@@ -96,12 +104,27 @@ pub fn finalize_turn(
         }
         return Err(err);
     }
-    if let Err(err) = crate::kill::clear(&lock) {
+    if let Err(err) = crate::failpoint!(
+        "finalize::clear_kill_marker",
+        "remove",
+        &session_dir.join(crate::kill::KILL_MARKER)
+    )
+    .and_then(|()| crate::kill::clear(&lock))
+    {
         tracing::warn!(%err, "could not remove the kill marker");
     }
     let sessions_dir = session_dir.parent().unwrap_or(session_dir);
     if let Err(err) = ActiveRecord::new(sessions_dir).remove(id, &lock) {
-        tracing::debug!(%err, "could not prune the finished session's record entry");
+        tracing::warn!(%err, "could not prune the finished session's record entry");
     }
     Ok(outcome)
+}
+
+/// Sweeps what crashed writers left in the session directory (a kill killed while writing its
+/// marker, say): finalizing is the next command to hold the lock. Best effort.
+fn sweep(lock: &ReconcileLock) {
+    let swept = crate::leftovers::sweep_session(lock);
+    for err in swept.errors {
+        tracing::warn!("{err}");
+    }
 }

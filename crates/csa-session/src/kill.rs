@@ -81,7 +81,7 @@ pub fn prepare(lock: &ReconcileLock, id: &str) -> Result<KillDecision> {
     let host = HostIdentity::current();
     let mut targets = Vec::new();
     let mut refused = Vec::new();
-    let mut exited = 0;
+    let mut exited = Vec::new();
     if let Ok(entries) = fs_err::read_dir(dir.join("locks")) {
         for entry in entries.flatten() {
             let path = entry.path();
@@ -96,13 +96,25 @@ pub fn prepare(lock: &ReconcileLock, id: &str) -> Result<KillDecision> {
             };
             match verify(&host, &body) {
                 Ok(Some(target)) => targets.push(target),
-                Ok(None) => exited += 1,
+                Ok(None) => exited.push(path),
                 Err(why) => refused.push(format!("{}: {why}", path.display())),
             }
         }
     }
-    if targets.is_empty() && refused.is_empty() && exited > 0 {
-        return Ok(KillDecision::Finishing);
+    if targets.is_empty() && refused.is_empty() && !exited.is_empty() {
+        // Its owner is finishing the turn only while it still holds a lock file (csa run's
+        // supervisor holds its tool lock until the turn is finalized). Otherwise it died
+        // without finalizing (a killed supervisor), and no turn end will come: refuse now.
+        // Regression: found by the stress test, where kill waited 10 s for such a session and
+        // then failed with an undocumented error.
+        if any_held(&exited) {
+            return Ok(KillDecision::Finishing);
+        }
+        return Ok(KillDecision::Unverifiable(
+            "every process its locks name has exited, and no process holds its locks \
+             (its owner died without finalizing the turn)"
+                .to_owned(),
+        ));
     }
     if targets.is_empty() {
         let why = if refused.is_empty() {
@@ -112,8 +124,20 @@ pub fn prepare(lock: &ReconcileLock, id: &str) -> Result<KillDecision> {
         };
         return Ok(KillDecision::Unverifiable(why));
     }
+    crate::failpoint!("kill::write_marker", "write", &dir.join(KILL_MARKER))?;
     write_atomic(dir, KILL_MARKER, b"", 0o600, Publish::Replace)?;
     Ok(KillDecision::Kill(targets))
+}
+
+/// Whether any of `paths` is a lock file some process holds (`/proc/locks`); fails closed
+/// (held) when the lock table cannot be read.
+fn any_held(paths: &[std::path::PathBuf]) -> bool {
+    let Ok(held) = csa_process::HeldLocks::read() else {
+        return true;
+    };
+    paths
+        .iter()
+        .any(|p| fs_err::metadata(p).is_ok_and(|m| held.is_held(csa_process::FileId::of(&m))))
 }
 
 /// Whether `body` names a process csa may signal (see the module docs), and how. `Ok(None)`:
@@ -165,6 +189,8 @@ fn verify(host: &HostIdentity, body: &LockBody) -> std::result::Result<Option<Ta
 /// an error.
 pub fn signal(targets: &[Target], signal: Signal) {
     for t in targets {
+        // A crash point only: a failed signal is reported by the caller's `all_gone` checks.
+        let _ = crate::failpoint!("kill::signal");
         let Ok(raw) = i32::try_from(t.pid) else {
             continue;
         };
@@ -180,17 +206,15 @@ pub fn signal(targets: &[Target], signal: Signal) {
     }
 }
 
-/// Whether every target (and every member of its group) has exited.
+/// Whether every target (and every member of its group) has exited. Zombies count as exited:
+/// a group whose only members are unreaped zombies is gone.
 pub fn all_gone(targets: &[Target]) -> bool {
     targets.iter().all(|t| {
-        let Ok(raw) = i32::try_from(t.pid) else {
-            return true;
-        };
         if t.group {
-            matches!(
-                killpg(Pid::from_raw(raw), None),
-                Err(nix::errno::Errno::ESRCH)
-            )
+            // Not `killpg(pid, 0)`: it succeeds while an unreaped zombie is left in the group,
+            // forever if its parent never reaps it. Regression: found by the stress test, where
+            // `csa session kill` of an upstream session hung on its owner's zombie.
+            !csa_process::group_is_running(t.pid)
         } else {
             !csa_process::probe(t.pid).is_running()
         }
@@ -207,6 +231,11 @@ pub fn requested(dir: &Path) -> bool {
 /// # Errors
 /// The unlink's error other than absence, naming the path.
 pub fn clear(lock: &ReconcileLock) -> io::Result<()> {
+    crate::failpoint!(
+        "kill::clear_marker",
+        "remove",
+        &lock.session_dir().join(KILL_MARKER)
+    )?;
     match fs_err::remove_file(lock.session_dir().join(KILL_MARKER)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),

@@ -31,25 +31,29 @@ pub struct ReconcileLock {
 impl ReconcileLock {
     /// Tries to take the lock without waiting. Returns `Ok(None)` when another process holds it.
     ///
-    /// The lock file is opened with `O_NOFOLLOW` (a symlink in its place is an error, never
-    /// followed) and created 0600 when missing.
+    /// The session directory is opened first, without following a symbolic link, and must be
+    /// owned by this user and not writable by group or others
+    /// ([`crate::secure::open_session_dir`]): every mutation of a session takes this lock, so
+    /// none happens in a directory csa refuses. The lock file is opened in that open directory
+    /// with `O_NOFOLLOW` (a symlink in its place is an error, never followed) and created 0600
+    /// when missing.
     ///
     /// # Errors
-    /// I/O errors of the open or of `flock` other than `EWOULDBLOCK`, naming the path.
-    pub fn try_acquire(session_dir: &Path) -> io::Result<Option<Self>> {
+    /// [`StoreError::Insecure`](crate::StoreError::Insecure) for a refused session directory
+    /// (nothing is created in it); [`StoreError::Io`](crate::StoreError::Io) for the open or
+    /// `flock` other than `EWOULDBLOCK`, naming the path.
+    pub fn try_acquire(session_dir: &Path) -> crate::Result<Option<Self>> {
         let path = session_dir.join(RECONCILE_LOCK);
-        let file = open_lock_file(&path)?;
+        let file = open_session_lock(session_dir, &path)?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(flock) => Ok(Some(ReconcileLock {
                 _flock: flock,
                 session_dir: session_dir.to_owned(),
             })),
             Err((_, Errno::EWOULDBLOCK)) => Ok(None),
-            Err((_, errno)) => Err(crate::atomic::with_path(
-                io::Error::from(errno),
-                "flock",
-                &path,
-            )),
+            Err((_, errno)) => {
+                Err(crate::atomic::with_path(io::Error::from(errno), "flock", &path).into())
+            }
         }
     }
 
@@ -57,21 +61,22 @@ impl ReconcileLock {
     /// reconcilers hold the lock for one decision and a few writes, never while waiting on
     /// anything, so the wait is short.
     ///
+    /// The session directory and the lock file are opened and checked as by
+    /// [`ReconcileLock::try_acquire`].
+    ///
     /// # Errors
-    /// I/O errors of the open or of `flock`, naming the path.
-    pub fn acquire(session_dir: &Path) -> io::Result<Self> {
+    /// As [`ReconcileLock::try_acquire`].
+    pub fn acquire(session_dir: &Path) -> crate::Result<Self> {
         let path = session_dir.join(RECONCILE_LOCK);
-        let file = open_lock_file(&path)?;
+        let file = open_session_lock(session_dir, &path)?;
         match Flock::lock(file, FlockArg::LockExclusive) {
             Ok(flock) => Ok(ReconcileLock {
                 _flock: flock,
                 session_dir: session_dir.to_owned(),
             }),
-            Err((_, errno)) => Err(crate::atomic::with_path(
-                io::Error::from(errno),
-                "flock",
-                &path,
-            )),
+            Err((_, errno)) => {
+                Err(crate::atomic::with_path(io::Error::from(errno), "flock", &path).into())
+            }
         }
     }
 
@@ -87,9 +92,21 @@ impl ReconcileLock {
 pub(crate) fn rewrite_lock_body(file: &mut File, path: &Path, body: &[u8]) -> io::Result<()> {
     use std::io::{Seek, SeekFrom, Write};
     let named = |e| crate::atomic::with_path(e, "write", path);
-    file.set_len(0).map_err(named)?;
+    crate::failpoint!("lock::truncate_body")
+        .and_then(|()| file.set_len(0))
+        .map_err(named)?;
     file.seek(SeekFrom::Start(0)).map_err(named)?;
-    file.write_all(body).map_err(named)
+    crate::failpoint!("lock::write_body")
+        .and_then(|()| file.write_all(body))
+        .map_err(named)
+}
+
+/// Opens `session_dir` with [`crate::secure::open_session_dir`] (refusing a symlink, another
+/// user's directory or one writable by group or others), then its `.reconcile.lock` (`path`)
+/// in it, creating it 0600 if missing, without following a symlink in its place.
+fn open_session_lock(session_dir: &Path, path: &Path) -> crate::Result<File> {
+    let dir = crate::secure::open_session_dir(session_dir)?;
+    Ok(crate::secure::open_lock_in(&dir, RECONCILE_LOCK, path)?)
 }
 
 /// Opens (creating 0600 if missing) a lock file without following a symlink in its place.
@@ -123,5 +140,34 @@ mod tests {
             .expect("io")
             .is_some());
         assert!(dir.path().join(RECONCILE_LOCK).exists(), "never deleted");
+    }
+
+    #[test]
+    fn refuses_links_and_writable_directories_before_creating_anything() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let real = tmp.path().join("real");
+        fs_err::create_dir(&real).expect("mkdir");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        let err = ReconcileLock::try_acquire(&link).expect_err("a linked session directory");
+        assert!(matches!(err, crate::StoreError::Insecure(_)), "{err}");
+        assert!(
+            !real.join(RECONCILE_LOCK).exists(),
+            "nothing created through the link"
+        );
+
+        fs_err::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let err = ReconcileLock::acquire(&real).expect_err("a world-writable session directory");
+        assert!(matches!(err, crate::StoreError::Insecure(_)), "{err}");
+        assert!(!real.join(RECONCILE_LOCK).exists());
+
+        fs_err::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let canary = tmp.path().join("canary");
+        fs_err::write(&canary, "keep").expect("write");
+        std::os::unix::fs::symlink(&canary, real.join(RECONCILE_LOCK)).expect("symlink");
+        let err = ReconcileLock::try_acquire(&real).expect_err("a linked lock file");
+        assert!(err.to_string().contains(RECONCILE_LOCK), "{err}");
+        assert_eq!(fs_err::read(&canary).expect("read"), b"keep");
     }
 }

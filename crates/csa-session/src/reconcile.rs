@@ -240,6 +240,12 @@ impl Reconciler {
         };
         let mut candidates: BTreeSet<String> = record.ids()?.into_iter().collect();
         if self.opts.full || !record.is_current(&fingerprint) {
+            if !self.opts.dry_run {
+                // Anything a crashed csa left in `sessions/` changed it, so leftovers are
+                // found exactly when a rescan is due.
+                let swept = crate::leftovers::sweep_project(project);
+                self.note_swept(swept);
+            }
             let scan_start = std::time::SystemTime::now();
             let mut complete = true;
             // `--full` re-reads every session; otherwise sessions a past scan saw ended are
@@ -304,6 +310,13 @@ impl Reconciler {
             self.mark_cooldown(project, &id);
         }
         Ok(())
+    }
+
+    fn note_swept(&mut self, swept: crate::leftovers::Swept) {
+        for path in swept.removed {
+            tracing::info!(path = %path.display(), "removed a crashed process's leftover");
+        }
+        self.report.warnings.extend(swept.errors);
     }
 
     /// Step 8: replaces the project's cooldown marker after a finalized session.
@@ -414,10 +427,17 @@ impl Reconciler {
         // 3. Re-check under the lock, with fresh liveness data, after putting back a result
         //    that an interrupted rollback left aside.
         recover_rollback_leftovers(&lock, &mut self.report.warnings);
+        match crate::resume::undo_interrupted_archive(&lock) {
+            Ok(true) => tracing::info!(id, "put back the result an interrupted resume archived"),
+            Ok(false) => {}
+            Err(err) => self.report.warnings.push(err.to_string()),
+        }
+        let swept = crate::leftovers::sweep_session(&lock);
+        self.note_swept(swept);
         match self.decide(true, dir, id) {
             Decision::Ended => {
                 if let Err(err) = record.remove(id, &lock) {
-                    tracing::debug!(%err, "could not prune an ended session's record entry");
+                    tracing::warn!(%err, "could not prune an ended session's record entry");
                 }
                 None
             }
@@ -459,7 +479,7 @@ impl Reconciler {
         };
         state.write_phase(lock, Phase::Retired, reason)?;
         if let Err(err) = record.remove(id, lock) {
-            tracing::debug!(%err, "could not prune a retired session's record entry");
+            tracing::warn!(%err, "could not prune a retired session's record entry");
         }
         Ok(())
     }
@@ -515,7 +535,7 @@ impl Reconciler {
         match retire_after_publish(state, lock, termination_reason) {
             Ok(()) => {
                 if let Err(err) = record.remove(id, lock) {
-                    tracing::debug!(%err, "could not prune a retired session's record entry");
+                    tracing::warn!(%err, "could not prune a retired session's record entry");
                 }
                 outcome(action, Some(reason), None)
             }
@@ -530,7 +550,7 @@ impl Reconciler {
 
 /// Step 4: publishes `bytes` as result.toml only if there is none (`link(2)`).
 fn publish_result(dir: &Path, bytes: &[u8]) -> io::Result<()> {
-    failpoint!("reconcile::before_publish");
+    crate::failpoint!("reconcile::before_publish", "write", &dir.join(RESULT_FILE))?;
     write_atomic(dir, RESULT_FILE, bytes, 0o600, Publish::CreateNew)
 }
 
@@ -540,8 +560,9 @@ fn retire_after_publish(
     lock: &ReconcileLock,
     termination_reason: &str,
 ) -> Result<(), StoreError> {
-    failpoint!("reconcile::after_publish");
-    failpoint!("reconcile::before_state_write");
+    let path = lock.session_dir().join(crate::state::STATE_FILE);
+    crate::failpoint!("reconcile::after_publish", "write", &path)?;
+    crate::failpoint!("reconcile::before_state_write", "write", &path)?;
     state.write_phase(lock, Phase::Retired, termination_reason)
 }
 
@@ -605,7 +626,9 @@ fn recover_rollback_leftovers(lock: &ReconcileLock, warnings: &mut Vec<String>) 
 pub(crate) fn roll_back(dir: &Path, ours: &[u8]) -> String {
     let path = dir.join(RESULT_FILE);
     let aside = dir.join(format!("{ROLLBACK_PREFIX}{}", ulid::Ulid::new()));
-    match fs_err::rename(&path, &aside) {
+    match crate::failpoint!("reconcile::roll_back_aside")
+        .and_then(|()| fs_err::rename(&path, &aside))
+    {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return "the synthetic result was already gone".into()
@@ -625,7 +648,9 @@ pub(crate) fn roll_back(dir: &Path, ours: &[u8]) -> String {
         }
     };
     if is_ours || path.exists() {
-        if let Err(e) = fs_err::remove_file(&aside) {
+        if let Err(e) = crate::failpoint!("reconcile::roll_back_remove")
+            .and_then(|()| fs_err::remove_file(&aside))
+        {
             tracing::warn!(%e, "could not remove a rolled-back result");
         }
     }

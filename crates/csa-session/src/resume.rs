@@ -5,8 +5,10 @@
 //! Steps under the lock, in this order (so a crash at any point leaves a consistent session):
 //! 1. the session enters the project's active record (before it can become active);
 //! 2. the previous turn's `result.toml` moves to `output/turns/turn-NNNNNN/result.toml`
-//!    (NNNNNN: that turn's number); a crash after this leaves an ended session whose current
-//!    turn has no result yet, which nothing mistakes for a running one;
+//!    (NNNNNN: that turn's number); a crash after this, before step 5, leaves an ended session
+//!    without result.toml whose turn history holds its current turn's result: the next
+//!    reconcile, which visits it because of step 1, moves it back ([`undo_interrupted_archive`]),
+//!    and the invariant checker accepts exactly that window;
 //! 3. `daemon.pid` names the new supervisor and it takes `locks/<tool>.lock`;
 //! 4. run.toml gains the new turn;
 //! 5. state.toml: `phase = "active"`, `turn_count` + 1, `last_accessed` now, no
@@ -14,16 +16,16 @@
 //!    a crash leaves a dead supervisor, and reconcile retires the turn as `orphaned_process`,
 //!    which is resumable again.
 
+use std::fs::File;
 use std::io;
 
 use chrono::Utc;
 use csa_process::HostIdentity;
+use nix::fcntl::Flock;
 
 use crate::active::ActiveRecord;
 use crate::atomic::{sync_dir, write_atomic, Publish};
-use crate::create::{
-    create_private_dirs, take_tool_lock, timestamp, Created, RunRecord, TurnRecord, RUN_FILE,
-};
+use crate::create::{take_tool_lock, timestamp, Created, RunRecord, TurnRecord, RUN_FILE};
 use crate::error::{Result, StoreError};
 use crate::liveness::{assess, LivenessContext, Verdict};
 use crate::lock::ReconcileLock;
@@ -97,9 +99,13 @@ pub fn begin_turn(
     host: &HostIdentity,
 ) -> std::result::Result<Begun, Refusal> {
     let dir = project.session_dir(id);
-    let Some(lock) = ReconcileLock::try_acquire(&dir).map_err(StoreError::from)? else {
+    let Some(lock) = ReconcileLock::try_acquire(&dir)? else {
         return Err(Refusal::Busy(id.to_owned()));
     };
+    let swept = crate::leftovers::sweep_session(&lock);
+    for err in swept.errors {
+        tracing::warn!("{err}");
+    }
     let state = SessionState::load(&dir)?;
     let view: &StateView = &state.view;
     if !view.is_resumable() {
@@ -132,60 +138,77 @@ pub fn begin_turn(
 
     // 1.
     ActiveRecord::new(&project.sessions_dir).add(id)?;
-    // 2.
-    let result = dir.join(RESULT_FILE);
-    if result.exists() {
-        let history = dir
-            .join("output")
-            .join("turns")
-            .join(format!("turn-{previous:06}"));
-        create_private_dirs(&history)?;
-        let target = history.join(RESULT_FILE);
-        if target.exists() {
-            return Err(StoreError::Io(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!(
-                    "{}: turn history already has this turn's result",
-                    target.display()
-                ),
-            ))
-            .into());
+    // Steps 2–5 are undone if one of them fails, so a failed resume leaves the session as it
+    // was (its phase is only changed by step 5, the last).
+    let prior_daemon = fs_err::read(dir.join("daemon.pid")).ok();
+    let prior_run = fs_err::read(dir.join(RUN_FILE)).ok();
+    let steps = || -> std::result::Result<Flock<File>, Refusal> {
+        // 2.
+        let result = dir.join(RESULT_FILE);
+        if result.exists() {
+            // Created without following a link the agent may have left (`output -> /elsewhere`).
+            let history = crate::secure::create_dirs_under(
+                &dir,
+                &std::path::Path::new("output/turns").join(format!("turn-{previous:06}")),
+            )?;
+            let target = history.join(RESULT_FILE);
+            if target.exists() {
+                return Err(StoreError::Io(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{}: turn history already has this turn's result",
+                        target.display()
+                    ),
+                ))
+                .into());
+            }
+            crate::failpoint!("resume::archive_result", "rename", &result)
+                .and_then(|()| fs_err::rename(&result, &target))
+                .map_err(StoreError::from)?;
+            sync_dir(&history)?;
+            sync_dir(&dir)?;
         }
-        fs_err::rename(&result, &target).map_err(StoreError::from)?;
-        sync_dir(&history)?;
-        sync_dir(&dir)?;
-    }
-    // 3.
-    let now = timestamp(Utc::now());
-    let (pid, ticks) = supervisor;
-    let daemon = match ticks {
-        Some(t) => format!("{pid} {t}\n"),
-        None => format!("{pid}\n"),
+        // 3.
+        let now = timestamp(Utc::now());
+        let (pid, ticks) = supervisor;
+        let daemon = match ticks {
+            Some(t) => format!("{pid} {t}\n"),
+            None => format!("{pid}\n"),
+        };
+        write_atomic(
+            &dir,
+            "daemon.pid",
+            daemon.as_bytes(),
+            0o600,
+            Publish::Replace,
+        )?;
+        crate::failpoint!("resume::take_tool_lock", "lock", &dir.join("locks"))?;
+        let flock = take_tool_lock(&dir, &tool, supervisor, host, &now)?;
+        // 4.
+        run.turns.push(turn_record(turn, &command));
+        let body = toml::to_string(&run)
+            .map_err(io::Error::other)
+            .map_err(StoreError::from)?;
+        write_atomic(&dir, RUN_FILE, body.as_bytes(), 0o600, Publish::Replace)?;
+        // 5.
+        state.edit(&lock, |doc| {
+            doc["phase"] = toml_edit::value(Phase::Active.as_str());
+            doc["turn_count"] = toml_edit::value(i64::from(turn));
+            doc["last_accessed"] = toml_edit::value(now.as_str());
+            doc.remove("termination_reason");
+            let entry = &mut doc["tools"][tool.as_str()];
+            entry["last_action_summary"] = toml_edit::value("started");
+            entry["updated_at"] = toml_edit::value(now.as_str());
+        })?;
+        Ok(flock)
     };
-    write_atomic(
-        &dir,
-        "daemon.pid",
-        daemon.as_bytes(),
-        0o600,
-        Publish::Replace,
-    )?;
-    let flock = take_tool_lock(&dir, &tool, supervisor, host, &now)?;
-    // 4.
-    run.turns.push(turn_record(turn, &command));
-    let body = toml::to_string(&run)
-        .map_err(io::Error::other)
-        .map_err(StoreError::from)?;
-    write_atomic(&dir, RUN_FILE, body.as_bytes(), 0o600, Publish::Replace)?;
-    // 5.
-    state.edit(&lock, |doc| {
-        doc["phase"] = toml_edit::value(Phase::Active.as_str());
-        doc["turn_count"] = toml_edit::value(i64::from(turn));
-        doc["last_accessed"] = toml_edit::value(now.as_str());
-        doc.remove("termination_reason");
-        let entry = &mut doc["tools"][tool.as_str()];
-        entry["last_action_summary"] = toml_edit::value("started");
-        entry["updated_at"] = toml_edit::value(now.as_str());
-    })?;
+    let flock = match steps() {
+        Ok(flock) => flock,
+        Err(err) => {
+            undo(&lock, prior_daemon.as_deref(), prior_run.as_deref());
+            return Err(err);
+        }
+    };
     drop(lock);
     Ok(Begun {
         created: Created::held(id.to_owned(), dir, depth, flock),
@@ -193,6 +216,71 @@ pub fn begin_turn(
         tool,
         command,
     })
+}
+
+/// Undoes steps 2–4 of a resume whose later step failed (module docs): the archived result
+/// goes back, daemon.pid and run.toml get their previous bytes. Best effort: what cannot be
+/// undone is logged, and the next reconcile puts the archived result back anyway.
+fn undo(lock: &ReconcileLock, daemon: Option<&[u8]>, run: Option<&[u8]>) {
+    let dir = lock.session_dir();
+    if let Err(err) = undo_interrupted_archive(lock) {
+        tracing::warn!("could not put back the archived result: {err}");
+    }
+    for (name, prior) in [("daemon.pid", daemon), (RUN_FILE, run)] {
+        let restored = match prior {
+            Some(bytes) => write_atomic(dir, name, bytes, 0o600, Publish::Replace),
+            None => match fs_err::remove_file(dir.join(name)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        };
+        if let Err(err) = restored {
+            tracing::warn!("could not restore {}: {err}", dir.join(name).display());
+        }
+    }
+}
+
+/// The turn-history path of turn `turn`'s result.
+pub(crate) fn archived_result(dir: &std::path::Path, turn: u64) -> std::path::PathBuf {
+    dir.join("output")
+        .join("turns")
+        .join(format!("turn-{turn:06}"))
+        .join(RESULT_FILE)
+}
+
+/// Whether the ended session in `dir` (state `view`) is in the window a resume killed between
+/// steps 2 and 5 leaves: no result.toml, and its current turn's result in the turn history.
+pub(crate) fn archive_interrupted(dir: &std::path::Path, view: &StateView) -> bool {
+    view.phase.is_ended()
+        && !dir.join(RESULT_FILE).exists()
+        && archived_result(dir, view.turn_count.unwrap_or(1).max(1)).is_file()
+}
+
+/// Undoes step 2 of a resume that died before step 5, under the session's lock: the current
+/// turn's result goes back from the turn history to result.toml (`link(2)`, so a result.toml
+/// that appeared meanwhile is never replaced; then the history name is removed). Returns
+/// whether it did.
+///
+/// # Errors
+/// [`StoreError`] for an unreadable state.toml or a failed link or unlink, naming the path.
+pub fn undo_interrupted_archive(lock: &ReconcileLock) -> Result<bool> {
+    let dir = lock.session_dir();
+    let state = SessionState::load(dir)?;
+    if !archive_interrupted(dir, &state.view) {
+        return Ok(false);
+    }
+    let archived = archived_result(dir, state.view.turn_count.unwrap_or(1).max(1));
+    match fs_err::hard_link(&archived, dir.join(RESULT_FILE)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    sync_dir(dir)?;
+    fs_err::remove_file(&archived)?;
+    if let Some(history) = archived.parent() {
+        sync_dir(history)?;
+    }
+    Ok(true)
 }
 
 fn read_run(dir: &std::path::Path) -> Result<RunRecord> {

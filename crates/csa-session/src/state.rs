@@ -205,7 +205,7 @@ impl SessionState {
             .parse()
             .map_err(|e: toml_edit::TomlError| invalid_state(&self.path, &e))?;
         change(&mut doc);
-        failpoint!("state::before_write");
+        crate::failpoint!("state::write", "write", &self.path)?;
         write_atomic(
             lock.session_dir(),
             STATE_FILE,

@@ -91,7 +91,7 @@ fn publish_failure_writes_nothing() {
     let scenario = fail::FailScenario::setup();
     let (_root, project) = project();
     let dir = project.session_dir(ID);
-    fail::cfg("atomic::before_publish", "return").expect("cfg");
+    fail::cfg("atomic::publish", "return").expect("cfg");
     let report = reconcile(&project);
     scenario.teardown();
     assert_eq!(report.sessions[0].action, Action::Error);

@@ -33,6 +33,13 @@ impl TestEnv {
             .to_owned();
         let sessions_dir = state_root.join(key).join("sessions");
         fs_err::create_dir_all(&sessions_dir).expect("mkdir");
+        // csa refuses directories others can write: keep the tests independent of the umask.
+        for dir in sessions_dir
+            .ancestors()
+            .take_while(|d| d.starts_with(&state_root))
+        {
+            private(dir);
+        }
         TestEnv {
             _tmp: tmp,
             state_root,
@@ -100,6 +107,7 @@ impl TestEnv {
         let id = next_ulid();
         let dir = self.sessions_dir.join(&id);
         fs_err::create_dir(&dir).expect("mkdir");
+        private(&dir);
         let project = self.project.display();
         fs_err::write(
             dir.join("state.toml"),
@@ -200,6 +208,12 @@ impl Session {
         self.write("daemon.pid", format!("{pid} {ticks}\n"));
         self.backdate();
     }
+}
+
+/// Makes `dir` 0700, as csa creates its directories (it refuses ones others can write).
+fn private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
 }
 
 pub fn backdate_tree(dir: &Path, secs: u64) {

@@ -2,12 +2,17 @@
 //! processes in a hermetic temp state root (see `harness`).
 
 mod check;
+#[cfg(feature = "failpoints")]
+mod crash;
 mod delete_clean;
 mod fixtures;
 mod harness;
 mod kill;
+mod real_faults;
 mod reconcile;
 mod resume;
 mod run;
+mod security;
 mod session_commands;
+mod stress;
 mod wait_logs;

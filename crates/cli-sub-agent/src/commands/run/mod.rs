@@ -30,6 +30,7 @@ use csa_session::inventory::find_session;
 use csa_session::paths::{project_key, Project, StateRoots};
 use csa_session::reconcile::output_tail;
 use csa_session::result::{Artifact, ResultStatus, SessionResult};
+use csa_session::secure::shell_quote;
 use csa_session::state::{Phase, SessionState};
 
 use crate::cli::{Format, GlobalArgs, RunArgs, WaitFor};
@@ -69,6 +70,10 @@ fn supervise_run(
         .map_err(|e| usage(anyhow::Error::new(e).context("--cd: no such directory")))?;
     let key = project_key(&project_dir).map_err(usage)?;
     let project = Project::new(roots.primary(), &key);
+    // Before creating anything: a root or project directory that another user owns or can
+    // write, or that is a symbolic link inside the root, is refused (csa-session `secure`).
+    crate::commands::session::check_roots(&roots)?;
+    crate::commands::session::check_project(&roots, &project)?;
     let program = &args.command[0];
     let tool = match &args.tool {
         Some(tool) => tool.clone(),
@@ -234,15 +239,20 @@ pub(crate) fn launch(turn: Turn<'_>) -> CommandResult {
     };
     // Any failure from here until the agent runs is a launch failure: the session must not
     // stay active.
-    let output = match ready {
-        None => Ok(spawn::Output::Piped),
-        Some(_) => append(&dir.join("output.log"))
-            .and_then(|stdout| Ok((stdout, append(&dir.join("stderr.log"))?)))
-            .map(|(stdout, stderr)| spawn::Output::Files { stdout, stderr })
-            .map_err(|e| spawn::SpawnError {
-                exit: Exit::Negative,
-                message: format!("cannot open the session's logs: {}", e.error),
-            }),
+    // The session's logs are opened before the agent exists, in both modes (never through a
+    // symlink: `append`): a log csa cannot open is a launch failure, not an agent left running
+    // unsupervised. Regression: a foreground turn whose output.log was a symlink spawned the
+    // agent, then failed to open the log and returned, leaving the session active.
+    let logs = append(&dir.join("output.log"))
+        .and_then(|stdout| Ok((stdout, append(&dir.join("stderr.log"))?)))
+        .map_err(|e| spawn::SpawnError {
+            exit: Exit::Negative,
+            message: format!("cannot open the session's logs: {}", e.error),
+        });
+    let (output, piped_logs) = match (ready, logs) {
+        (_, Err(err)) => (Err(err), None),
+        (None, Ok(files)) => (Ok(spawn::Output::Piped), Some(files)),
+        (Some(_), Ok((stdout, stderr))) => (Ok(spawn::Output::Files { stdout, stderr }), None),
     };
     let spawned = if project_dir.is_dir() {
         output
@@ -255,6 +265,12 @@ pub(crate) fn launch(turn: Turn<'_>) -> CommandResult {
         })
     };
     let spawned = spawned.and_then(|output| {
+        if let Err(err) = csa_session::failpoint!("run::spawn") {
+            return Err(spawn::SpawnError {
+                exit: Exit::Negative,
+                message: err.to_string(),
+            });
+        }
         let resolved = spawn::resolve(program, &project_dir)?;
         let mut inherit = vec![created.tool_lock_fd()];
         if let Some(claim) = &claim {
@@ -296,14 +312,7 @@ pub(crate) fn launch(turn: Turn<'_>) -> CommandResult {
     }
 
     // 4. Supervise.
-    let streams = match ready {
-        None => Some(supervise::stream(
-            &mut child,
-            append(&dir.join("output.log"))?,
-            append(&dir.join("stderr.log"))?,
-        )),
-        Some(_) => None,
-    };
+    let streams = piped_logs.map(|(stdout, stderr)| supervise::stream(&mut child, stdout, stderr));
     let ended = supervise::wait(&mut child, streams, forwarder).context("waiting for the agent")?;
 
     // 5. Finalize.
@@ -336,6 +345,7 @@ pub(crate) fn launch(turn: Turn<'_>) -> CommandResult {
         artifacts: artifacts(&dir),
         other: Default::default(),
     };
+    csa_session::failpoint!("run::finalize").context("finalizing the turn")?;
     finalize_turn(
         &dir,
         &id,
@@ -373,16 +383,20 @@ fn launch_failed(
         artifacts: Vec::new(),
         other: Default::default(),
     };
-    let finalized = finalize_turn(
-        &created.dir,
-        &created.id,
-        &TurnEnd {
-            result: &result,
-            phase: Phase::Retired,
-            termination_reason: Some("spawn_failed"),
-            tool,
-        },
-    );
+    let finalized = csa_session::failpoint!("run::launch_failed")
+        .map_err(csa_session::StoreError::from)
+        .and_then(|()| {
+            finalize_turn(
+                &created.dir,
+                &created.id,
+                &TurnEnd {
+                    result: &result,
+                    phase: Phase::Retired,
+                    termination_reason: Some("spawn_failed"),
+                    tool,
+                },
+            )
+        });
     drop(claim);
     let error = CommandError::new(err.exit, anyhow!("{}", err.message));
     let error = match finalized {
@@ -453,10 +467,13 @@ fn busy(
     holder: Option<&ClaimHolder>,
     command: &[String],
 ) -> CommandError {
+    // Hints are meant to be pasted into a shell: every user-supplied word is quoted, so that
+    // nothing in it (`$(…)`, `;`, `*`) is ever run or expanded.
+    let quote = |s: &str| shell_quote(s).into_owned();
     let state_dir = global
         .state_dir
         .as_ref()
-        .map(|d| format!(" --state-dir {}", d.display()))
+        .map(|d| format!(" --state-dir {}", quote(&d.to_string_lossy())))
         .unwrap_or_default();
     let mut hints = Vec::new();
     if let Some(h) = holder {
@@ -467,8 +484,12 @@ fn busy(
     }
     hints.push(format!(
         "or queue behind it: csa{state_dir} run --wait-for-dir --cd {} -- {}",
-        project_dir.display(),
-        command.join(" ")
+        quote(&project_dir.to_string_lossy()),
+        command
+            .iter()
+            .map(|word| quote(word))
+            .collect::<Vec<_>>()
+            .join(" ")
     ));
     let error = CommandError::new(
         Exit::Busy,

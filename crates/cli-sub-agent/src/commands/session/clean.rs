@@ -142,6 +142,13 @@ fn clean_project(
     report: &mut Report,
     warnings: &mut Vec<String>,
 ) {
+    if !dry_run {
+        let swept = csa_session::leftovers::sweep_writers(project);
+        for path in swept.removed {
+            tracing::info!(path = %path.display(), "removed a crashed process's leftover");
+        }
+        warnings.extend(swept.errors);
+    }
     match remove_leftovers(project, dry_run) {
         Ok(leftovers) => {
             for l in leftovers {

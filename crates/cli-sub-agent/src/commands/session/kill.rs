@@ -192,10 +192,11 @@ fn finishing(session: &csa_session::inventory::SessionRef, format: Format) -> Co
             if report.counts().errors == 0 && !verdict.is_alive() {
                 continue;
             }
+            // The documented refusal (nothing verifiable to signal), saying why.
             return Err(CommandError::new(
                 Exit::Busy,
                 anyhow!(
-                    "session {}'s agent has exited but the session is still active after {}",
+                    "session {} is alive, but no process can be verified as its own, so none is signalled: its agent has exited but the session is still active after {}",
                     session.id,
                     humantime::format_duration(FINISHING_WAIT)
                 ),

@@ -80,7 +80,16 @@ fn summarize_all(targets: &[(&DirFd, String)]) -> (Vec<SessionSummary>, Vec<Stri
                 s.spawn(move || {
                     let ctx = LivenessContext::new();
                     part.iter()
-                        .map(|(dir, id)| summarize(&ctx, dir, id).map_err(|e| e.to_string()))
+                        .filter_map(|(dir, id)| match summarize(&ctx, dir, id) {
+                            Ok(summary) => Some(Ok(summary)),
+                            // Deleted since `sessions/` was listed (`delete` renames the
+                            // directory away first): no longer a session, not an error.
+                            // Regression: found by the stress test (list racing delete, exit 3).
+                            Err(_) if fs_err::symlink_metadata(dir.path().join(id)).is_err() => {
+                                None
+                            }
+                            Err(e) => Some(Err(e.to_string())),
+                        })
                         .collect()
                 })
             })

@@ -1,4 +1,10 @@
-//! `csa session …`: reconcile, list, result, is-alive.
+//! `csa session …`: reconcile, list, result, is-alive, wait, logs, kill, resume, delete, clean.
+//!
+//! Every subcommand resolves its state roots, projects and sessions here, and each of them is
+//! checked on the way (csa-session `secure`): the roots, then the directories of every project
+//! the command covers, so a command never reads or writes below a directory that another user
+//! owns or can write, or that is a symbolic link inside the root (exit 3, with the fix as a
+//! hint). A session directory is checked when a command is about to change it, under its lock.
 
 mod clean;
 mod delete;
@@ -16,6 +22,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use csa_session::inventory::{find_session, SessionRef};
 use csa_session::paths::{self, Project, StateRoots};
+use csa_session::secure;
 
 use crate::cli::{GlobalArgs, ScopeArgs, SessionCommand};
 use crate::diagnostics::CommandError;
@@ -24,10 +31,16 @@ use crate::CommandResult;
 
 /// Runs a `csa session` subcommand.
 pub fn run(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
+    let outcome = dispatch(global, cmd);
+    session_deleted_meanwhile(global, cmd, outcome)
+}
+
+fn dispatch(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
     if let SessionCommand::Resume(args) = cmd {
         return resume::run(global, args);
     }
     let roots = StateRoots::resolve(global.state_dir.as_deref())?;
+    check_roots(&roots)?;
     match cmd {
         SessionCommand::Reconcile(args) => reconcile::run(&roots, args, global.verbose > 0),
         SessionCommand::List(args) => list::run(&roots, args),
@@ -42,13 +55,36 @@ pub fn run(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
     }
 }
 
+/// Checks every state root that exists ([`secure::check_root`]): one `stat` each.
+pub(crate) fn check_roots(roots: &StateRoots) -> Result<(), CommandError> {
+    for root in roots.iter() {
+        secure::check_root(root)?;
+    }
+    Ok(())
+}
+
+/// Checks the directories of `project` ([`secure::check_project`]), which lives under one of
+/// `roots` (checked by [`check_roots`]).
+pub(crate) fn check_project(roots: &StateRoots, project: &Project) -> Result<(), CommandError> {
+    let root = roots
+        .iter()
+        .filter(|root| project.sessions_dir.starts_with(root))
+        .max_by_key(|root| root.as_os_str().len())
+        .unwrap_or_else(|| roots.primary());
+    Ok(secure::check_project(root, project)?)
+}
+
 /// The projects a command covers: the `--cd` (or current) directory's project under each root,
-/// or with `--all-projects` every project under each root.
+/// or with `--all-projects` every project under each root. Each is checked
+/// ([`check_project`]): one refused project refuses the command, before anything is done.
 fn scope_projects(roots: &StateRoots, scope: &ScopeArgs) -> Result<Vec<Project>, CommandError> {
     if scope.all_projects {
         let mut projects = Vec::new();
         for root in roots.iter() {
-            projects.extend(paths::all_projects(root)?);
+            for project in paths::all_projects(root)? {
+                secure::check_project(root, &project)?;
+                projects.push(project);
+            }
         }
         return Ok(projects);
     }
@@ -66,13 +102,24 @@ fn project_of(roots: &StateRoots, cd: Option<&Path>) -> Result<Vec<Project>, Com
             anyhow::Error::new(e).context("--cd: no such directory"),
         )
     })?;
-    Ok(roots.iter().map(|root| Project::new(root, &key)).collect())
+    let mut projects = Vec::new();
+    for root in roots.iter() {
+        let project = Project::new(root, &key);
+        secure::check_project(root, &project)?;
+        projects.push(project);
+    }
+    Ok(projects)
 }
 
-/// Finds SESSION in the `--cd` project, or else in any project.
+/// Finds SESSION in the `--cd` project, or else in any project (whose directories are then
+/// checked too).
 fn locate(roots: &StateRoots, cd: Option<&Path>, arg: &str) -> Result<SessionRef, CommandError> {
     let scope = project_of(roots, cd)?;
-    Ok(find_session(roots, &scope, arg)?)
+    let session = find_session(roots, &scope, arg)?;
+    if !scope.contains(&session.project) {
+        check_project(roots, &session.project)?;
+    }
+    Ok(session)
 }
 
 /// A result as JSON, with the session's id added (`result --format json`, `wait --format json`).
@@ -85,4 +132,57 @@ fn result_json(
         obj.insert("session_id".into(), id.into());
     }
     Ok(value)
+}
+
+/// A command on one SESSION that failed with exit 3 because the session was deleted meanwhile
+/// (`delete` renames its directory away, so its files vanish under a running command) reports
+/// it as not found (exit 4, "deleted by another process meanwhile"), the failure as its cause.
+/// `delete` tells that case itself, and `resume` applies this before a detached supervisor
+/// reports. Regression: found by the stress test, where `wait` racing a `delete` exited 3 with
+/// "state.toml is missing".
+fn session_deleted_meanwhile(
+    global: &GlobalArgs,
+    cmd: &SessionCommand,
+    outcome: CommandResult,
+) -> CommandResult {
+    let (cd, arg) = match cmd {
+        SessionCommand::Result(a) => (a.cd.as_deref(), &a.session),
+        SessionCommand::IsAlive(a) => (a.cd.as_deref(), &a.session),
+        SessionCommand::Wait(a) => (a.cd.as_deref(), &a.session),
+        SessionCommand::Logs(a) => (a.cd.as_deref(), &a.session),
+        SessionCommand::Kill(a) => (a.cd.as_deref(), &a.session),
+        _ => return outcome,
+    };
+    deleted_meanwhile(global, cd, arg, outcome)
+}
+
+/// [`session_deleted_meanwhile`] for the command on SESSION `arg` (looked up from `cd`).
+fn deleted_meanwhile(
+    global: &GlobalArgs,
+    cd: Option<&Path>,
+    arg: &str,
+    outcome: CommandResult,
+) -> CommandResult {
+    match outcome {
+        Err(err) if err.exit == Exit::Partial => {
+            let gone = StateRoots::resolve(global.state_dir.as_deref()).is_ok_and(|roots| {
+                project_of(&roots, cd).is_ok_and(|scope| {
+                    matches!(
+                        find_session(&roots, &scope, arg),
+                        Err(csa_session::StoreError::NoSuchSession(_))
+                    )
+                })
+            });
+            if !gone {
+                return Err(err);
+            }
+            Err(CommandError::new(
+                Exit::NotFound,
+                err.error.context(format!(
+                    "session {arg} was deleted by another process meanwhile"
+                )),
+            ))
+        }
+        outcome => outcome,
+    }
 }

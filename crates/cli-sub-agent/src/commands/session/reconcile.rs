@@ -5,6 +5,8 @@ use std::io::Write;
 use csa_session::inventory::find_session;
 use csa_session::paths::StateRoots;
 use csa_session::reconcile::{Action, Counts, ReconcileOptions, Reconciler, Report};
+use csa_session::secure;
+use csa_session::StoreError;
 use serde::Serialize;
 
 use super::scope_projects;
@@ -83,6 +85,12 @@ fn print_text(report: &Report, c: &Counts, dry_run: bool, verbose: bool) -> std:
         let detail = o.error.as_deref().or(o.reason.as_deref()).unwrap_or("");
         let detail = detail.lines().next().unwrap_or("");
         writeln!(out, "{}  {}  {}", o.session_id, o.action.as_str(), detail)?;
+        if o.action == Action::Error {
+            // A session directory csa refuses: say how to fix it (one more stat, errors only).
+            if let Err(StoreError::Insecure(insecure)) = secure::check_session_dir(&o.session_dir) {
+                eprintln!("hint: {}", insecure.hint());
+            }
+        }
     }
     for e in &report.project_errors {
         eprintln!("error: {e}");

@@ -23,7 +23,20 @@ use crate::CommandResult;
 /// Runs the command.
 pub fn run(global: &GlobalArgs, args: &ResumeArgs) -> CommandResult {
     let ready = detach::Ready::from_env();
+    let outcome = start(global, args, ready.as_ref());
+    let outcome = super::deleted_meanwhile(global, args.cd.as_deref(), &args.session, outcome);
+    // A detached supervisor reports every failure, finding no session included (deleted since
+    // `resume --detach` found it). Regression: found by the stress test, where the client then
+    // said "the supervisor exited (exit status: 4) before reporting" and exited 1.
+    if let (Some(ready), Err(err)) = (&ready, &outcome) {
+        ready.fail(err);
+    }
+    outcome
+}
+
+fn start(global: &GlobalArgs, args: &ResumeArgs, ready: Option<&detach::Ready>) -> CommandResult {
     let roots = StateRoots::resolve(global.state_dir.as_deref())?;
+    super::check_roots(&roots)?;
     let session = locate(&roots, args.cd.as_deref(), &args.session)?;
     if args.detach && ready.is_none() {
         let mut sub: Vec<OsString> =
@@ -37,11 +50,7 @@ pub fn run(global: &GlobalArgs, args: &ResumeArgs) -> CommandResult {
         }
         return detach::spawn_supervisor(global, &sub, args.format);
     }
-    let outcome = resume(global, args, &session, ready.as_ref());
-    if let (Some(ready), Err(err)) = (&ready, &outcome) {
-        ready.fail(err);
-    }
-    outcome
+    resume(global, args, &session, ready)
 }
 
 fn resume(
@@ -137,7 +146,8 @@ fn resume(
 fn refused(refusal: Refusal) -> CommandError {
     let exit = match refusal {
         Refusal::NoCommand(_) => Exit::Usage,
-        Refusal::Store(_) => Exit::Partial,
+        // The store's error, with its exit code and hint (a refused session directory's fix).
+        Refusal::Store(err) => return err.into(),
         _ => Exit::Busy,
     };
     CommandError::new(exit, refusal)

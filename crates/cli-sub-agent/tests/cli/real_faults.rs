@@ -1,0 +1,133 @@
+//! Real faults, not injected ones (issue 5): a state root on a full filesystem and on a
+//! read-only one. Both need a small tmpfs mounted over the state root, which needs root (or
+//! CAP_SYS_ADMIN); where `mount` is refused the tests print why and skip.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::{Session, TestEnv};
+
+/// A 1 MiB tmpfs mounted over a test's state root, unmounted on drop.
+struct Tmpfs {
+    at: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(at: &Path) -> Option<Tmpfs> {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
+            .arg(at)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(Tmpfs { at: at.to_owned() }),
+            Ok(out) => {
+                eprintln!(
+                    "skipped: cannot mount a tmpfs here: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+
+    fn remount_read_only(&self) {
+        let out = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.at)
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "remount ro: {out:?}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.at).output();
+    }
+}
+
+/// A test env whose state root is a fresh tmpfs holding one Active session with a dead owner.
+fn env_on_tmpfs() -> Option<(TestEnv, Tmpfs, Session)> {
+    let env = TestEnv::new();
+    let tmpfs = Tmpfs::mount(&env.state_root)?;
+    fs_err::create_dir_all(&env.sessions_dir).expect("mkdir sessions");
+    let session = env.session();
+    let mut child = Command::new("true").spawn().expect("spawn");
+    let dead = child.id();
+    child.wait().expect("reap");
+    session.daemon_pid(dead, 1);
+    Some((env, tmpfs, session))
+}
+
+/// Fills the filesystem holding `dir` until a write fails with ENOSPC; returns the filler.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let filler = dir.join("filler");
+    let mut file = fs_err::File::create(&filler).expect("create filler");
+    let chunk = vec![0u8; 64 << 10];
+    loop {
+        match file.write_all(&chunk).and_then(|()| file.sync_all()) {
+            Ok(()) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+            Err(e) => panic!("filling the tmpfs: {e}"),
+        }
+    }
+    filler
+}
+
+#[test]
+fn a_full_filesystem_fails_reconcile_with_the_path_and_leaves_the_session_as_it_was() {
+    let Some((env, _tmpfs, session)) = env_on_tmpfs() else {
+        return;
+    };
+    let state_before = session.read("state.toml");
+    let filler = fill(&env.state_root);
+
+    let out = env.run(&["session", "reconcile"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("No space left on device"), "{text}");
+    assert!(
+        text.contains(&session.dir.display().to_string()),
+        "names the path: {text}"
+    );
+    assert_eq!(session.read("state.toml"), state_before);
+    assert!(!session.path("result.toml").exists());
+
+    // Space again: the next reconcile finishes the session.
+    fs_err::remove_file(filler).expect("remove filler");
+    let (code, _) = env.reconcile_json(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(session.phase(), "retired");
+    let check = env.run(&["debug", "check"]);
+    assert!(check.status.success(), "{check:?}");
+}
+
+#[test]
+fn a_read_only_filesystem_fails_reconcile_with_the_path_and_changes_nothing() {
+    let Some((env, tmpfs, session)) = env_on_tmpfs() else {
+        return;
+    };
+    let before = env.tree_snapshot();
+    tmpfs.remount_read_only();
+
+    let out = env.run(&["session", "reconcile"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("Read-only file system"), "{text}");
+    assert!(text.contains(&env.state_root.display().to_string()), "{text}");
+    assert_eq!(env.tree_snapshot(), before);
+    assert_eq!(session.phase(), "active");
+}

@@ -1,0 +1,164 @@
+//! Sweeping what crashed csa processes leave behind, so that "no temp files are left once a
+//! later command has run" holds (docs/reliability.md):
+//! - temp files of [`write_atomic`](crate::atomic::write_atomic) (`.tmp-<pid>.<ticks>-*`) in
+//!   `sessions/`, `sessions/.csa-active/` and session directories;
+//! - half-built sessions (`sessions/.build-<ULID>.<pid>.<ticks>/`, [`crate::create`]);
+//! - half-deleted sessions (`sessions/.deleting-<ULID>/`, [`crate::delete::remove_leftovers`]).
+//!
+//! Temp files and builds carry their writer's pid and start ticks in their names, and are
+//! removed only when that process is gone ([`crate::atomic`]'s `owner_gone`: fails closed, so
+//! a write or build in progress is never disturbed); a deletion in progress holds its lock.
+//! Names in any other form are never touched.
+//!
+//! Who sweeps: `csa session reconcile` sweeps a project whenever it rescans `sessions/` (any
+//! leftover there changed the directory, which triggers the rescan) and each session directory
+//! it takes the lock of; `csa session clean` sweeps every project it covers.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::active::ACTIVE_DIR;
+use crate::atomic::{owner_gone, sweep_temp_files};
+use crate::create::BUILD_PREFIX;
+use crate::delete::{remove_leftovers, LeftoverAction};
+use crate::lock::ReconcileLock;
+use crate::paths::{is_ulid, Project};
+
+/// What a sweep did.
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// Leftovers removed.
+    pub removed: Vec<PathBuf>,
+    /// Leftovers that could not be removed, each error naming its path (retried next time).
+    pub errors: Vec<String>,
+}
+
+impl Swept {
+    fn absorb(&mut self, result: io::Result<Vec<PathBuf>>) {
+        match result {
+            Ok(paths) => self.removed.extend(paths),
+            Err(e) => self.errors.push(e.to_string()),
+        }
+    }
+}
+
+/// Sweeps `project`'s `sessions/` (temp files, crashed builds, crashed deletions) and its
+/// active record's temp files.
+pub fn sweep_project(project: &Project) -> Swept {
+    let mut swept = sweep_writers(project);
+    match remove_leftovers(project, false) {
+        Ok(leftovers) => {
+            for l in leftovers {
+                match l.action {
+                    LeftoverAction::Removed => swept.removed.push(l.path),
+                    LeftoverAction::Error => swept.errors.push(l.error.unwrap_or_default()),
+                    LeftoverAction::WouldRemove | LeftoverAction::SkippedBusy => {}
+                }
+            }
+        }
+        Err(e) => swept.errors.push(e.to_string()),
+    }
+    swept
+}
+
+/// Sweeps what crashed writers and builders left in `project`'s `sessions/` and active record
+/// ([`sweep_project`] without the crashed deletions, which `csa session clean` reports itself).
+pub fn sweep_writers(project: &Project) -> Swept {
+    let mut swept = Swept::default();
+    let sessions = &project.sessions_dir;
+    swept.absorb(sweep_temp_files(sessions));
+    swept.absorb(sweep_temp_files(&sessions.join(ACTIVE_DIR)));
+    swept.absorb(sweep_builds(sessions));
+    swept
+}
+
+/// Sweeps the temp files of crashed writers in the session directory `lock` protects. Every
+/// csa write into a session directory happens under that lock or before the session is
+/// published, so none is in progress; the owner check is kept for other programs' writers.
+pub fn sweep_session(lock: &ReconcileLock) -> Swept {
+    let mut swept = Swept::default();
+    swept.absorb(sweep_temp_files(lock.session_dir()));
+    swept
+}
+
+/// The owner tag (`<pid>.<ticks>`) of a build directory name `.build-<ULID>.<pid>.<ticks>`.
+pub(crate) fn build_owner(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix(BUILD_PREFIX)?;
+    let (id, tag) = rest.split_at_checked(26)?;
+    let tag = tag.strip_prefix('.')?;
+    is_ulid(id).then_some(tag)
+}
+
+/// Removes every `.build-<ULID>.<pid>.<ticks>` directory (never a symlink: the entry's own
+/// type) whose builder is gone. `remove_dir_all` does not follow symbolic links inside.
+fn sweep_builds(sessions: &Path) -> io::Result<Vec<PathBuf>> {
+    let entries = match fs_err::read_dir(sessions) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(tag) = name.to_str().and_then(build_owner) else {
+            continue;
+        };
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) || !owner_gone(tag) {
+            continue;
+        }
+        let path = entry.path();
+        match fs_err::remove_dir_all(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_names_carry_their_owner() {
+        assert_eq!(
+            build_owner(".build-01M7YCZAQ6TZ9E7YGFW7ZMM2X7.123.456"),
+            Some("123.456")
+        );
+        for bad in [
+            ".build-01M7YCZAQ6TZ9E7YGFW7ZMM2X7",
+            ".build-nope.1.2",
+            "01M7YCZAQ6TZ9E7YGFW7ZMM2X7",
+            ".build-01M7YCZAQ6TZ9E7YGFW7ZMM2X7x1.2",
+        ] {
+            assert_eq!(build_owner(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sweeps_a_crashed_build_and_keeps_a_live_one() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let project = Project::new(root.path(), "p");
+        fs_err::create_dir_all(&project.sessions_dir).expect("mkdir");
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let dead = child.id();
+        child.wait().expect("reap");
+        let me = std::process::id();
+        let ticks = csa_process::start_ticks(me).expect("ticks");
+        let crashed = project
+            .sessions_dir
+            .join(format!(".build-01M7YCZAQ6TZ9E7YGFW7ZMM2X7.{dead}.1"));
+        let live = project
+            .sessions_dir
+            .join(format!(".build-01M7YCZAQ6TZ9E7YGFW7ZMM2X8.{me}.{ticks}"));
+        for d in [&crashed, &live] {
+            fs_err::create_dir_all(d.join("locks")).expect("mkdir");
+            fs_err::write(d.join("state.toml"), "x").expect("write");
+        }
+        let swept = sweep_project(&project);
+        assert_eq!(swept.removed, std::slice::from_ref(&crashed), "{swept:?}");
+        assert!(!crashed.exists());
+        assert!(live.join("state.toml").exists());
+    }
+}
