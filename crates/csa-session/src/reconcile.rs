@@ -198,6 +198,32 @@ pub struct Reconciler {
     ctx: LivenessContext,
     opts: ReconcileOptions,
     report: Report,
+    progress: Progress,
+}
+
+/// An observer of how many sessions a [`Reconciler`] has examined (read during a rescan, or
+/// checked as candidates), for a progress display.
+#[derive(Default)]
+struct Progress {
+    examined: u64,
+    observer: Option<Box<dyn FnMut(u64)>>,
+}
+
+impl Progress {
+    fn tick(&mut self) {
+        self.examined += 1;
+        if let Some(f) = &mut self.observer {
+            f(self.examined);
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("examined", &self.examined)
+            .finish_non_exhaustive()
+    }
 }
 
 enum Decision {
@@ -221,6 +247,7 @@ impl Reconciler {
             ctx: LivenessContext::new(),
             opts,
             report: Report::default(),
+            progress: Progress::default(),
         }
     }
 
@@ -257,6 +284,7 @@ impl Reconciler {
             };
             let mut ended_now = Vec::new();
             for id in project.session_ids()? {
+                self.progress.tick();
                 if candidates.contains(&id) {
                     continue;
                 }
@@ -292,6 +320,7 @@ impl Reconciler {
         }
         let mut last_finalized = None;
         for id in candidates {
+            self.progress.tick();
             let dir = project.session_dir(&id);
             if !dir.is_dir() {
                 if !self.opts.dry_run {
@@ -339,6 +368,12 @@ impl Reconciler {
                 self.mark_cooldown(project, id);
             }
         }
+    }
+
+    /// Calls `observer` with the number of sessions examined so far, each time one more is
+    /// (read during a rescan, or checked as a candidate): for a progress display.
+    pub fn on_progress(&mut self, observer: impl FnMut(u64) + 'static) {
+        self.progress.observer = Some(Box::new(observer));
     }
 
     /// The report so far.

@@ -8,6 +8,7 @@ mod delete_clean;
 mod fixtures;
 mod harness;
 mod kill;
+mod progress;
 mod real_faults;
 mod reconcile;
 mod resume;

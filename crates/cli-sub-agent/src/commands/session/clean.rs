@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::scope_projects;
 use crate::cli::{CleanArgs, Format};
 use crate::exit::Exit;
+use crate::progress::{self, Counter};
 use crate::CommandResult;
 
 /// What happened to one session. Serialized names are part of the JSON output contract.
@@ -95,7 +96,8 @@ struct Report {
 
 /// Runs the command. Exit 0, or 3 when any session or project could not be processed (the
 /// others are); busy and live sessions are not errors.
-pub fn run(roots: &StateRoots, args: &CleanArgs) -> CommandResult {
+/// Runs the command; `quiet` hides the progress line (crate::progress).
+pub fn run(roots: &StateRoots, args: &CleanArgs, quiet: bool) -> CommandResult {
     let projects = scope_projects(roots, &args.scope)?;
     // A cutoff before the start of time (an absurd --older-than) keeps everything.
     let cutoff = TimeDelta::from_std(args.older_than)
@@ -109,6 +111,7 @@ pub fn run(roots: &StateRoots, args: &CleanArgs) -> CommandResult {
     let ctx = LivenessContext::new();
     let mut report = Report::default();
     let mut warnings = Vec::new();
+    let progress = Counter::new("cleaning", progress::enabled(args.format, quiet));
     for project in &projects {
         clean_project(
             &ctx,
@@ -117,8 +120,10 @@ pub fn run(roots: &StateRoots, args: &CleanArgs) -> CommandResult {
             args.dry_run,
             &mut report,
             &mut warnings,
+            &progress,
         );
     }
+    progress.finish();
     report.counts.errors += report.errors.len();
     for w in &warnings {
         eprintln!("warning: {w}");
@@ -141,6 +146,7 @@ fn clean_project(
     dry_run: bool,
     report: &mut Report,
     warnings: &mut Vec<String>,
+    progress: &Counter,
 ) {
     if !dry_run {
         let swept = csa_session::leftovers::sweep_writers(project);
@@ -173,6 +179,7 @@ fn clean_project(
     };
     ids.sort_unstable();
     for id in ids {
+        progress.inc();
         let row = |action, reason: String| {
             Some(Row {
                 session_id: id.clone(),

@@ -42,16 +42,18 @@ fn dispatch(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
     let roots = StateRoots::resolve(global.state_dir.as_deref())?;
     check_roots(&roots)?;
     match cmd {
-        SessionCommand::Reconcile(args) => reconcile::run(&roots, args, global.verbose > 0),
+        SessionCommand::Reconcile(args) => {
+            reconcile::run(&roots, args, global.verbose > 0, global.quiet)
+        }
         SessionCommand::List(args) => list::run(&roots, args),
         SessionCommand::Result(args) => result::run(&roots, args),
         SessionCommand::IsAlive(args) => is_alive::run(&roots, args),
-        SessionCommand::Wait(args) => wait::run(&roots, args),
+        SessionCommand::Wait(args) => wait::run(&roots, args, global.quiet),
         SessionCommand::Logs(args) => logs::run(&roots, args),
         SessionCommand::Kill(args) => kill::run(&roots, args),
         SessionCommand::Resume(_) => unreachable!("handled above"),
         SessionCommand::Delete(args) => delete::run(&roots, args),
-        SessionCommand::Clean(args) => clean::run(&roots, args),
+        SessionCommand::Clean(args) => clean::run(&roots, args, global.quiet),
     }
 }
 

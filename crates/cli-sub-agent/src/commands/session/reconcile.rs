@@ -12,10 +12,12 @@ use serde::Serialize;
 use super::scope_projects;
 use crate::cli::{Format, ReconcileArgs};
 use crate::exit::Exit;
+use crate::progress::{self, Counter};
 use crate::CommandResult;
 
-/// Runs the command. `verbose` also lists sessions skipped because they are alive.
-pub fn run(roots: &StateRoots, args: &ReconcileArgs, verbose: bool) -> CommandResult {
+/// Runs the command. `verbose` also lists sessions skipped because they are alive; `quiet`
+/// hides the progress line (crate::progress).
+pub fn run(roots: &StateRoots, args: &ReconcileArgs, verbose: bool, quiet: bool) -> CommandResult {
     let dry_run = args.dry_run || args.check;
     let mut reconciler = Reconciler::new(ReconcileOptions {
         dry_run,
@@ -23,6 +25,9 @@ pub fn run(roots: &StateRoots, args: &ReconcileArgs, verbose: bool) -> CommandRe
         trigger: "session reconcile".to_owned(),
     });
     let scope = scope_projects(roots, &args.scope)?;
+    let progress = Counter::new("reconciling", progress::enabled(args.format, quiet));
+    let observer = progress.clone();
+    reconciler.on_progress(move |n| observer.set(n));
     if args.sessions.is_empty() {
         for project in &scope {
             reconciler.project(project);
@@ -38,6 +43,7 @@ pub fn run(roots: &StateRoots, args: &ReconcileArgs, verbose: bool) -> CommandRe
         }
     }
     let report = reconciler.finish();
+    progress.finish();
     let counts = report.counts();
     for warning in &report.warnings {
         eprintln!("warning: {warning}");

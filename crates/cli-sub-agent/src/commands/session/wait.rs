@@ -26,6 +26,7 @@ use super::{locate, result_json};
 use crate::cli::{Format, WaitArgs};
 use crate::diagnostics::CommandError;
 use crate::exit::Exit;
+use crate::progress;
 use crate::CommandResult;
 
 /// Time between two polls of the session's files.
@@ -45,7 +46,7 @@ const TRIGGER: &str = "session wait";
 /// Exit 124 when `--timeout` runs out; 75 when the session has ended without a result; 3 when
 /// `state.toml` or `result.toml` cannot be read or parsed, or finalizing a dead session fails;
 /// 2/4 for a bad SESSION argument.
-pub fn run(roots: &StateRoots, args: &WaitArgs) -> CommandResult {
+pub fn run(roots: &StateRoots, args: &WaitArgs, quiet: bool) -> CommandResult {
     let session = locate(roots, args.cd.as_deref(), &args.session)?;
     let deadline = args.timeout.map(|t| Instant::now() + t);
     let mut waiter = Waiter {
@@ -55,6 +56,8 @@ pub fn run(roots: &StateRoots, args: &WaitArgs) -> CommandResult {
         result_seen: None,
     };
     let mut announced = false;
+    // Cleared (dropped) whichever way the wait ends.
+    let mut _spinner: Option<progress::Waiting> = None;
     let mut looked_again = false;
     loop {
         let status = match waiter.poll()? {
@@ -77,11 +80,14 @@ pub fn run(roots: &StateRoots, args: &WaitArgs) -> CommandResult {
             None => None,
         };
         if !announced && args.format == Format::Text && tracing::enabled!(tracing::Level::WARN) {
-            eprintln!(
-                "csa: waiting for session {} ({})…",
-                session.id,
-                status.as_str()
-            );
+            let message = format!("waiting for session {} ({})", session.id, status.as_str());
+            // On a terminal, one line redrawn with the time waited; elsewhere (CI logs,
+            // scripts) one plain line, once.
+            if progress::enabled(args.format, quiet) {
+                _spinner = Some(progress::Waiting::start(message));
+            } else {
+                eprintln!("csa: {message}…");
+            }
             announced = true;
         }
         thread::sleep(remaining.map_or(POLL_INTERVAL, |left| left.min(POLL_INTERVAL)));
