@@ -1,3 +1,15 @@
+# The README's test command: the whole suite, with the fail points the reliability tests use.
+test:
+    cargo test --workspace --all-features
+
+# What CI checks besides the tests: format, clippy with warnings denied (with and without the
+# fail points), and the docs with warnings denied.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy --workspace --all-targets --all-features -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
 # Benchmarks the release `csa`: prints a markdown table on stdout (see crates/csa-bench).
 # Extra arguments go to csa-bench, e.g. `just bench --sizes 1000 --check`.
 bench *ARGS:

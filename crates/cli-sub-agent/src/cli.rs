@@ -6,7 +6,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// csa: a session manager for coding sub-agents.
 #[derive(Debug, Parser)]
-#[command(name = "csa", version, about, propagate_version = true)]
+#[command(
+    name = "csa",
+    version = crate::version::VERSION_LINE,
+    about,
+    propagate_version = true
+)]
 pub struct Cli {
     /// Global options.
     #[command(flatten)]
@@ -28,6 +33,9 @@ pub struct GlobalArgs {
     /// Only errors on stderr.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// When to colour output (under auto, NO_COLOR and CLICOLOR_FORCE apply).
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    pub color: crate::output::ColorWhen,
 }
 
 /// Top-level commands.
@@ -38,9 +46,44 @@ pub enum Command {
     /// Inspect and maintain sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Check the state root(s), /proc and the active-session record; print each problem with
+    /// its fix (exit 1 if any).
+    Doctor(DoctorArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the csa(1) man page, or write every page (csa-run.1, csa-session-list.1, …) to DIR.
+    Man(ManArgs),
     /// Tools for testing csa itself (not a stable interface).
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),
+}
+
+/// `csa doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// `csa completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `csa man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write every page (csa.1, csa-run.1, csa-session.1, csa-session-reconcile.1, …) to this
+    /// directory (created if missing) and print their paths, instead of csa.1 on stdout.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Output format (with --dir: the written pages as JSON).
+    #[arg(long, value_enum, default_value_t, requires = "dir")]
+    pub format: Format,
 }
 
 /// `csa session …`.
@@ -139,9 +182,19 @@ pub struct ListArgs {
     /// Only sessions with this status.
     #[arg(long, value_enum)]
     pub status: Option<StatusFilter>,
+    /// Only running sessions (shorthand for --status running).
+    #[arg(long, conflicts_with = "status")]
+    pub running: bool,
     /// Only sessions `csa session resume` would accept.
     #[arg(long)]
     pub resumable: bool,
+    /// Also the projects of directories below DIR (or the current directory).
+    #[arg(long, conflicts_with = "all_projects")]
+    pub nested: bool,
+    /// For hooks: exit 1 if any session is listed, naming each on stderr with the commands to
+    /// wait for or stop it; print nothing and exit 0 otherwise.
+    #[arg(long)]
+    pub check: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -212,6 +265,9 @@ pub struct LogsArgs {
     /// The agent's stderr (stderr.log) instead of its stdout (output.log).
     #[arg(long)]
     pub stderr: bool,
+    /// Output format (json: one object per line of the log, docs/json.md).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 /// How long `--wait-for-dir` waits.

@@ -9,7 +9,7 @@ pub enum Exit {
     /// 0: success, or nothing to do (a busy lock and an unreadable result are not errors).
     Success,
     /// 1: `--check` found work; `is-alive` found the session dead; `wait` saw a result other
-    /// than success.
+    /// than success; `doctor` found a problem.
     Negative,
     /// 2: usage error, including a malformed SESSION argument.
     Usage,

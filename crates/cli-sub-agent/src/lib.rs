@@ -7,7 +7,9 @@ pub mod cli;
 pub mod commands;
 pub mod diagnostics;
 pub mod exit;
+pub mod output;
 pub mod progress;
+pub mod version;
 
 use std::process::ExitCode;
 
@@ -24,10 +26,14 @@ pub fn main() -> ExitCode {
     // clap exits 2 on usage errors, 0 for --help and --version.
     let cli = Cli::parse();
     init_tracing(cli.global.verbose, cli.global.quiet);
+    output::init_color(cli.global.color);
     let outcome = match &cli.command {
         Command::Session(cmd) => commands::session::run(&cli.global, cmd),
         Command::Run(args) => commands::run::run(&cli.global, args),
         Command::Debug(cmd) => commands::debug::run(&cli.global, cmd),
+        Command::Doctor(args) => commands::doctor::run(&cli.global, args),
+        Command::Completions(args) => commands::completions::run(args),
+        Command::Man(args) => commands::man::run(args),
     };
     match outcome {
         Ok(exit) => exit.into(),

@@ -21,13 +21,16 @@ pub fn enabled(format: Format, quiet: bool) -> bool {
     format == Format::Text && !quiet && std::io::stderr().is_terminal()
 }
 
+/// The thread that starts drawing a [`Counter`] after [`DELAY`], and the sender that stops it
+/// sooner.
+type Reveal = (mpsc::Sender<()>, thread::JoinHandle<()>);
+
 /// A count of items done, shown as `⠋ <what>: N sessions (3s)` once a second has passed.
 /// Clones share the count (one may be moved into a library's progress callback).
 #[derive(Debug, Clone)]
 pub struct Counter {
     bar: ProgressBar,
-    /// The thread that starts drawing after [`DELAY`], and the sender that stops it sooner.
-    reveal: Arc<Mutex<Option<(mpsc::Sender<()>, thread::JoinHandle<()>)>>>,
+    reveal: Arc<Mutex<Option<Reveal>>>,
 }
 
 impl Counter {

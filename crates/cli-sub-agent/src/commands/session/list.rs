@@ -1,25 +1,61 @@
-//! `csa session list`: read-only, newest first.
+//! `csa session list`: read-only (it writes no file, not even the active record), newest first.
+//!
+//! Which sessions are read: with a status filter that only Active sessions can have
+//! (`--running`, `--status running|orphaned|foreign`), only the sessions the project's active
+//! record (csa-session `active`) says may be Active: its entries when its fingerprint of
+//! `sessions/` is current, else its entries plus every session not known to have ended (the
+//! same trust `csa session reconcile` places in the record, so both miss the same thing: a
+//! session another writer moved from an ended phase back to `active` in place, until a
+//! `reconcile --full`). That keeps the `csa-idle` pre-commit hook (`list --running --check`) at a
+//! few file reads however many sessions have ended. Every other listing reads every session.
+//!
+//! Output: `--format json` (unchanged, documented in docs/cli.md), or a table in the layout of
+//! [`crate::output::Layout`]: plain aligned text when stdout is not a terminal, else fitted to
+//! the terminal with relative times and status colours.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::thread;
 
+use chrono::Utc;
+use csa_session::active::{ActiveRecord, Fingerprint};
 use csa_session::dirfd::DirFd;
 use csa_session::inventory::{summarize, SessionSummary, Status};
 use csa_session::liveness::LivenessContext;
-use csa_session::paths::StateRoots;
+use csa_session::paths::{self, Project, StateRoots};
+use csa_session::secure;
 
-use super::scope_projects;
-use crate::cli::{Format, ListArgs, StatusFilter};
+use super::{check_project, scope_projects};
+use crate::cli::{Format, GlobalArgs, ListArgs, StatusFilter};
+use crate::diagnostics::CommandError;
 use crate::exit::Exit;
+use crate::output::table::{self, Cell, Column, Fit, Tone};
+use crate::output::time::Ago;
+use crate::output::Layout;
 use crate::CommandResult;
 
 /// Runs the command.
-pub fn run(roots: &StateRoots, args: &ListArgs) -> CommandResult {
-    let projects = scope_projects(roots, &args.scope)?;
+pub fn run(global: &GlobalArgs, roots: &StateRoots, args: &ListArgs) -> CommandResult {
+    let wanted = if args.running {
+        Some(Status::Running)
+    } else {
+        args.status.map(status_of_filter)
+    };
+    let active_only =
+        wanted.is_some_and(|s| matches!(s, Status::Running | Status::Orphaned | Status::Foreign));
+    let mut projects = scope_projects(roots, &args.scope)?;
+    if args.nested {
+        projects = with_nested(roots, projects)?;
+    }
     let mut errors = Vec::new();
     let mut dirs = Vec::new();
     for project in &projects {
-        let ids = match project.session_ids() {
+        let ids = if active_only {
+            may_be_active(project)
+        } else {
+            project.session_ids()
+        };
+        let ids = match ids {
             Ok(ids) if ids.is_empty() => continue,
             Ok(ids) => ids,
             Err(err) => {
@@ -40,7 +76,6 @@ pub fn run(roots: &StateRoots, args: &ListArgs) -> CommandResult {
     targets.sort_by(|a, b| b.1.cmp(&a.1));
     let (summaries, failures) = summarize_all(&targets);
     errors.extend(failures);
-    let wanted = args.status.map(status_of_filter);
     let summaries: Vec<_> = summaries
         .into_iter()
         .filter(|s| wanted.is_none_or(|w| s.status == w))
@@ -55,14 +90,72 @@ pub fn run(roots: &StateRoots, args: &ListArgs) -> CommandResult {
             serde_json::to_writer_pretty(&mut out, &summaries).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
-        Format::Text => print_table(&mut out, &summaries)?,
+        // With --check the stderr lines say it all; stdout stays empty.
+        Format::Text if args.check => {}
+        Format::Text => print_table(&mut out, &summaries, Layout::of_stdout())?,
     }
     out.flush()?;
-    Ok(if errors.is_empty() {
-        Exit::Success
-    } else {
+    if args.check {
+        report_check(global, &summaries);
+    }
+    Ok(if !errors.is_empty() {
         Exit::Partial
+    } else if args.check && !summaries.is_empty() {
+        Exit::Negative
+    } else {
+        Exit::Success
     })
+}
+
+/// The sessions of `project` that may be Active (see the module documentation), unsorted.
+/// Reads the record and, unless its fingerprint is current, `sessions/` and the known-ended
+/// list; writes nothing. Record entries that are not session directories (a session being
+/// created, or an entry left by a crash) are left out.
+fn may_be_active(project: &Project) -> std::io::Result<Vec<String>> {
+    let record = ActiveRecord::new(&project.sessions_dir);
+    let Some(fingerprint) = Fingerprint::of(&project.sessions_dir)? else {
+        return Ok(Vec::new());
+    };
+    let mut ids: BTreeSet<String> = record
+        .ids()?
+        .into_iter()
+        .filter(|id| fs_err::symlink_metadata(project.session_dir(id)).is_ok_and(|m| m.is_dir()))
+        .collect();
+    if !record.is_current(&fingerprint) {
+        let ended = record.known_ended();
+        ids.extend(
+            project
+                .session_ids()?
+                .into_iter()
+                .filter(|id| ended.binary_search(id).is_err()),
+        );
+    }
+    Ok(ids.into_iter().collect())
+}
+
+/// `projects` (the `--cd` directory's project under each root) and the projects of every
+/// directory below them: the directories under `<root>/<key>/` that hold a `sessions/`
+/// directory (one `readdir` per directory of the state root below the key, never inside
+/// `sessions/`), each checked like any project ([`secure::check_project`]).
+fn with_nested(roots: &StateRoots, projects: Vec<Project>) -> Result<Vec<Project>, CommandError> {
+    let mut all = Vec::with_capacity(projects.len());
+    for project in projects {
+        // `<root>/<key>`: the project's own `sessions/` is skipped by the walk.
+        let below = match project.sessions_dir.parent() {
+            Some(base) => paths::all_projects(base)?,
+            None => Vec::new(),
+        };
+        for nested in below {
+            let nested = Project {
+                key: format!("{}/{}", project.key, nested.key),
+                sessions_dir: nested.sessions_dir,
+            };
+            check_project(roots, &nested)?;
+            all.push(nested);
+        }
+        all.push(project);
+    }
+    Ok(all)
 }
 
 /// Threads per core for reading sessions: part of each read blocks in the kernel, so a few more
@@ -121,48 +214,110 @@ fn status_of_filter(f: StatusFilter) -> Status {
     }
 }
 
-fn print_table(out: &mut impl Write, rows: &[SessionSummary]) -> std::io::Result<()> {
-    let cells: Vec<[String; 6]> = rows
+/// The table's columns. When the terminal is narrow, TOOL goes first, then the description
+/// (after being cut down), then RESULT, then LAST ACCESSED; SESSION and STATUS always stay.
+const COLUMNS: [Column; 6] = [
+    Column {
+        header: "SESSION",
+        fit: Fit::Keep,
+    },
+    Column {
+        header: "STATUS",
+        fit: Fit::Keep,
+    },
+    Column {
+        header: "RESULT",
+        fit: Fit::Hide(2),
+    },
+    Column {
+        header: "TOOL",
+        fit: Fit::Hide(0),
+    },
+    Column {
+        header: "LAST ACCESSED",
+        fit: Fit::Hide(3),
+    },
+    Column {
+        header: "DESCRIPTION",
+        fit: Fit::Truncate(1),
+    },
+];
+
+/// The colour of each status; the word is always printed too.
+fn tone(status: Status) -> Tone {
+    match status {
+        Status::Running => Tone::Good,
+        Status::Orphaned => Tone::Bad,
+        Status::Foreign => Tone::Remote,
+        Status::Available => Tone::Info,
+        Status::Retired => Tone::Muted,
+        Status::ToolExhausted => Tone::Warning,
+    }
+}
+
+fn print_table(
+    out: &mut impl Write,
+    rows: &[SessionSummary],
+    layout: Layout,
+) -> std::io::Result<()> {
+    let ago = Ago::new(Utc::now());
+    let fitted = matches!(layout, Layout::Fitted { .. });
+    let cells: Vec<Vec<Cell>> = rows
         .iter()
         .map(|s| {
-            [
-                s.session_id.clone(),
-                s.status.as_str().to_owned(),
-                s.result_status.clone().unwrap_or_else(|| "-".into()),
-                s.tool.clone().unwrap_or_else(|| "-".into()),
-                s.last_accessed.clone(),
-                s.description.clone().unwrap_or_default(),
+            let last = if fitted {
+                Cell::new(ago.format_rfc3339(&s.last_accessed))
+            } else {
+                Cell::new(s.last_accessed.as_str())
+            };
+            vec![
+                Cell::new(s.session_id.as_str()),
+                Cell::toned(s.status.as_str(), tone(s.status)),
+                Cell::new(s.result_status.as_deref().unwrap_or("-")),
+                Cell::new(s.tool.as_deref().unwrap_or("-")),
+                last,
+                Cell::new(s.description.as_deref().unwrap_or_default()),
             ]
         })
         .collect();
-    let header = [
-        "SESSION",
-        "STATUS",
-        "RESULT",
-        "TOOL",
-        "LAST ACCESSED",
-        "DESCRIPTION",
-    ];
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+    match layout {
+        Layout::Plain => table::write_plain(out, &COLUMNS, &cells),
+        Layout::Fitted { width, color } => table::write_fitted(out, &COLUMNS, &cells, width, color),
+    }
+}
+
+/// `--check`: one `error:` line per listed session, naming it and its directory, then `hint:`
+/// lines with the commands that end it (each line on its own, for hooks that show stderr).
+fn report_check(global: &GlobalArgs, rows: &[SessionSummary]) {
+    let state_dir = global
+        .state_dir
+        .as_ref()
+        .map(|d| format!(" --state-dir {}", secure::shell_quote(&d.to_string_lossy())))
+        .unwrap_or_default();
+    let mut err = std::io::stderr().lock();
+    for s in rows {
+        let id = &s.session_id;
+        let dir = table::one_line(&s.project_path);
+        let (what, hints): (&str, &[(&str, &str)]) = match s.status {
+            Status::Running => (
+                "is running",
+                &[("wait for it", "wait"), ("or stop it", "kill")],
+            ),
+            Status::Foreign => (
+                "is running on another machine or in another PID namespace",
+                &[("wait for it", "wait")],
+            ),
+            Status::Orphaned => (
+                "is orphaned (its agent died)",
+                &[("finalize it", "reconcile")],
+            ),
+            Status::Available => ("is available", &[("resume it", "resume")]),
+            Status::Retired => ("is retired", &[("delete it", "delete")]),
+            Status::ToolExhausted => ("is tool-exhausted", &[("delete it", "delete")]),
+        };
+        let _ = writeln!(err, "error: session {id} {what} in {dir}");
+        for (label, verb) in hints {
+            let _ = writeln!(err, "hint: {label}: csa{state_dir} session {verb} {id}");
         }
     }
-    let line = |row: [&str; 6]| {
-        let mut s = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                s.push_str(cell);
-            } else {
-                s.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-            }
-        }
-        s.trim_end().to_owned()
-    };
-    writeln!(out, "{}", line(header))?;
-    for row in &cells {
-        writeln!(out, "{}", line(row.each_ref().map(String::as_str)))?;
-    }
-    Ok(())
 }

@@ -4,7 +4,10 @@
 //! Memory stays bounded whatever the log's size: the whole log is streamed in [`CHUNK`]-byte
 //! pieces, and `--tail` finds where its last lines start by reading backwards from the end in
 //! pieces of the same size. `--follow` keeps the file open and reads on from where it stopped,
-//! so every byte is printed exactly once (partial lines included, as they come).
+//! so every byte is printed exactly once (partial lines included, as they come). With
+//! `--format json` the same bytes are printed as one JSON object per line ([`log_lines`]).
+//!
+//! [`log_lines`]: super::log_lines
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -18,7 +21,8 @@ use csa_session::state::SessionState;
 use fs_err::os::unix::fs::FileExt;
 
 use super::locate;
-use crate::cli::LogsArgs;
+use super::log_lines::LineEncoder;
+use crate::cli::{Format, LogsArgs};
 use crate::diagnostics::CommandError;
 use crate::exit::Exit;
 use crate::CommandResult;
@@ -43,15 +47,19 @@ pub fn run(roots: &StateRoots, args: &LogsArgs) -> CommandResult {
     let path = session
         .dir()
         .join(if args.stderr { STDERR_LOG } else { OUTPUT_LOG });
+    let stream = if args.stderr { "stderr" } else { "stdout" };
     let mut printer = Printer {
         out: io::stdout().lock(),
         buf: vec![0; CHUNK],
+        lines: (args.format == Format::Json).then(|| LineEncoder::new(&session.id, stream)),
     };
     let outcome = if args.follow {
         follow(&session, &path, args.tail, &mut printer)
     } else {
         print_once(&path, args.tail, &mut printer)
     };
+    // JSON: the bytes after the last newline, once nothing more will be read.
+    let outcome = outcome.and_then(|exit| Ok(printer.finish().map(|()| exit)?));
     match outcome {
         Err(err) if is_broken_pipe(&err) => Ok(Exit::Success),
         other => other,
@@ -120,18 +128,38 @@ fn has_ended(ctx: &LivenessContext, session: &SessionRef) -> Result<bool, Comman
 }
 
 /// Opens the log; `None` when it does not exist.
+///
+/// # Errors
+/// The open's error, or `InvalidData` naming the path when the log is not a regular file: a
+/// FIFO would block the open (it is opened `O_NONBLOCK` to find out) and a device such as
+/// `/dev/zero` behind a symlink would never end. Regression: both hung `csa session logs`
+/// (tests/cli/corpus.rs).
 fn open_log(path: &Path) -> io::Result<Option<fs_err::File>> {
-    match fs_err::File::open(path) {
-        Ok(file) => Ok(Some(file)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    let opened = fs_err::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: not a regular file", path.display()),
+        ));
     }
+    Ok(Some(file))
 }
 
 /// Copies log bytes to stdout through one reused [`CHUNK`]-byte buffer.
 struct Printer<'a> {
     out: io::StdoutLock<'a>,
     buf: Vec<u8>,
+    /// With `--format json`: the bytes as JSON lines instead of raw.
+    lines: Option<LineEncoder>,
 }
 
 impl Printer<'_> {
@@ -142,6 +170,9 @@ impl Printer<'_> {
             let len = file.metadata()?.len();
             let start = tail_start(file, len, lines, &mut self.buf)?;
             file.seek(SeekFrom::Start(start))?;
+            if let Some(lines) = &mut self.lines {
+                lines.seek(start);
+            }
         }
         self.copy_to_end(file)
     }
@@ -156,8 +187,21 @@ impl Printer<'_> {
                 path.display()
             );
             file.rewind()?;
+            if let Some(lines) = &mut self.lines {
+                lines.finish(&mut self.out)?;
+                lines.seek(0);
+            }
         }
         self.copy_to_end(file)
+    }
+
+    /// With `--format json`, prints the bytes after the last newline read (nothing otherwise).
+    fn finish(&mut self) -> io::Result<()> {
+        if let Some(lines) = &mut self.lines {
+            lines.finish(&mut self.out)?;
+            self.out.flush()?;
+        }
+        Ok(())
     }
 
     /// Copies from `file`'s position to its end, flushing stdout after each chunk.
@@ -169,7 +213,10 @@ impl Printer<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            self.out.write_all(&self.buf[..n])?;
+            match &mut self.lines {
+                Some(lines) => lines.push(&self.buf[..n], &mut self.out)?,
+                None => self.out.write_all(&self.buf[..n])?,
+            }
             self.out.flush()?;
         }
     }

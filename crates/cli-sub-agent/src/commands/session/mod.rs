@@ -11,6 +11,7 @@ mod delete;
 mod is_alive;
 mod kill;
 mod list;
+mod log_lines;
 mod logs;
 mod reconcile;
 mod result;
@@ -45,7 +46,7 @@ fn dispatch(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
         SessionCommand::Reconcile(args) => {
             reconcile::run(&roots, args, global.verbose > 0, global.quiet)
         }
-        SessionCommand::List(args) => list::run(&roots, args),
+        SessionCommand::List(args) => list::run(global, &roots, args),
         SessionCommand::Result(args) => result::run(&roots, args),
         SessionCommand::IsAlive(args) => is_alive::run(&roots, args),
         SessionCommand::Wait(args) => wait::run(&roots, args, global.quiet),
