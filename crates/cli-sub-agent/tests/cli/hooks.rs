@@ -150,8 +150,8 @@ fn pre_commit_blocks_a_commit_while_an_agent_runs_in_the_repository() {
     let t = text(&out);
     assert!(!out.status.success(), "commit while running: {t}");
     assert!(t.contains(&id), "names the session: {t}");
-    assert!(t.contains(&format!("csa session wait {id}")), "{t}");
-    assert!(t.contains(&format!("csa session kill {id}")), "{t}");
+    assert!(t.contains(&format!("session wait {id}")), "{t}");
+    assert!(t.contains(&format!("session kill {id}")), "{t}");
 
     // Once the agent has ended, committing works again.
     repo.ok("csa", &["session", "kill", &id]);
