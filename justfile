@@ -32,11 +32,13 @@ stress DURATION="20s":
 # Fuzzes one csa-session parser with cargo-fuzz for SECS seconds (docs/reliability.md, "Bad
 # input"); needs a nightly toolchain and `cargo install cargo-fuzz`. Not part of CI. Targets:
 # state, result, small_files, run_record, liveness_files, active_record (`just fuzz all` runs
-# each in turn). Findings are written to fuzz/artifacts/TARGET/.
+# each in turn). Starts from the committed seeds (fuzz/seeds/TARGET); the growing corpus is
+# fuzz/corpus/TARGET and findings go to fuzz/artifacts/TARGET (both ignored by git).
 fuzz TARGET="state" SECS="60":
     #!/usr/bin/env sh
     set -eu
     if [ "{{TARGET}}" = all ]; then targets=$(cargo +nightly fuzz list --fuzz-dir fuzz); else targets="{{TARGET}}"; fi
     for t in $targets; do
-        cargo +nightly fuzz run --fuzz-dir fuzz "$t" -- -max_total_time={{SECS}} -rss_limit_mb=512
+        mkdir -p "fuzz/corpus/$t"
+        cargo +nightly fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- -max_total_time={{SECS}} -rss_limit_mb=512
     done

@@ -48,6 +48,20 @@ pub const SETTLE: Duration = Duration::from_secs(2);
 /// being created by `csa run` has its entry before its directory appears).
 const ORPHAN_ENTRY_AGE: Duration = Duration::from_secs(3600);
 
+/// Largest `.scan.toml` read (bytes); csa writes about a hundred.
+const MAX_SCAN_BYTES: u64 = 4 << 10;
+/// Largest `.ended` read (bytes): 27 per ended session, so about 600,000 sessions.
+const MAX_ENDED_BYTES: u64 = 16 << 20;
+
+/// The UTF-8 text of one of the record's files, read with [`crate::read_capped`] (bounded, and
+/// not blocked by a FIFO); `None` when it cannot be read, is larger than `max` or is not UTF-8:
+/// the record is a cache, and a damaged file only means a slower next scan. Regression: a 100 MB
+/// `.scan.toml`, or one linked to /dev/zero, was read whole (tests/cli/corpus.rs).
+fn read_text(path: &Path, max: u64) -> Option<String> {
+    let (bytes, _) = crate::read_capped(path, max).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
 /// Identity and modification time of a directory, as `dev:ino:sec.nsec`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint {
@@ -197,7 +211,7 @@ impl ActiveRecord {
 
     /// Whether the recorded fingerprint equals `current`.
     pub fn is_current(&self, current: &Fingerprint) -> bool {
-        let Ok(text) = fs_err::read_to_string(self.dir.join(SCAN_FILE)) else {
+        let Some(text) = read_text(&self.dir.join(SCAN_FILE), MAX_SCAN_BYTES) else {
             return false;
         };
         let Ok(table) = text.parse::<toml::Table>() else {
@@ -210,7 +224,7 @@ impl ActiveRecord {
     /// file is only a slower next scan). Valid whatever the fingerprint: csa records a session
     /// before moving it from an ended phase back to active.
     pub fn known_ended(&self) -> Vec<String> {
-        let Ok(text) = fs_err::read_to_string(self.dir.join(ENDED_FILE)) else {
+        let Some(text) = read_text(&self.dir.join(ENDED_FILE), MAX_ENDED_BYTES) else {
             return Vec::new();
         };
         let mut ids: Vec<String> = text

@@ -231,9 +231,11 @@ fn check_claim(ctx: &LivenessContext, sessions: &Path, out: &mut Vec<Violation>)
     if !held.is_held(csa_process::FileId::of(&meta)) {
         return;
     }
-    let holder: Option<ClaimHolder> = fs_err::read_to_string(&path)
+    // Bounded, and never blocked by a FIFO: a held claim linked to /dev/zero was read without
+    // end (tests/cli/corpus.rs).
+    let holder: Option<ClaimHolder> = crate::read_capped(&path, crate::claim::MAX_HOLDER_BYTES)
         .ok()
-        .and_then(|body| serde_json::from_str(&body).ok());
+        .and_then(|(body, _)| serde_json::from_slice(&body).ok());
     let Some(holder) = holder else {
         // Held with an empty record: the holder is between its flock and its write.
         return;

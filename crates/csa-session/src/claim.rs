@@ -101,19 +101,24 @@ impl Drop for DirClaim {
 /// holder crashed.
 const HOLDER_WAIT: Duration = Duration::from_secs(1);
 
+/// Largest holder record read (bytes); csa writes about a hundred. Regression: a 100 MB claim
+/// file was read whole by every loser (tests/cli/corpus.rs).
+pub(crate) const MAX_HOLDER_BYTES: u64 = 64 << 10;
+
 /// Reads the holder record of a busy claim: retried (every 5 ms, at most [`HOLDER_WAIT`])
 /// while it is empty or names a supervisor that is not running, then the last record read.
+/// At most [`MAX_HOLDER_BYTES`] are read (a longer record does not parse).
 fn read_holder(mut file: File) -> Option<ClaimHolder> {
     let deadline = Instant::now() + HOLDER_WAIT;
     let mut last = None;
     loop {
-        let mut body = String::new();
+        let mut body = Vec::new();
         let read = file
             .seek(SeekFrom::Start(0))
-            .and_then(|_| file.read_to_string(&mut body));
+            .and_then(|_| file.by_ref().take(MAX_HOLDER_BYTES).read_to_end(&mut body));
         if let Ok(holder) = read
             .map_err(drop)
-            .and_then(|_| serde_json::from_str::<ClaimHolder>(&body).map_err(drop))
+            .and_then(|_| serde_json::from_slice::<ClaimHolder>(&body).map_err(drop))
         {
             if csa_process::probe(holder.pid).is_running() {
                 return Some(holder);

@@ -241,6 +241,10 @@ pub fn assess(
             Err(err) => return alive(format!("{label} unreadable ({err})"), warnings),
         };
         if !meta.is_file() {
+            warnings.push(format!(
+                "{}: not a regular file; it names no process",
+                path.display()
+            ));
             continue;
         }
         match ctx.held_locks() {
@@ -517,10 +521,17 @@ impl Snapshot {
     }
 }
 
-/// Reads a small file as (lossy) UTF-8; `Ok(None)` when it does not exist.
+/// Reads at most [`MAX_SMALL_FILE`] bytes of a small file as (lossy) UTF-8; `Ok(None)` when it
+/// does not exist. The open does not wait for a FIFO's writer (`O_NONBLOCK`): a FIFO nobody
+/// writes reads as empty. Regression: a FIFO daemon.pid hung every command (tests/cli/corpus.rs).
 fn read_small(path: &Path) -> io::Result<Option<String>> {
+    use fs_err::os::unix::fs::OpenOptionsExt;
     let mut buf = Vec::new();
-    match fs_err::File::open(path) {
+    let opened = fs_err::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path);
+    match opened {
         Ok(file) => {
             file.take(MAX_SMALL_FILE).read_to_end(&mut buf)?;
             Ok(Some(String::from_utf8_lossy(&buf).into_owned()))

@@ -755,10 +755,20 @@ fn metadata_tool(dir: &Path) -> Option<String> {
 
 /// The last [`TAIL_LINES`] non-empty lines of a log, reading at most [`TAIL_BYTES`] from its end.
 pub fn output_tail(path: &Path) -> String {
-    let Ok(mut file) = fs_err::File::open(path) else {
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    // Non-blocking, and regular files only: a FIFO in place of the log hung reconcile
+    // (tests/cli/corpus.rs), and a device has no end to take a tail of.
+    let opened = fs_err::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path);
+    let Ok(mut file) = opened else {
         return String::new();
     };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let len = match file.metadata() {
+        Ok(meta) if meta.is_file() => meta.len(),
+        _ => return String::new(),
+    };
     let start = len.saturating_sub(TAIL_BYTES);
     let mut buf = Vec::new();
     if file.seek(SeekFrom::Start(start)).is_err()

@@ -2,6 +2,7 @@
 //! processes in a hermetic temp state root (see `harness`).
 
 mod check;
+mod corpus;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod delete_clean;

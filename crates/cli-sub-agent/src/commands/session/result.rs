@@ -13,14 +13,15 @@ use crate::diagnostics::CommandError;
 use crate::exit::Exit;
 use crate::CommandResult;
 
-/// Runs the command. Exits 75 when the session has no result yet.
+/// Runs the command. Exits 75 when the session has no result yet, 3 when result.toml does not
+/// parse or, without a result, state.toml cannot be read.
 pub fn run(roots: &StateRoots, args: &ResultArgs) -> CommandResult {
     let session = locate(roots, args.cd.as_deref(), &args.session)?;
     let dir = session.dir();
     let Some(result) = SessionResult::load(&dir)? else {
-        let phase = SessionState::load(&dir)
-            .map(|s| s.view.phase.as_str())
-            .unwrap_or("unreadable");
+        // Without a result, the state says whether one is still to come; an unreadable state
+        // is reported as such (exit 3, naming the file), not as "no result yet".
+        let phase = SessionState::load(&dir)?.view.phase.as_str();
         return Err(CommandError::new(
             Exit::Busy,
             anyhow!("session {} has no result yet (phase {phase})", session.id),

@@ -1,6 +1,5 @@
 //! Reconcile's rollback under injected faults, in-process (fail points need the `failpoints`
 //! feature: `cargo test --all-features`).
-#![cfg(feature = "failpoints")]
 
 use csa_session::paths::Project;
 use csa_session::reconcile::{Action, ReconcileOptions, Reconciler};
