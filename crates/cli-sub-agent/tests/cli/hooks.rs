@@ -156,5 +156,9 @@ fn pre_commit_blocks_a_commit_while_an_agent_runs_in_the_repository() {
     // Once the agent has ended, committing works again.
     repo.ok("csa", &["session", "kill", &id]);
     let out = repo.commit(3);
-    assert!(out.status.success(), "commit after the agent ended: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "commit after the agent ended: {}",
+        text(&out)
+    );
 }

@@ -48,9 +48,20 @@ fn wait_shows_one_waiting_line_on_a_terminal_and_one_plain_line_elsewhere() {
         1,
         "one plain line: {stderr}"
     );
-    assert!(!stderr.contains('\r'), "no redrawing off a terminal: {stderr:?}");
+    assert!(
+        !stderr.contains('\r'),
+        "no redrawing off a terminal: {stderr:?}"
+    );
 
-    let json = env.run(&["session", "wait", id, "--timeout", "300ms", "--format", "json"]);
+    let json = env.run(&[
+        "session",
+        "wait",
+        id,
+        "--timeout",
+        "300ms",
+        "--format",
+        "json",
+    ]);
     assert_eq!(json.status.code(), Some(124));
     assert!(
         !String::from_utf8_lossy(&json.stderr).contains("waiting"),
@@ -66,7 +77,10 @@ fn wait_shows_one_waiting_line_on_a_terminal_and_one_plain_line_elsewhere() {
         out.contains(&format!("waiting for session {id} (running)")),
         "{out:?}"
     );
-    assert!(!out.contains("csa: waiting"), "the spinner line, not the plain one: {out:?}");
+    assert!(
+        !out.contains("csa: waiting"),
+        "the spinner line, not the plain one: {out:?}"
+    );
 }
 
 /// A reconcile made slow by a fail point that sleeps (1.2 s before publishing a result) shows

@@ -127,7 +127,10 @@ fn a_read_only_filesystem_fails_reconcile_with_the_path_and_changes_nothing() {
     );
     assert_ne!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("Read-only file system"), "{text}");
-    assert!(text.contains(&env.state_root.display().to_string()), "{text}");
+    assert!(
+        text.contains(&env.state_root.display().to_string()),
+        "{text}"
+    );
     assert_eq!(env.tree_snapshot(), before);
     assert_eq!(session.phase(), "active");
 }
