@@ -4,7 +4,7 @@
 //! 1. create a temp file `.tmp-<pid>.<ticks>-<random>` in the *same directory* as the target
 //!    (`O_EXCL`, so it never follows or reuses a symlink), with the requested mode; `<pid>` and
 //!    `<ticks>` name the writing process (its start time in clock ticks), so that a later command
-//!    can tell a crashed writer's leftover from a write in progress ([`sweep_temp_files`]);
+//!    can tell a crashed writer's leftover from a write in progress ([`crate::leftovers`]);
 //! 2. write all bytes and `fsync` the temp file;
 //! 3. publish: [`Publish::Replace`] `rename(2)`s it over the target (which replaces a symlink
 //!    rather than writing through it); [`Publish::CreateNew`] `link(2)`s it to the target, which
@@ -139,42 +139,11 @@ pub(crate) fn owner_gone(tag: &str) -> bool {
     }
 }
 
-/// Removes the temp files of crashed writers in `dir`: every `.tmp-<pid>.<ticks>-*` regular
-/// file whose writer is gone (`owner_gone`). Temp files of live writers, and `.tmp-*` names
-/// in any other form (a rollback's set-aside result, another program's), are left alone.
-/// Returns the paths removed.
-///
-/// # Errors
-/// The error of listing `dir` (its absence is not one); a file that cannot be removed is
-/// skipped with a debug log, as it is retried by the next sweep.
-pub fn sweep_temp_files(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
-    let entries = match fs_err::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut removed = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(tag) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(TEMP_PREFIX))
-            .and_then(|rest| rest.split_once('-'))
-            .map(|(tag, _)| tag)
-        else {
-            continue;
-        };
-        // The entry's own type: a symlink or directory under a temp name is not ours.
-        if !entry.file_type().is_ok_and(|t| t.is_file()) || !owner_gone(tag) {
-            continue;
-        }
-        let path = entry.path();
-        match fs_err::remove_file(&path) {
-            Ok(()) => removed.push(path),
-            Err(e) => tracing::debug!(%e, "could not remove a crashed writer's temp file"),
-        }
-    }
-    Ok(removed)
+/// The owner tag (`<pid>.<ticks>`) of a temp file name `.tmp-<pid>.<ticks>-…` this module
+/// made; `None` for any other name (a rollback's set-aside result, another program's file).
+pub(crate) fn temp_owner(name: &str) -> Option<&str> {
+    let (tag, _) = name.strip_prefix(TEMP_PREFIX)?.split_once('-')?;
+    tag.contains('.').then_some(tag)
 }
 
 /// Wraps an error from a crate that does not name paths (tempfile) so that it does.
@@ -254,7 +223,7 @@ mod tests {
         for n in &names {
             fs_err::write(dir.path().join(n), b"x").expect("write");
         }
-        let removed = sweep_temp_files(dir.path()).expect("sweep");
+        let removed = crate::leftovers::sweep_temp_files(dir.path()).expect("sweep");
         let mut left: Vec<String> = fs_err::read_dir(dir.path())
             .expect("ls")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())

@@ -128,9 +128,7 @@ pub fn check_sessions_dir(ctx: &LivenessContext, sessions: &Path, out: &mut Vec<
 /// Whether `name` is the temp file of a write in progress: `.tmp-<pid>.<ticks>-…` whose writer
 /// is alive (`crate::atomic`).
 fn temp_in_progress(name: &str) -> bool {
-    name.strip_prefix(crate::atomic::TEMP_PREFIX)
-        .and_then(|rest| rest.split_once('-'))
-        .is_some_and(|(tag, _)| tag.contains('.') && !crate::atomic::owner_gone(tag))
+    crate::atomic::temp_owner(name).is_some_and(|tag| !crate::atomic::owner_gone(tag))
 }
 
 fn stray_temps(dir: &Path, out: &mut Vec<Violation>) {

@@ -18,7 +18,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::active::ACTIVE_DIR;
-use crate::atomic::{owner_gone, sweep_temp_files};
+use crate::atomic::{owner_gone, temp_owner};
 use crate::create::BUILD_PREFIX;
 use crate::delete::{remove_leftovers, LeftoverAction};
 use crate::lock::ReconcileLock;
@@ -89,10 +89,32 @@ pub(crate) fn build_owner(name: &str) -> Option<&str> {
     is_ulid(id).then_some(tag)
 }
 
-/// Removes every `.build-<ULID>.<pid>.<ticks>` directory (never a symlink: the entry's own
-/// type) whose builder is gone. `remove_dir_all` does not follow symbolic links inside.
+/// Removes the temp files of crashed writers in `dir`: every `.tmp-<pid>.<ticks>-*` regular
+/// file whose writer is gone ([`owner_gone`](crate::atomic)). Temp files of live writers, and
+/// `.tmp-*` names in any other form (a rollback's set-aside result, another program's), are
+/// left alone. Returns the paths removed.
+///
+/// # Errors
+/// The error of listing `dir` (its absence is not one) or of a removal (other than the file
+/// being gone already), naming the path.
+pub fn sweep_temp_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    sweep_owned(dir, temp_owner, false)
+}
+
+/// Removes every `.build-<ULID>.<pid>.<ticks>` directory whose builder is gone.
 fn sweep_builds(sessions: &Path) -> io::Result<Vec<PathBuf>> {
-    let entries = match fs_err::read_dir(sessions) {
+    sweep_owned(sessions, build_owner, true)
+}
+
+/// Removes every entry of `dir` whose name `owner_of` maps to the owner tag of a process that
+/// is gone, and whose own type (never a symlink's target) is a directory (`dirs`) or a regular
+/// file. Directories go with `remove_dir_all`, which does not follow symbolic links inside.
+fn sweep_owned(
+    dir: &Path,
+    owner_of: impl Fn(&str) -> Option<&str>,
+    dirs: bool,
+) -> io::Result<Vec<PathBuf>> {
+    let entries = match fs_err::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -100,14 +122,22 @@ fn sweep_builds(sessions: &Path) -> io::Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(tag) = name.to_str().and_then(build_owner) else {
+        let Some(tag) = name.to_str().and_then(&owner_of) else {
             continue;
         };
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) || !owner_gone(tag) {
+        let kind_ok = entry
+            .file_type()
+            .is_ok_and(|t| if dirs { t.is_dir() } else { t.is_file() });
+        if !kind_ok || !owner_gone(tag) {
             continue;
         }
         let path = entry.path();
-        match fs_err::remove_dir_all(&path) {
+        let result = if dirs {
+            fs_err::remove_dir_all(&path)
+        } else {
+            fs_err::remove_file(&path)
+        };
+        match result {
             Ok(()) => removed.push(path),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),

@@ -356,6 +356,33 @@ fn crash_scenario(scenario: Scenario) -> Tally {
     tally
 }
 
+/// Runs `run` for every scenario, one thread each, and adds up their tallies (printing each
+/// scenario's counts, `kind` naming its cases).
+fn every_scenario(run: fn(Scenario) -> Tally, kind: &str) -> Tally {
+    let tallies: Vec<(Scenario, Tally)> = std::thread::scope(|s| {
+        let handles: Vec<_> = SCENARIOS
+            .iter()
+            .map(|&sc| s.spawn(move || (sc, run(sc))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("scenario thread"))
+            .collect()
+    });
+    let mut total = Tally::default();
+    for (sc, t) in tallies {
+        eprintln!(
+            "{sc:?}: {} points, {} {kind} cases",
+            t.points.len(),
+            t.cases
+        );
+        total.points.extend(t.points);
+        total.cases += t.cases;
+        total.violations.extend(t.violations);
+    }
+    total
+}
+
 /// `N*off->` before the action, to act at the k-th hit.
 fn off_prefix(k: usize) -> String {
     if k == 1 {
@@ -368,25 +395,11 @@ fn off_prefix(k: usize) -> String {
 #[test]
 fn a_crash_at_every_point_leaves_no_violation_after_one_more_reconcile() {
     let started = Instant::now();
-    let tallies: Vec<(Scenario, Tally)> = std::thread::scope(|s| {
-        let handles: Vec<_> = SCENARIOS
-            .iter()
-            .map(|&sc| s.spawn(move || (sc, crash_scenario(sc))))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("scenario thread"))
-            .collect()
-    });
-    let mut covered = BTreeSet::new();
-    let mut cases = 0;
-    let mut violations = Vec::new();
-    for (sc, t) in &tallies {
-        eprintln!("{sc:?}: {} points, {} crash cases", t.points.len(), t.cases);
-        covered.extend(t.points.iter().cloned());
-        cases += t.cases;
-        violations.extend(t.violations.iter().cloned());
-    }
+    let Tally {
+        points: covered,
+        cases,
+        violations,
+    } = every_scenario(crash_scenario, "crash");
     let all = points_in_sources();
     let missed: Vec<_> = all.difference(&covered).collect();
     assert!(missed.is_empty(), "points no scenario reaches: {missed:?}");
@@ -507,29 +520,11 @@ fn fault_scenario(scenario: Scenario) -> Tally {
 #[test]
 fn a_failed_write_at_every_point_is_reported_and_leaves_the_session_consistent() {
     let started = Instant::now();
-    let tallies: Vec<(Scenario, Tally)> = std::thread::scope(|s| {
-        let handles: Vec<_> = SCENARIOS
-            .iter()
-            .map(|&sc| s.spawn(move || (sc, fault_scenario(sc))))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("scenario thread"))
-            .collect()
-    });
-    let mut covered = BTreeSet::new();
-    let mut cases = 0;
-    let mut violations = Vec::new();
-    for (sc, t) in &tallies {
-        eprintln!(
-            "{sc:?}: {} write points, {} fault cases",
-            t.points.len(),
-            t.cases
-        );
-        covered.extend(t.points.iter().cloned());
-        cases += t.cases;
-        violations.extend(t.violations.iter().cloned());
-    }
+    let Tally {
+        points: covered,
+        cases,
+        violations,
+    } = every_scenario(fault_scenario, "fault");
     let writes: BTreeSet<String> = points_in_sources()
         .into_iter()
         .filter(|p| is_write(p))
