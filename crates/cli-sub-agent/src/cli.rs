@@ -243,6 +243,10 @@ pub struct WaitArgs {
     /// Give up after this long (exit 124), e.g. 90s, 30m, 2h.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// With `--format json`: a stream of one JSON object per line on stdout, a progress object
+    /// when the wait starts and whenever the session's status changes, then the final object.
+    #[arg(long, requires = "format")]
+    pub progress: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,

@@ -117,3 +117,52 @@ fn a_slow_reconcile_shows_progress_on_a_terminal_only() {
     assert!(out.contains("reconciling: "), "{out:?}");
     assert!(out.contains("1 synthesized"), "the report follows: {out:?}");
 }
+
+/// `wait --format json --progress` is a stream of one JSON object per line: a progress object
+/// when the wait starts and when the status changes, then the result.
+#[test]
+fn wait_progress_is_one_json_object_per_line() {
+    use std::io::{BufRead, BufReader};
+    let env = TestEnv::new();
+    let mut agent = Agent::spawn();
+    let session = env.session();
+    session.daemon_pid(agent.pid(), agent.ticks());
+    let mut wait = env
+        .csa(&[
+            "session",
+            "wait",
+            &session.id,
+            "--format",
+            "json",
+            "--progress",
+            "--timeout",
+            "60s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn wait");
+    let mut lines = BufReader::new(wait.stdout.take().expect("stdout")).lines();
+    let parse = |line: std::io::Result<String>| -> serde_json::Value {
+        let line = line.expect("read");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"))
+    };
+    let first = parse(lines.next().expect("a progress line"));
+    assert_eq!(first["event"], "waiting", "{first}");
+    assert_eq!(first["status"], "running", "{first}");
+    assert_eq!(first["session_id"], session.id.as_str());
+    assert!(first["waited_seconds"].is_number(), "{first}");
+    // The owner dies: wait reconciles it and ends the stream with the synthetic result.
+    agent.kill9();
+    let rest: Vec<serde_json::Value> = lines.map(parse).collect();
+    let last = rest.last().expect("a result line");
+    assert_eq!(last["event"], "result", "{last}");
+    assert_eq!(last["status"], "failure", "{last}");
+    assert!(
+        rest[..rest.len() - 1]
+            .iter()
+            .all(|v| v["event"] == "waiting"),
+        "{rest:?}"
+    );
+    assert_eq!(wait.wait().expect("wait").code(), Some(1));
+}

@@ -59,9 +59,13 @@ pub fn run(roots: &StateRoots, args: &WaitArgs, quiet: bool) -> CommandResult {
     // Cleared (dropped) whichever way the wait ends.
     let mut _spinner: Option<progress::Waiting> = None;
     let mut looked_again = false;
+    // `--progress --format json`: JSON Lines, a progress object per status seen.
+    let stream = args.progress && args.format == Format::Json;
+    let started = Instant::now();
+    let mut last_status: Option<Status> = None;
     loop {
         let status = match waiter.poll()? {
-            Poll::Done(result) => return finish(&session.id, &result, args.format),
+            Poll::Done(result) => return finish(&session.id, &result, args),
             // Look again at once: the reconcile just published a result or saw one appear.
             // (Only once in a row, so that nothing can make this loop spin.)
             Poll::LookAgain if !looked_again => {
@@ -72,6 +76,16 @@ pub fn run(roots: &StateRoots, args: &WaitArgs, quiet: bool) -> CommandResult {
             Poll::Pending(status) => status,
         };
         looked_again = false;
+        if stream && last_status != Some(status) {
+            let waited = started.elapsed().as_secs_f64();
+            print_line(&json!({
+                "session_id": session.id,
+                "event": "waiting",
+                "status": status.as_str(),
+                "waited_seconds": (waited * 1000.0).round() / 1000.0,
+            }))?;
+            last_status = Some(status);
+        }
         let remaining = match deadline {
             Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => Some(left),
@@ -223,10 +237,24 @@ fn load_result(dir: &std::path::Path) -> Result<Option<SessionResult>, CommandEr
     })
 }
 
-/// Prints the result and maps its status to the exit code.
-fn finish(id: &str, result: &SessionResult, format: Format) -> CommandResult {
+/// Prints `value` as one line of JSON on stdout, flushed (a line of the `--progress` stream).
+fn print_line(value: &serde_json::Value) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    match format {
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()
+}
+
+/// Prints the result and maps its status to the exit code.
+fn finish(id: &str, result: &SessionResult, args: &WaitArgs) -> CommandResult {
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json if args.progress => {
+            let mut value = result_json(id, result)?;
+            value["event"] = json!("result");
+            drop(out);
+            print_line(&value)?;
+        }
         Format::Json => {
             serde_json::to_writer_pretty(&mut out, &result_json(id, result)?)
                 .map_err(std::io::Error::from)?;
@@ -253,7 +281,9 @@ fn finish(id: &str, result: &SessionResult, format: Format) -> CommandResult {
 /// Reports a timeout: with `--format json`, `{"session_id", "timeout": true}` on stdout; always
 /// an error on stderr with a hint; exit 124.
 fn timed_out(id: &str, status: Status, args: &WaitArgs) -> CommandResult {
-    if args.format == Format::Json {
+    if args.format == Format::Json && args.progress {
+        print_line(&json!({ "session_id": id, "event": "timeout", "timeout": true }))?;
+    } else if args.format == Format::Json {
         let mut out = std::io::stdout().lock();
         let value = json!({ "session_id": id, "timeout": true });
         serde_json::to_writer_pretty(&mut out, &value).map_err(std::io::Error::from)?;
