@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use crate::active::ACTIVE_DIR;
 use crate::atomic::{owner_gone, temp_owner};
 use crate::create::BUILD_PREFIX;
-use crate::delete::{remove_leftovers, LeftoverAction};
+use crate::delete::{remove_leftovers, LeftoverAction, DELETING_PREFIX};
 use crate::lock::ReconcileLock;
 use crate::paths::{is_ulid, Project};
 
@@ -45,7 +45,10 @@ impl Swept {
 /// Sweeps `project`'s `sessions/` (temp files, crashed builds, crashed deletions) and its
 /// active record's temp files.
 pub fn sweep_project(project: &Project) -> Swept {
-    let mut swept = sweep_writers(project);
+    let (mut swept, saw_deletions) = sweep_writers_inner(project);
+    if !saw_deletions {
+        return swept;
+    }
     match remove_leftovers(project, false) {
         Ok(leftovers) => {
             for l in leftovers {
@@ -64,12 +67,24 @@ pub fn sweep_project(project: &Project) -> Swept {
 /// Sweeps what crashed writers and builders left in `project`'s `sessions/` and active record
 /// ([`sweep_project`] without the crashed deletions, which `csa session clean` reports itself).
 pub fn sweep_writers(project: &Project) -> Swept {
+    sweep_writers_inner(project).0
+}
+
+/// [`sweep_writers`], and whether `sessions/` holds a crashed deletion's name. `sessions/` is
+/// listed once (it can hold 100,000 entries; reconcile's rescan lists it anyway).
+fn sweep_writers_inner(project: &Project) -> (Swept, bool) {
     let mut swept = Swept::default();
     let sessions = &project.sessions_dir;
-    swept.absorb(sweep_temp_files(sessions));
+    let mut saw_deletions = false;
+    let in_sessions = sweep_owned(sessions, |name| {
+        saw_deletions |= name.starts_with(DELETING_PREFIX);
+        temp_owner(name)
+            .map(|tag| (tag, false))
+            .or_else(|| build_owner(name).map(|tag| (tag, true)))
+    });
+    swept.absorb(in_sessions);
     swept.absorb(sweep_temp_files(&sessions.join(ACTIVE_DIR)));
-    swept.absorb(sweep_builds(sessions));
-    swept
+    (swept, saw_deletions)
 }
 
 /// Sweeps the temp files of crashed writers in the session directory `lock` protects. Every
@@ -98,21 +113,16 @@ pub(crate) fn build_owner(name: &str) -> Option<&str> {
 /// The error of listing `dir` (its absence is not one) or of a removal (other than the file
 /// being gone already), naming the path.
 pub fn sweep_temp_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    sweep_owned(dir, temp_owner, false)
+    sweep_owned(dir, |name| temp_owner(name).map(|tag| (tag, false)))
 }
 
-/// Removes every `.build-<ULID>.<pid>.<ticks>` directory whose builder is gone.
-fn sweep_builds(sessions: &Path) -> io::Result<Vec<PathBuf>> {
-    sweep_owned(sessions, build_owner, true)
-}
-
-/// Removes every entry of `dir` whose name `owner_of` maps to the owner tag of a process that
-/// is gone, and whose own type (never a symlink's target) is a directory (`dirs`) or a regular
-/// file. Directories go with `remove_dir_all`, which does not follow symbolic links inside.
+/// Removes every entry of `dir` that `owned` maps to (the owner tag of a process that is gone,
+/// whether the entry is a directory) and whose own type (never a symlink's target) is that:
+/// a directory (removed with `remove_dir_all`, which does not follow symbolic links inside) or
+/// a regular file.
 fn sweep_owned(
     dir: &Path,
-    owner_of: impl Fn(&str) -> Option<&str>,
-    dirs: bool,
+    mut owned: impl FnMut(&str) -> Option<(&str, bool)>,
 ) -> io::Result<Vec<PathBuf>> {
     let entries = match fs_err::read_dir(dir) {
         Ok(entries) => entries,
@@ -122,7 +132,7 @@ fn sweep_owned(
     let mut removed = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(tag) = name.to_str().and_then(&owner_of) else {
+        let Some((tag, dirs)) = name.to_str().and_then(&mut owned) else {
             continue;
         };
         let kind_ok = entry
