@@ -5,7 +5,7 @@
 //! `<root>/<key>/sessions/<ULID>/` holding `state.toml`, `metadata.toml`, and, once ended, a
 //! `result.toml`; a session whose daemon runs has `daemon.pid` (`"<pid> <start ticks>\n"`).
 //! The texts below copy the shape that upstream csa 0.1.1142 writes (see
-//! `../shared/fixtures/upstream-sessions/` and the benchmark brief), with realistic sizes.
+//! `crates/cli-sub-agent/tests/fixtures/upstream-sessions/` and the benchmark brief), with realistic sizes.
 
 use std::path::{Component, Path, PathBuf};
 

@@ -1,4 +1,5 @@
-//! Every session directory written by upstream's own code (../shared/fixtures/upstream-sessions)
+//! Every session directory written by upstream's own code (`tests/fixtures/upstream-sessions`,
+//! copied into this repository from the project's shared fixtures, so a fresh clone has them)
 //! ends exactly as its expect.toml says after `csa session reconcile --all-projects`.
 
 use std::path::{Path, PathBuf};
@@ -6,8 +7,10 @@ use std::path::{Path, PathBuf};
 use crate::harness::backdate_tree;
 
 fn fixtures_dir() -> PathBuf {
-    // The workspace's sibling `shared/` (read-only; copied before use).
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/upstream-sessions")
+    // Inside this crate (copied to a temp dir before use). Regression: the fixtures were read
+    // from `../shared`, outside the repository, and the README's test command failed in a
+    // fresh clone.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upstream-sessions")
 }
 
 fn copy_tree(from: &Path, to: &Path) {
