@@ -1,9 +1,17 @@
-//! Process identity and liveness for csa sessions.
+//! Process liveness for csa sessions: the probes, the session's membership, verified signals
+//! and the verdict.
 //!
-//! This crate answers one question about one PID at a time: "is this process alive, and is it
-//! the one that was recorded?". Every probe is a targeted read of `/proc/<pid>/…` (Linux) plus
-//! `kill(pid, 0)`; the process table is listed only by [`group_is_running`], because nothing
-//! else names the members of a process group.
+//! - Probes answer one question about one pid at a time: "is this process alive, and is it the
+//!   one that was recorded?" ([`probe`], [`observe()`]): a targeted read of `/proc/<pid>/…`
+//!   (Linux) plus `kill(pid, 0)`.
+//! - [`Membership`] answers "which processes belong to this session?" from the kernel's own
+//!   records, a cgroup v2 ([`cgroup`]) or the agent's process session plus the session's marker,
+//!   without relying on inherited descriptors. Only this lists the process table (a process
+//!   session has no other index), and only when no cheaper signal decided.
+//! - [`LockTable`] tells whether lock files are held, on any filesystem.
+//! - [`signal::signal_member`] signals a pid only once it is pinned and verified as a member.
+//! - [`verdict::decide`] turns what the probes saw into alive, dead or foreign, as a pure
+//!   function (csa-session gathers the evidence from the session's files).
 //!
 //! Invariants:
 //! - **Unknown counts as alive.** Every function that cannot decide returns a value that callers
@@ -21,14 +29,23 @@
 
 #![warn(missing_docs)]
 
+pub mod cgroup;
 mod host;
 mod locks;
+pub mod membership;
+pub mod mountinfo;
+pub mod observe;
 pub mod platform;
 mod probe;
+pub mod signal;
+pub mod verdict;
 
 pub use host::HostIdentity;
-pub use locks::{FileId, HeldLocks};
+pub use locks::{FileId, HeldLocks, LockState, LockTable};
+pub use membership::{Membership, Released};
+pub use observe::{observe, Identify};
 pub use probe::{cmdline_contains, environ_contains, group_is_running, probe, Probe};
+pub use verdict::{decide, Evidence, Verdict};
 
 /// Reads the start ticks of `pid` (field 22 of `/proc/<pid>/stat`: clock ticks since boot).
 ///

@@ -10,14 +10,29 @@
 //! ```
 //!
 //! The sixth column is `MAJOR:MINOR:INODE` of the locked file (major and minor in hex, inode in
-//! decimal). Lines whose second column is `->` are waiters, not holders. Every lock type
-//! (`FLOCK`, `POSIX`, `OFDLCK`, `LEASE`) counts: whoever holds any lock on the file is alive.
+//! decimal), the fifth the holder's pid. Lines whose second column is `->` are waiters, not
+//! holders. Every lock type (`FLOCK`, `POSIX`, `OFDLCK`, `LEASE`) counts: whoever holds any lock
+//! on the file is alive.
+//!
+//! `/proc/locks` prints the device of the file's *superblock*, which is not always the `st_dev`
+//! that `stat(2)` reports: a btrfs subvolume (and btrfs in general) reports an anonymous device
+//! of its own, so a held lock there is missed by a `dev:ino` lookup (regression: a live agent's
+//! lock on a btrfs subvolume read as free, and reconcile finalized a running session). So
+//! [`LockTable`] trusts `/proc/locks` only for a file whose `st_dev` is the device of a mount in
+//! `/proc/self/mountinfo`; for any other file, and wherever `/proc` cannot be read, it *tests*
+//! the lock: `flock(LOCK_EX | LOCK_NB)` on its own open file description, released at once. The
+//! test can make an owner's own non-blocking acquisition fail during those microseconds, which
+//! is why it is not the default; csa's own acquisitions retry briefly.
 
-use std::collections::HashSet;
-use std::fs::Metadata;
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::mountinfo::MountInfo;
 use crate::platform;
 
 /// Identity of a file as `/proc/locks` names it: device major and minor numbers and inode.
@@ -52,10 +67,11 @@ fn dev_minor(dev: u64) -> u64 {
     ((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)
 }
 
-/// The set of files on which some process holds a lock, read once from `/proc/locks`.
+/// The set of files on which some process holds a lock, read once from `/proc/locks`, with the
+/// pid of one holder of each.
 #[derive(Debug, Clone, Default)]
 pub struct HeldLocks {
-    held: HashSet<FileId>,
+    held: HashMap<FileId, u32>,
 }
 
 impl HeldLocks {
@@ -80,12 +96,13 @@ impl HeldLocks {
                 if kind == "->" {
                     return None;
                 }
-                let id = cols.nth(3)?;
+                let pid = cols.nth(2)?.parse().ok()?;
+                let id = cols.next()?;
                 let mut parts = id.split(':');
                 let major = u64::from_str_radix(parts.next()?, 16).ok()?;
                 let minor = u64::from_str_radix(parts.next()?, 16).ok()?;
                 let ino = parts.next()?.parse().ok()?;
-                Some(FileId { major, minor, ino })
+                Some((FileId { major, minor, ino }, pid))
             })
             .collect();
         HeldLocks { held }
@@ -93,7 +110,99 @@ impl HeldLocks {
 
     /// Whether some process holds a lock on the file `id` names.
     pub fn is_held(&self, id: FileId) -> bool {
-        self.held.contains(&id)
+        self.held.contains_key(&id)
+    }
+
+    /// The pid of a process holding a lock on the file `id` names (as `/proc/locks` prints it:
+    /// the process that took the lock, which may have exited while a child it shared the open
+    /// file with still holds it).
+    pub fn holder(&self, id: FileId) -> Option<u32> {
+        self.held.get(&id).copied()
+    }
+}
+
+/// Whether a lock file is held, and how that was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockState {
+    /// Some process holds a lock on it; the pid `/proc/locks` names, when it was read there.
+    Held {
+        /// The holder's pid, when known.
+        holder: Option<u32>,
+    },
+    /// No process holds a lock on it.
+    Free,
+}
+
+impl LockState {
+    /// Whether the lock is held.
+    pub fn is_held(self) -> bool {
+        matches!(self, LockState::Held { .. })
+    }
+}
+
+/// Decides whether lock files are held (see the module docs): `/proc/locks` for files on a
+/// device it names, a test lock for the others. Read once per command.
+#[derive(Debug, Default)]
+pub struct LockTable {
+    held: Option<HeldLocks>,
+    mounts: Option<MountInfo>,
+}
+
+impl LockTable {
+    /// Reads `/proc/locks` and `/proc/self/mountinfo`. Never fails: what cannot be read makes
+    /// every file be tested with a lock instead.
+    pub fn read() -> Self {
+        let held = HeldLocks::read()
+            .map_err(|err| tracing::debug!(%err, "cannot read /proc/locks: testing locks instead"))
+            .ok();
+        let mounts = held.as_ref().and_then(|_| {
+            MountInfo::read()
+                .map_err(
+                    |err| tracing::debug!(%err, "cannot read mountinfo: testing locks instead"),
+                )
+                .ok()
+        });
+        LockTable { held, mounts }
+    }
+
+    /// A table that tests every lock (what a platform without `/proc` gets).
+    pub fn testing_only() -> Self {
+        LockTable::default()
+    }
+
+    /// Whether `file`, an open lock file, is held by any process (this one included, through
+    /// another open file description). `file` may be open read-only.
+    ///
+    /// # Errors
+    /// The `fstat` of `file`, or an `flock` error other than `EWOULDBLOCK` (`ENOLCK` on a
+    /// filesystem without locks, say): callers count an error as held (fail closed).
+    pub fn state(&self, file: &File) -> io::Result<LockState> {
+        let meta = file.metadata()?;
+        let id = FileId::of(&meta);
+        if let (Some(held), Some(mounts)) = (&self.held, &self.mounts) {
+            if mounts.has_device(id.major, id.minor) {
+                return Ok(match held.holder(id) {
+                    Some(pid) => LockState::Held { holder: Some(pid) },
+                    None => LockState::Free,
+                });
+            }
+        }
+        test_lock(file)
+    }
+}
+
+/// Tests the lock on `file` with `flock(LOCK_EX | LOCK_NB)`, released at once. flock(2) locks
+/// belong to open file descriptions: `file` is one the caller opened for this and that holds no
+/// lock, so the test takes (and drops) a lock on it exactly when no other description holds one.
+fn test_lock(file: &File) -> io::Result<LockState> {
+    let probe = file.try_clone()?;
+    match Flock::lock(probe, FlockArg::LockExclusiveNonblock) {
+        Ok(flock) => {
+            drop(flock);
+            Ok(LockState::Free)
+        }
+        Err((_, Errno::EWOULDBLOCK)) => Ok(LockState::Held { holder: None }),
+        Err((_, errno)) => Err(io::Error::from(errno)),
     }
 }
 
@@ -102,17 +211,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_lock_is_seen_held_by_test_and_by_table() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.lock");
+        let holder = fs_err::File::create(&path).expect("create").into_parts().0;
+        let reader = || fs_err::File::open(&path).expect("open").into_parts().0;
+        for table in [LockTable::testing_only(), LockTable::read()] {
+            assert_eq!(table.state(&reader()).expect("state"), LockState::Free);
+        }
+        let guard = Flock::lock(holder, FlockArg::LockExclusiveNonblock).expect("lock");
+        for table in [LockTable::testing_only(), LockTable::read()] {
+            assert!(table.state(&reader()).expect("state").is_held());
+        }
+        drop(guard);
+        assert_eq!(
+            LockTable::testing_only().state(&reader()).expect("state"),
+            LockState::Free,
+            "the test lock was released"
+        );
+    }
+
+    #[test]
     fn parses_holders_and_skips_waiters() {
         let text = "1: FLOCK  ADVISORY  WRITE 1922 fe:00:10010669 0 EOF\n\
                     1: -> FLOCK  ADVISORY  WRITE 2011 fe:00:777 0 EOF\n\
                     2: POSIX  ADVISORY  READ 33 103:02:42 0 EOF\n\
                     garbage\n";
         let locks = HeldLocks::parse(text);
-        assert!(locks.is_held(FileId {
+        let id = FileId {
             major: 0xfe,
             minor: 0,
-            ino: 10010669
-        }));
+            ino: 10010669,
+        };
+        assert!(locks.is_held(id));
+        assert_eq!(locks.holder(id), Some(1922));
         assert!(locks.is_held(FileId {
             major: 0x103,
             minor: 2,

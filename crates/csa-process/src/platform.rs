@@ -16,15 +16,27 @@ pub struct ProcStat {
     pub ppid: u32,
     /// Field 5, the process group id.
     pub pgrp: u32,
+    /// Field 6, the session id (the pid of the process that called `setsid(2)`).
+    pub session: u32,
+    /// Field 20, the number of threads in the thread group.
+    pub num_threads: u64,
     /// Field 22, the start time in clock ticks since boot.
     pub start_ticks: u64,
 }
 
 impl ProcStat {
-    /// Whether the state is `Z` (zombie) or `X`/`x` (dead): such a process has exited, whatever
-    /// `kill(pid, 0)` says.
+    /// Whether the state is `Z` (zombie) or `X`/`x` (dead). For a thread-group leader this
+    /// describes the *main thread* only: a leader whose main thread called `pthread_exit(3)`
+    /// reads `Z` while its other threads run ([`ProcStat::may_have_live_threads`]).
     pub fn has_exited(&self) -> bool {
         matches!(self.state, 'Z' | 'X' | 'x')
+    }
+
+    /// Whether the main thread has exited but the thread group may still have running threads
+    /// (`Z` with more than one thread): the process is alive until every thread exits, which
+    /// only `/proc/<pid>/task/*/stat` can tell ([`task_states`]).
+    pub fn may_have_live_threads(&self) -> bool {
+        self.state == 'Z' && self.num_threads > 1
     }
 }
 
@@ -50,18 +62,45 @@ mod imp {
 
     pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
         let after_comm = &text[text.rfind(')')? + 1..];
-        let mut fields = after_comm.split_ascii_whitespace();
-        let state = fields.next()?.chars().next()?;
-        let ppid = fields.next()?.parse().ok()?;
-        let pgrp = fields.next()?.parse().ok()?;
-        // After `pgrp` (field 5) come fields 6..=21, then starttime (field 22).
-        let start_ticks = fields.nth(16)?.parse().ok()?;
+        // Fields 3 (state) onwards; field N is at index N - 3.
+        let fields: Vec<&str> = after_comm.split_ascii_whitespace().take(20).collect();
+        let field = |n: usize| fields.get(n - 3).copied();
         Some(ProcStat {
-            state,
-            ppid,
-            pgrp,
-            start_ticks,
+            state: field(3)?.chars().next()?,
+            ppid: field(4)?.parse().ok()?,
+            pgrp: field(5)?.parse().ok()?,
+            session: field(6)?.parse().ok()?,
+            num_threads: field(20)?.parse().ok()?,
+            start_ticks: field(22)?.parse().ok()?,
         })
+    }
+
+    pub fn task_states(pid: u32) -> io::Result<Vec<char>> {
+        let mut states = Vec::new();
+        for entry in fs_err::read_dir(format!("/proc/{pid}/task"))? {
+            let task = entry?.file_name();
+            let path = format!("/proc/{pid}/task/{}/stat", task.to_string_lossy());
+            match fs_err::read_to_string(&path) {
+                Ok(text) => {
+                    if let Some(stat) = parse_stat(&text) {
+                        states.push(stat.state);
+                    }
+                }
+                // A thread that exited between the listing and the read.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(states)
+    }
+
+    pub fn cgroup(pid: u32) -> io::Result<Option<String>> {
+        let text = fs_err::read_to_string(format!("/proc/{pid}/cgroup"))?;
+        Ok(super::parse_cgroup_v2(&text))
+    }
+
+    pub fn mountinfo() -> io::Result<String> {
+        fs_err::read_to_string("/proc/self/mountinfo")
     }
 
     fn read_capped(path: &str) -> io::Result<Vec<u8>> {
@@ -146,6 +185,15 @@ mod imp {
     pub fn pids() -> io::Result<Vec<u32>> {
         Err(unsupported())
     }
+    pub fn task_states(_pid: u32) -> io::Result<Vec<char>> {
+        Err(unsupported())
+    }
+    pub fn cgroup(_pid: u32) -> io::Result<Option<String>> {
+        Err(unsupported())
+    }
+    pub fn mountinfo() -> io::Result<String> {
+        Err(unsupported())
+    }
 }
 
 /// Reads `/proc/<pid>/stat`.
@@ -217,6 +265,39 @@ pub fn pids() -> io::Result<Vec<u32>> {
     imp::pids()
 }
 
+/// The states (field 3 of each `/proc/<pid>/task/<tid>/stat`) of every thread of `pid`.
+///
+/// # Errors
+/// `NotFound` when the process does not exist; `Unsupported` without `/proc`.
+pub fn task_states(pid: u32) -> io::Result<Vec<char>> {
+    imp::task_states(pid)
+}
+
+/// The cgroup v2 path of `pid` (the `0::<path>` line of `/proc/<pid>/cgroup`, relative to the
+/// cgroup2 mount), `None` when it has none (a cgroup v1 only system).
+///
+/// # Errors
+/// `NotFound` when the process does not exist; `Unsupported` without `/proc`.
+pub fn cgroup(pid: u32) -> io::Result<Option<String>> {
+    imp::cgroup(pid)
+}
+
+/// `/proc/self/mountinfo`, whole (proc(5): one mount per line).
+///
+/// # Errors
+/// Any I/O error of the read; `Unsupported` without `/proc`.
+pub fn mountinfo() -> io::Result<String> {
+    imp::mountinfo()
+}
+
+/// The cgroup v2 path in the text of a `/proc/<pid>/cgroup` file: the line `0::<path>`
+/// (cgroups(7)); `None` without one.
+pub fn parse_cgroup_v2(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .map(|path| path.trim_end().to_owned())
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::imp::parse_stat;
@@ -229,12 +310,19 @@ mod tests {
         assert_eq!(stat.state, 'S');
         assert_eq!(stat.ppid, 1);
         assert_eq!(stat.pgrp, 4242);
+        assert_eq!(stat.session, 4242);
+        assert_eq!(stat.num_threads, 1);
         assert_eq!(stat.start_ticks, 987654);
     }
 
     #[test]
     fn rejects_truncated_stat() {
         assert_eq!(parse_stat("4242 (x) S 1 2 3"), None);
+        assert_eq!(
+            super::parse_cgroup_v2("4:memory:/a\n0::/user.slice/x.scope\n"),
+            Some("/user.slice/x.scope".to_owned())
+        );
+        assert_eq!(super::parse_cgroup_v2("4:memory:/a\n"), None);
         assert_eq!(parse_stat("no parens here"), None);
     }
 

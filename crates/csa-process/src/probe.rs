@@ -12,14 +12,17 @@ pub enum Probe {
     /// The PID cannot name a process csa may look at: 0 (our own process group for `kill`),
     /// or above `i32::MAX` (not a valid `pid_t`).
     Invalid,
-    /// No process has this PID (`ESRCH`), or it is a zombie or dead (`Z`/`X` state): it has
-    /// exited, whoever reaps it.
+    /// No process has this PID (`ESRCH`), or it is a zombie or dead (`Z`/`X` state) with no
+    /// thread left running: it has exited, whoever reaps it.
     Exited {
         /// Whether the process is still present as a zombie.
         zombie: bool,
     },
     /// A process with this PID exists and has not exited (`kill` succeeded or failed with
-    /// `EPERM`, which means "exists, owned by someone else").
+    /// `EPERM`, which means "exists, owned by someone else"). A thread-group leader whose main
+    /// thread called `pthread_exit(3)` reads `Z` in `/proc/<pid>/stat` while its other threads
+    /// run: it is running (regression: such an agent was declared dead and could not be
+    /// killed).
     Running {
         /// Its start ticks (field 22 of `/proc/<pid>/stat`), `None` when they cannot be read.
         /// Callers comparing against recorded ticks must treat `None` as "unknown", not as a
@@ -53,7 +56,7 @@ pub fn probe(pid: u32) -> Probe {
         }
     }
     match platform::stat(pid) {
-        Ok(stat) if stat.has_exited() => Probe::Exited {
+        Ok(stat) if !is_live(pid, &stat) => Probe::Exited {
             zombie: stat.state == 'Z',
         },
         Ok(stat) => Probe::Running {
@@ -93,8 +96,25 @@ pub fn group_is_running(pgid: u32) -> bool {
     };
     pids.into_iter().any(|pid| {
         // A member that exits between the listing and the read is gone.
-        platform::stat(pid).is_ok_and(|s| s.pgrp == pgid && !s.has_exited())
+        platform::stat(pid).is_ok_and(|s| s.pgrp == pgid && is_live(pid, &s))
     })
+}
+
+/// Whether the process whose stat is `stat` has not exited: not a zombie or dead, or a zombie
+/// thread-group leader with a thread that is neither ([`platform::ProcStat::may_have_live_threads`]).
+/// Fails closed: threads that cannot be listed count as running.
+pub(crate) fn is_live(pid: u32, stat: &platform::ProcStat) -> bool {
+    if !stat.has_exited() {
+        return true;
+    }
+    if !stat.may_have_live_threads() {
+        return false;
+    }
+    match platform::task_states(pid) {
+        Ok(states) => states.iter().any(|s| !matches!(s, 'Z' | 'X' | 'x')),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(_) => true,
+    }
 }
 
 /// Whether the command line of `pid` contains any of `needles` as a substring (of the

@@ -28,6 +28,7 @@ pub mod kill;
 pub mod leftovers;
 pub mod liveness;
 pub mod lock;
+pub mod membership;
 pub mod paths;
 pub mod reconcile;
 pub mod result;

@@ -1,70 +1,50 @@
-//! Is a session's owner alive? The session-level liveness decision, from the files in the
-//! session directory and targeted probes of the PIDs they name (csa-process).
+//! Is a session alive? This module gathers the evidence from the files in the session directory
+//! (daemon.pid, `locks/*.lock`, csa's `membership.toml`, the legacy `.complete` marker, the
+//! progress files) and probes what they name with csa-process, whose
+//! [`decide`](csa_process::decide) returns the verdict: the rules, and why unknown counts as
+//! alive, are documented there (csa-process `verdict`).
 //!
-//! A session is dead only when every signal says so; anything ambiguous counts as alive (fail
-//! closed): declaring a live session dead destroys its result, while a dead session seen as
-//! alive only waits for the next reconcile. The signals, strongest first:
+//! What the files contribute:
+//! - `daemon.pid` (`<pid> [<start ticks>]`) names the supervisor;
+//! - each `locks/<tool>.lock` is held (flock) by a live owner, and its JSON body names an owner
+//!   (the supervisor, then csa's agent), with the host identity csa records (machine, host
+//!   name, PID namespace, boot): a body from another machine or PID namespace makes the session
+//!   foreign, one from another boot of this machine names nothing;
+//! - `membership.toml` (csa's own, [`crate::membership`]) names the session's cgroup or process
+//!   session, enumerated only when no cheaper signal said alive, and only in the boot that
+//!   wrote it; a session with such a record is csa's, so its agent is identified by start ticks
+//!   *and* the marker `CSA_SESSION_ID=<ULID>`;
+//! - for an Active session, `.complete` and the progress files (`output.log`, `stderr.log`,
+//!   `output/acp-events.jsonl`, and `.liveness.snapshot`, read, never written: upstream's
+//!   reconciler rewrites it so an old difference goes away; csa never writes it, so it bounds
+//!   the snapshot signal by the snapshot's age instead, otherwise a process that died between
+//!   two snapshot updates would read as alive forever).
 //!
-//! 1. **An owned live process.** The `daemon.pid` process or a `locks/*.lock` pid that is running
-//!    (not exited, not a zombie) *and* is this session's: its start ticks equal the recorded
-//!    ones; or, with no ticks recorded, its command line contains the session ULID or path, or
-//!    its environment has `CSA_SESSION_ID=<ULID>`, or (locks only) the lock file was modified
-//!    within [`LOCK_FRESH_SECS`]. A ticks mismatch means the PID was reused and never counts. A
-//!    lock file whose flock is held by anyone counts whatever its body says. A body that does not
-//!    parse names no process: it is not a signal, and becomes a warning.
-//! 2. **A foreign owner.** A lock body written by csa names the owner's `machine_id`,
-//!    `hostname` and `pid_ns`: another machine or PID namespace means the PID means nothing here,
-//!    so the session is [`Verdict::Foreign`], never dead. The same machine with another
-//!    `boot_id` means the owner died in a reboot: that lock is no signal.
-//! 3. **A legacy `.complete` marker** (Active only) with a valid exit code: dead, finalized from
-//!    the marker. It outranks progress but never a live owned process.
-//! 4. **Progress** (Active only): `output.log`, `stderr.log` or `output/acp-events.jsonl` is
-//!    non-empty and modified within [`PROGRESS_FRESH_SECS`]; or `.liveness.snapshot` (read, never
-//!    written) was modified within that window and records sizes that differ from the current
-//!    ones. Upstream's reconciler rewrites the snapshot so an old difference goes away; csa never
-//!    writes it, so it bounds the snapshot signal by the snapshot's age instead, otherwise a
-//!    process that died between two snapshot updates would read as alive forever.
-//!
-//! For a session that has ended, alive means signal 1 only.
+//! For a session that has ended, only live processes count (its recorded owners, held locks and
+//! members).
 
 use std::cell::OnceCell;
 use std::io::{self, Read};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use csa_process::{HeldLocks, HostIdentity, Probe};
+use csa_process::verdict::{Claim, LockEvidence, MembershipEvidence};
+use csa_process::{HostIdentity, Identify, LockTable};
 use serde::Deserialize;
+
+pub use csa_process::Verdict;
+
+use crate::membership::MembershipRecord;
 
 /// A lock file modified this recently (seconds) vouches for a running PID without recorded
 /// start ticks (upstream's rule for tools that do not record them).
-pub const LOCK_FRESH_SECS: u64 = 60;
+pub const LOCK_FRESH_SECS: u64 = csa_process::verdict::LOCK_FRESH.as_secs();
 /// A progress file modified this recently (seconds) means the agent is still working.
-pub const PROGRESS_FRESH_SECS: u64 = 30;
+pub const PROGRESS_FRESH_SECS: u64 = csa_process::verdict::PROGRESS_FRESH.as_secs();
 /// Largest daemon.pid, lock body, snapshot or `.complete` read (bytes); they are a few dozen.
 const MAX_SMALL_FILE: u64 = 64 << 10;
-
-/// The decision about one session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Some signal says the owner is alive; the string says which.
-    Alive(String),
-    /// The owner runs on another machine or in another PID namespace: cannot be decided here.
-    Foreign(String),
-    /// Every signal says dead.
-    Dead {
-        /// Why: what was checked and found dead.
-        reason: String,
-        /// The exit code of a valid legacy `.complete` marker, when that decided it.
-        complete_marker: Option<i64>,
-    },
-}
-
-impl Verdict {
-    /// Whether the session counts as alive (foreign owners count as alive: fail closed).
-    pub fn is_alive(&self) -> bool {
-        !matches!(self, Verdict::Dead { .. })
-    }
-}
+/// The `reason` csa writes in a lock body that names the agent of a turn it supervises.
+pub const AGENT_LOCK_REASON: &str = "csa run agent";
 
 /// A liveness decision plus the warnings met on the way (unparsable daemon.pid or lock bodies).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,11 +56,11 @@ pub struct Assessment {
 }
 
 /// What liveness needs from the environment, read once per command: this host's identity, the
-/// held locks (read lazily, only if some session has lock files) and the current time.
+/// lock table (read lazily, only if some session has lock files) and the current time.
 #[derive(Debug)]
 pub struct LivenessContext {
     host: HostIdentity,
-    held: OnceCell<Option<HeldLocks>>,
+    locks: OnceCell<LockTable>,
     now: SystemTime,
 }
 
@@ -89,7 +69,7 @@ impl LivenessContext {
     pub fn new() -> Self {
         LivenessContext {
             host: HostIdentity::current(),
-            held: OnceCell::new(),
+            locks: OnceCell::new(),
             now: SystemTime::now(),
         }
     }
@@ -99,7 +79,7 @@ impl LivenessContext {
     pub fn refreshed(&self) -> Self {
         LivenessContext {
             host: self.host.clone(),
-            held: OnceCell::new(),
+            locks: OnceCell::new(),
             now: SystemTime::now(),
         }
     }
@@ -109,16 +89,13 @@ impl LivenessContext {
         self.now
     }
 
-    fn held_locks(&self) -> Option<&HeldLocks> {
-        self.held
-            .get_or_init(|| match HeldLocks::read() {
-                Ok(held) => Some(held),
-                Err(err) => {
-                    tracing::warn!(%err, "cannot read /proc/locks: every lock file counts as held");
-                    None
-                }
-            })
-            .as_ref()
+    /// This host's identity.
+    pub fn host(&self) -> &HostIdentity {
+        &self.host
+    }
+
+    fn locks(&self) -> &LockTable {
+        self.locks.get_or_init(LockTable::read)
     }
 
     fn age(&self, modified: SystemTime) -> Duration {
@@ -167,6 +144,8 @@ pub struct LockBody {
     pub pid_start_time_ticks: Option<u64>,
     /// The tool name.
     pub tool_name: Option<String>,
+    /// Why it was taken (csa: `csa run supervisor`, then [`AGENT_LOCK_REASON`]).
+    pub reason: Option<String>,
     /// `/proc/sys/kernel/random/boot_id` of the owner's boot (csa only).
     pub boot_id: Option<String>,
     /// `/etc/machine-id` of the owner's machine (csa only).
@@ -177,15 +156,8 @@ pub struct LockBody {
     pub pid_ns: Option<u64>,
 }
 
-enum Owner {
-    /// A live process of this session.
-    Alive(String),
-    /// Not a live process of this session.
-    No(String),
-}
-
 /// Decides whether the session in `session_dir` (id `session_id`) is alive. `active` says
-/// whether its phase is Active (then progress and `.complete` count; otherwise only owned live
+/// whether its phase is Active (then progress and `.complete` count; otherwise only live
 /// processes do).
 ///
 /// Never fails: an unreadable file is treated as a signal of life (fail closed) and named in
@@ -196,38 +168,169 @@ pub fn assess(
     session_id: &str,
     active: bool,
 ) -> Assessment {
-    let mut warnings = Vec::new();
-    let mut dead = Vec::new();
-    let mut foreign = None;
+    let (evidence, warnings) = gather(ctx, session_dir, session_id, active);
+    Assessment {
+        verdict: csa_process::decide(&evidence),
+        warnings,
+    }
+}
 
-    // 1. daemon.pid
+/// Reads the session's files and probes what they name (see the module docs), skipping the
+/// membership enumeration when an owner already reads alive.
+pub fn gather(
+    ctx: &LivenessContext,
+    session_dir: &Path,
+    session_id: &str,
+    active: bool,
+) -> (csa_process::Evidence, Vec<String>) {
+    let mut e = csa_process::Evidence::new(active);
+    let mut warnings = Vec::new();
+    let dir_text = session_dir.to_string_lossy();
+    let names: [&[u8]; 2] = [session_id.as_bytes(), dir_text.as_bytes()];
+
+    let record = match MembershipRecord::load(session_dir) {
+        Ok(record) => record,
+        Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+            warnings.push(err.to_string());
+            None
+        }
+        Err(err) => {
+            e.unreadable
+                .push(format!("membership.toml unreadable ({err})"));
+            None
+        }
+    };
+    // A record of another boot names nothing: every process of that boot is gone.
+    let record = record.filter(|r| match (&r.boot_id, &ctx.host.boot_id) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        _ => true,
+    });
+    let csa_session = record.is_some();
+
+    // daemon.pid
     let daemon_path = session_dir.join("daemon.pid");
     match read_small(&daemon_path) {
         Ok(None) => {}
-        Ok(Some(text)) => match DaemonPid::parse(&text) {
-            Some(d) => match owned(ctx, session_dir, session_id, d.pid, d.start_ticks, None) {
-                Owner::Alive(why) => return alive(format!("daemon.pid: {why}"), warnings),
-                Owner::No(why) => dead.push(format!("daemon.pid: {why}")),
-            },
+        Ok(Some((text, _))) => match DaemonPid::parse(&text) {
+            Some(d) => e.claims.push(claim(
+                "daemon.pid",
+                session_id,
+                &names,
+                d.pid,
+                d.start_ticks,
+                false,
+                None,
+            )),
             None => warnings.push(format!(
                 "{}: does not parse as \"<pid> [<start ticks>]\"; it names no process",
                 daemon_path.display()
             )),
         },
-        Err(err) => return alive(format!("daemon.pid unreadable ({err})"), warnings),
+        Err(err) if err.kind() == io::ErrorKind::InvalidData => warnings.push(format!(
+            "{}: {err}; it names no process",
+            daemon_path.display()
+        )),
+        Err(err) => e.unreadable.push(format!("daemon.pid unreadable ({err})")),
     }
 
-    // 2. locks/*.lock
+    // locks/*.lock
+    gather_locks(
+        ctx,
+        session_dir,
+        session_id,
+        &names,
+        csa_session,
+        &mut e,
+        &mut warnings,
+    );
+
+    // membership.toml
+    e.membership = match &record {
+        None => MembershipEvidence::NotRecorded,
+        Some(_) if e.owner_alive() => MembershipEvidence::NotConsulted,
+        Some(record) => match record.membership() {
+            None => MembershipEvidence::Unknown("the record names no cgroup".into()),
+            Some(membership) => match membership.members(session_id, &[], &record.released()) {
+                Ok(live) => MembershipEvidence::Enumerated {
+                    mechanism: membership.describe(),
+                    live,
+                },
+                Err(err) => MembershipEvidence::Unknown(err.to_string()),
+            },
+        },
+    };
+
+    if active {
+        // legacy .complete
+        let complete_path = session_dir.join(".complete");
+        match read_small(&complete_path) {
+            Ok(None) => {}
+            Ok(Some((text, _))) => match text.trim().parse::<i64>() {
+                Ok(code) => e.complete_marker = Some(code),
+                Err(_) => warnings.push(format!(
+                    "{}: not an integer exit code; ignored",
+                    complete_path.display()
+                )),
+            },
+            Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                warnings.push(format!("{}: {err}; ignored", complete_path.display()))
+            }
+            Err(err) => e.unreadable.push(format!(".complete unreadable ({err})")),
+        }
+        progress(ctx, session_dir, &mut e);
+    }
+    (e, warnings)
+}
+
+/// A claim on `pid` from `source`, probed.
+fn claim(
+    source: &str,
+    session_id: &str,
+    names: &[&[u8]],
+    pid: u32,
+    recorded_ticks: Option<u64>,
+    marker_required: bool,
+    lock_age: Option<Duration>,
+) -> Claim {
+    let observed = csa_process::observe(
+        pid,
+        &Identify {
+            session_id,
+            names,
+            recorded_ticks,
+            marker_required,
+        },
+    );
+    Claim {
+        source: source.to_owned(),
+        pid,
+        recorded_ticks,
+        marker_required,
+        lock_age,
+        observed,
+    }
+}
+
+/// Each `locks/*.lock`: whether it is held, and the owner its body names.
+fn gather_locks(
+    ctx: &LivenessContext,
+    session_dir: &Path,
+    session_id: &str,
+    names: &[&[u8]],
+    csa_session: bool,
+    e: &mut csa_process::Evidence,
+    warnings: &mut Vec<String>,
+) {
     let locks_dir = session_dir.join("locks");
     let entries = match fs_err::read_dir(&locks_dir) {
-        Ok(entries) => Some(entries),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(err) => return alive(format!("locks/ unreadable ({err})"), warnings),
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return,
+        Err(err) => return e.unreadable.push(format!("locks/ unreadable ({err})")),
     };
-    for entry in entries.into_iter().flatten() {
+    for entry in entries {
         let entry = match entry {
             Ok(entry) => entry,
-            Err(err) => return alive(format!("locks/ unreadable ({err})"), warnings),
+            Err(err) => return e.unreadable.push(format!("locks/ unreadable ({err})")),
         };
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.ends_with(".lock") {
@@ -235,30 +338,22 @@ pub fn assess(
         }
         let path = entry.path();
         let label = format!("locks/{name}");
-        let meta = match fs_err::metadata(&path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(err) => return alive(format!("{label} unreadable ({err})"), warnings),
-        };
-        if !meta.is_file() {
-            warnings.push(format!(
-                "{}: not a regular file; it names no process",
-                path.display()
-            ));
-            continue;
-        }
-        match ctx.held_locks() {
-            None => return alive(format!("{label}: cannot tell whether it is held"), warnings),
-            Some(held) if held.is_held(csa_process::FileId::of(&meta)) => {
-                return alive(format!("{label}: its flock is held"), warnings)
-            }
-            Some(_) => {}
-        }
-        let text = match read_small(&path) {
-            Ok(Some(text)) => text,
+        let (text, file) = match read_small(&path) {
+            Ok(Some(read)) => read,
             Ok(None) => continue,
-            Err(err) => return alive(format!("{label} unreadable ({err})"), warnings),
+            Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                warnings.push(format!("{}: {err}; it names no process", path.display()));
+                continue;
+            }
+            Err(err) => {
+                e.unreadable.push(format!("{label} unreadable ({err})"));
+                continue;
+            }
         };
+        e.locks.push(LockEvidence {
+            source: label.clone(),
+            held: ctx.locks().state(&file).map_err(|err| err.to_string()),
+        });
         let Ok(body) = serde_json::from_str::<LockBody>(&text) else {
             warnings.push(format!(
                 "{}: body is not a JSON object with a \"pid\"; it names no process",
@@ -267,150 +362,32 @@ pub fn assess(
             continue;
         };
         if let Some(why) = foreign_owner(&ctx.host, &body) {
-            foreign = Some(format!("{label}: {why}"));
+            e.foreign.push(format!("{label}: {why}"));
             continue;
         }
         if let (Some(ours), Some(theirs)) = (&ctx.host.boot_id, &body.boot_id) {
             if ours != theirs {
-                dead.push(format!("{label}: owner's boot {theirs} has ended"));
+                e.other_boot
+                    .push(format!("{label}: owner's boot {theirs} has ended"));
                 continue;
             }
         }
-        let modified = meta.modified().ok();
-        match owned(
-            ctx,
-            session_dir,
+        let age = file
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .map(|m| ctx.age(m));
+        let marker_required = csa_session && body.reason.as_deref() == Some(AGENT_LOCK_REASON);
+        e.claims.push(claim(
+            &label,
             session_id,
+            names,
             body.pid,
             body.pid_start_time_ticks,
-            modified,
-        ) {
-            Owner::Alive(why) => return alive(format!("{label}: {why}"), warnings),
-            Owner::No(why) => dead.push(format!("{label}: {why}")),
-        }
+            marker_required,
+            age,
+        ));
     }
-
-    if let Some(why) = foreign {
-        return Assessment {
-            verdict: Verdict::Foreign(why),
-            warnings,
-        };
-    }
-    if !active {
-        return dead_verdict(dead, None, warnings);
-    }
-
-    // 3. legacy .complete
-    let complete_path = session_dir.join(".complete");
-    match read_small(&complete_path) {
-        Ok(None) => {}
-        Ok(Some(text)) => match text.trim().parse::<i64>() {
-            Ok(code) => {
-                dead.push(format!(".complete records exit code {code}"));
-                return dead_verdict(dead, Some(code), warnings);
-            }
-            Err(_) => warnings.push(format!(
-                "{}: not an integer exit code; ignored",
-                complete_path.display()
-            )),
-        },
-        Err(err) => return alive(format!(".complete unreadable ({err})"), warnings),
-    }
-
-    // 4. progress
-    if let Some(why) = progress(ctx, session_dir) {
-        return alive(why, warnings);
-    }
-    if dead.is_empty() {
-        dead.push("no daemon.pid or lock names a process".to_owned());
-    }
-    dead.push(format!("no progress for {PROGRESS_FRESH_SECS}s"));
-    dead_verdict(dead, None, warnings)
-}
-
-fn alive(why: String, warnings: Vec<String>) -> Assessment {
-    Assessment {
-        verdict: Verdict::Alive(why),
-        warnings,
-    }
-}
-
-fn dead_verdict(
-    reasons: Vec<String>,
-    complete_marker: Option<i64>,
-    warnings: Vec<String>,
-) -> Assessment {
-    let reason = if reasons.is_empty() {
-        "no daemon.pid or lock names a live process".to_owned()
-    } else {
-        reasons.join("; ")
-    };
-    Assessment {
-        verdict: Verdict::Dead {
-            reason,
-            complete_marker,
-        },
-        warnings,
-    }
-}
-
-/// Whether `pid` is a live process of this session (see the module docs for the rules).
-fn owned(
-    ctx: &LivenessContext,
-    session_dir: &Path,
-    session_id: &str,
-    pid: u32,
-    recorded_ticks: Option<u64>,
-    lock_modified: Option<SystemTime>,
-) -> Owner {
-    let start_ticks = match csa_process::probe(pid) {
-        Probe::Invalid => return Owner::No(format!("pid {pid} names no process")),
-        Probe::Exited { zombie: true } => return Owner::No(format!("pid {pid} is a zombie")),
-        Probe::Exited { zombie: false } => return Owner::No(format!("pid {pid} is not running")),
-        Probe::Running { start_ticks } => start_ticks,
-    };
-    if let Some(recorded) = recorded_ticks {
-        return match start_ticks {
-            Some(actual) if actual == recorded => {
-                Owner::Alive(format!("pid {pid} running, start ticks {actual} match"))
-            }
-            Some(actual) => Owner::No(format!(
-                "pid {pid} was reused (start ticks {actual}, recorded {recorded})"
-            )),
-            None => Owner::Alive(format!("pid {pid} running, start ticks unreadable")),
-        };
-    }
-    let dir = session_dir.to_string_lossy();
-    match csa_process::cmdline_contains(pid, &[session_id.as_bytes(), dir.as_bytes()]) {
-        Some(true) => {
-            return Owner::Alive(format!("pid {pid} running, command line names the session"))
-        }
-        Some(false) => {}
-        None => return Owner::Alive(format!("pid {pid} running, command line unreadable")),
-    }
-    let entry = format!("CSA_SESSION_ID={session_id}");
-    match csa_process::environ_contains(pid, entry.as_bytes()) {
-        Some(true) => return Owner::Alive(format!("pid {pid} running with {entry}")),
-        Some(false) => {}
-        None => {
-            if csa_process::probe(pid).is_running() {
-                return Owner::Alive(format!("pid {pid} running, environment unreadable"));
-            }
-            return Owner::No(format!("pid {pid} is not running"));
-        }
-    }
-    if let Some(modified) = lock_modified {
-        let age = ctx.age(modified);
-        if age <= Duration::from_secs(LOCK_FRESH_SECS) {
-            return Owner::Alive(format!(
-                "pid {pid} running, lock modified {}s ago",
-                age.as_secs()
-            ));
-        }
-    }
-    Owner::No(format!(
-        "pid {pid} is running but is not this session's (no start ticks recorded, no session id in its command line or environment)"
-    ))
 }
 
 /// Why `body` names an owner on another machine or in another PID namespace, if it does.
@@ -441,9 +418,8 @@ fn foreign_owner(host: &HostIdentity, body: &LockBody) -> Option<String> {
     None
 }
 
-/// Signal 4: recent non-empty progress files, or a recent snapshot recording other sizes.
-fn progress(ctx: &LivenessContext, session_dir: &Path) -> Option<String> {
-    let fresh = Duration::from_secs(PROGRESS_FRESH_SECS);
+/// The progress files: the freshest non-empty one, and a recent snapshot recording other sizes.
+fn progress(ctx: &LivenessContext, session_dir: &Path, e: &mut csa_process::Evidence) {
     let mut sizes = [None; 3];
     for (i, name) in ["output.log", "stderr.log", "output/acp-events.jsonl"]
         .iter()
@@ -454,23 +430,27 @@ fn progress(ctx: &LivenessContext, session_dir: &Path) -> Option<String> {
                 sizes[i] = Some(meta.len());
                 // An unreadable mtime counts as fresh (fail closed).
                 let age = meta.modified().map(|m| ctx.age(m)).unwrap_or_default();
-                if meta.len() > 0 && age <= fresh {
-                    return Some(format!("{name} written {}s ago", age.as_secs()));
+                let fresher = e.progress.newest.as_ref().is_none_or(|(_, a)| age < *a);
+                if meta.len() > 0 && fresher {
+                    e.progress.newest = Some(((*name).to_owned(), age));
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Some(format!("{name} unreadable ({err})")),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => e.unreadable.push(format!("{name} unreadable ({err})")),
         }
     }
     let snapshot_path = session_dir.join(".liveness.snapshot");
-    let age = match fs_err::metadata(&snapshot_path) {
-        Ok(meta) => meta.modified().map(|m| ctx.age(m)).unwrap_or_default(),
-        Err(_) => return None,
+    let Ok(meta) = fs_err::metadata(&snapshot_path) else {
+        return;
     };
-    if age > fresh {
-        return None;
+    let age = meta.modified().map(|m| ctx.age(m)).unwrap_or_default();
+    if age > csa_process::verdict::PROGRESS_FRESH {
+        return;
     }
-    let snapshot = Snapshot::parse(&read_small(&snapshot_path).ok()??);
+    let Ok(Some((text, _))) = read_small(&snapshot_path) else {
+        return;
+    };
+    let snapshot = Snapshot::parse(&text);
     let [_, stderr_size, acp_size] = sizes;
     let changed = |recorded: Option<u64>, current: Option<u64>| matches!((recorded, current), (Some(a), Some(b)) if a != b);
     if changed(
@@ -479,12 +459,8 @@ fn progress(ctx: &LivenessContext, session_dir: &Path) -> Option<String> {
     ) || changed(snapshot.acp_events_size, acp_size)
         || changed(snapshot.stderr_log_size, stderr_size)
     {
-        return Some(format!(
-            ".liveness.snapshot ({}s old) records sizes that differ from the current ones",
-            age.as_secs()
-        ));
+        e.progress.snapshot_changed = Some(age);
     }
-    None
 }
 
 /// `.liveness.snapshot`: `key=value` lines (bytes). Unknown keys and bad lines are ignored.
@@ -521,10 +497,11 @@ impl Snapshot {
     }
 }
 
-/// Reads at most [`MAX_SMALL_FILE`] bytes of a small file as (lossy) UTF-8; `Ok(None)` when it
-/// does not exist. The open does not wait for a FIFO's writer (`O_NONBLOCK`): a FIFO nobody
-/// writes reads as empty. Regression: a FIFO daemon.pid hung every command (tests/cli/corpus.rs).
-fn read_small(path: &Path) -> io::Result<Option<String>> {
+/// Reads at most [`MAX_SMALL_FILE`] bytes of a small file as (lossy) UTF-8, with the open file
+/// (for a lock test); `Ok(None)` when it does not exist. The open does not wait for a FIFO's
+/// writer (`O_NONBLOCK`): a FIFO nobody writes reads as empty. Regression: a FIFO daemon.pid
+/// hung every command (tests/cli/corpus.rs).
+fn read_small(path: &Path) -> io::Result<Option<(String, std::fs::File)>> {
     use fs_err::os::unix::fs::OpenOptionsExt;
     let mut buf = Vec::new();
     let opened = fs_err::OpenOptions::new()
@@ -533,8 +510,18 @@ fn read_small(path: &Path) -> io::Result<Option<String>> {
         .open(path);
     match opened {
         Ok(file) => {
-            file.take(MAX_SMALL_FILE).read_to_end(&mut buf)?;
-            Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+            let file = file.into_parts().0;
+            let regular = file.metadata().map(|m| m.is_file())?;
+            if !regular {
+                // A FIFO, a device, a directory: it names no process (and is never locked by
+                // an owner).
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "not a regular file",
+                ));
+            }
+            (&file).take(MAX_SMALL_FILE).read_to_end(&mut buf)?;
+            Ok(Some((String::from_utf8_lossy(&buf).into_owned(), file)))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
