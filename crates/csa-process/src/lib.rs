@@ -44,7 +44,7 @@ pub use host::HostIdentity;
 pub use locks::{FileId, HeldLocks, LockState, LockTable};
 pub use membership::{Membership, Released};
 pub use observe::{observe, Identify};
-pub use probe::{cmdline_contains, environ_contains, group_is_running, probe, Probe};
+pub use probe::{ancestors, cmdline_contains, environ_contains, group_is_running, probe, Probe};
 pub use verdict::{decide, Evidence, Verdict};
 
 /// Reads the start ticks of `pid` (field 22 of `/proc/<pid>/stat`: clock ticks since boot).

@@ -210,3 +210,26 @@ mod tests {
         assert_eq!(environ_contains(pid, entry.as_bytes()), Some(true));
     }
 }
+
+/// The ancestors of `pid` (its parent, the parent's parent, …, up to but not including pid 1),
+/// each with its start ticks, nearest first. Stops at the first process that cannot be read.
+/// At most 256 steps (a parent chain is a tree; the bound only guards a corrupt read).
+pub fn ancestors(pid: u32) -> Vec<(u32, u64)> {
+    let mut chain = Vec::new();
+    let mut current = pid;
+    for _ in 0..256 {
+        let Ok(stat) = platform::stat(current) else {
+            break;
+        };
+        let parent = stat.ppid;
+        if parent <= 1 || parent == current {
+            break;
+        }
+        let Ok(parent_stat) = platform::stat(parent) else {
+            break;
+        };
+        chain.push((parent, parent_stat.start_ticks));
+        current = parent;
+    }
+    chain
+}
