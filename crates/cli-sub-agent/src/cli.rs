@@ -274,14 +274,7 @@ pub struct LogsArgs {
     pub format: Format,
 }
 
-/// How long `--wait-for-dir` waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitFor {
-    /// Until the directory is free.
-    Forever,
-    /// At most this long.
-    AtMost(std::time::Duration),
-}
+pub use csa_supervisor::WaitFor;
 
 fn parse_wait_for(s: &str) -> Result<WaitFor, String> {
     if s == "forever" {
@@ -322,6 +315,14 @@ pub struct RunArgs {
     /// Parent session (default: $CSA_SESSION_ID when set).
     #[arg(long, value_name = "SESSION")]
     pub parent: Option<String>,
+    /// When the agent exits, leave the processes it started running (no longer the
+    /// session's) instead of stopping them.
+    #[arg(long)]
+    pub leave_running: bool,
+    /// When the agent exits, how long the processes it left running get after SIGTERM before
+    /// SIGKILL.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub grace: std::time::Duration,
     /// Output format (for --detach: the session id as JSON).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -390,6 +391,14 @@ pub struct ResumeArgs {
     /// Return at once, printing the session id; a supervisor runs the turn.
     #[arg(long)]
     pub detach: bool,
+    /// When the agent exits, leave the processes it started running (no longer the
+    /// session's) instead of stopping them.
+    #[arg(long)]
+    pub leave_running: bool,
+    /// When the agent exits, how long the processes it left running get after SIGTERM before
+    /// SIGKILL.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub grace: std::time::Duration,
     /// Output format (for --detach: the session id as JSON).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,

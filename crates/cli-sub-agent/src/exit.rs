@@ -52,6 +52,25 @@ impl Exit {
     }
 }
 
+impl Exit {
+    /// The exit for a numeric code another csa process reported (a supervisor's report):
+    /// the table's meaning where the code has one, the agent's code otherwise.
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            0 => Exit::Success,
+            1 => Exit::Negative,
+            2 => Exit::Usage,
+            3 => Exit::Partial,
+            4 => Exit::NotFound,
+            75 => Exit::Busy,
+            124 => Exit::Timeout,
+            126 => Exit::CannotExecute,
+            127 => Exit::CommandNotFound,
+            code => Exit::Agent(code),
+        }
+    }
+}
+
 impl From<Exit> for ExitCode {
     fn from(exit: Exit) -> Self {
         ExitCode::from(exit.code())

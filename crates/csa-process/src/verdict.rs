@@ -347,6 +347,30 @@ pub fn decide(e: &Evidence) -> Verdict {
     dead_verdict(dead, None)
 }
 
+/// A live process the evidence names, and where it was found (`daemon.pid`, `locks/x.lock`,
+/// `a member`): the process to name when saying who holds something. `None` when no live
+/// process is known by pid (a held lock whose holder is unknown, or nothing alive).
+pub fn witness(e: &Evidence) -> Option<(u32, String)> {
+    e.claims
+        .iter()
+        .find(|c| matches!(judge(c), Judged::Alive(_)))
+        .map(|c| (c.pid, c.source.clone()))
+        .or_else(|| {
+            e.locks.iter().find_map(|l| match l.held {
+                Ok(LockState::Held { holder: Some(pid) }) => {
+                    Some((pid, format!("holder of {}", l.source)))
+                }
+                _ => None,
+            })
+        })
+        .or_else(|| match &e.membership {
+            MembershipEvidence::Enumerated { mechanism, live } => live
+                .first()
+                .map(|&pid| (pid, format!("member of the {mechanism}"))),
+            _ => None,
+        })
+}
+
 fn dead_verdict(reasons: Vec<String>, complete_marker: Option<i64>) -> Verdict {
     let reason = if reasons.is_empty() {
         "no daemon.pid or lock names a live process".to_owned()

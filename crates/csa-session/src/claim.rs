@@ -1,25 +1,36 @@
 //! The working-directory claim: at most one running session per project directory.
 //!
-//! The claim is a kernel lock: an exclusive `flock(2)` on `<project>/sessions/.csa-claim.lock`,
-//! taken before a session is created and held until its turn is finalized, so there is no
-//! window between "checked" and "claimed" (the failure class of guards that check "is anything
-//! running?" and then mark their own run in a second step). The kernel releases it when every
-//! process holding the open file is gone; nothing releases it by timer or timestamp.
+//! Two parts, so that the claim never rests on an agent inheriting a descriptor:
+//! - **Mutual exclusion among csa processes**: an exclusive `flock(2)` on
+//!   `<project>/sessions/.csa-claim.lock`, held by the supervisor from before its session exists
+//!   until its turn is finalized (never passed to the agent: a lock shared with the agent's tree
+//!   would be released for all of them by the supervisor's unlock, and lost by an agent that
+//!   closes inherited descriptors). So there is no window between "checked" and "claimed".
+//! - **The processes of the last holder**: once the flock is taken, the project's sessions that
+//!   may be active (its active record) and whose turn held a claim or ran nested under one
+//!   (their `membership.toml`) are checked for a live process ([`crate::liveness`], processes
+//!   only, no grace for fresh output): while any session process still runs in the directory
+//!   (a killed supervisor's agent, a background child it left), the directory is busy, and the
+//!   loser is told which process holds it.
 //!
-//! The holder writes who it is into the same file (a small JSON object) after taking the lock,
-//! for the message a loser prints. That body is informational only: the flock decides.
+//! The holder writes who it is into the claim file (a small JSON object) after taking the lock,
+//! for the message a loser prints while the flock is held. That body is informational only.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::fd::{AsFd, BorrowedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::active::ActiveRecord;
+use crate::liveness::{gather, LivenessContext};
 use crate::lock::{open_lock_file, rewrite_lock_body};
+use crate::membership::{ClaimRole, MembershipRecord};
+use crate::paths::Project;
+use crate::state::SessionState;
 
 /// File name of the claim, in the project's `sessions/` directory.
 pub const CLAIM_FILE: &str = ".csa-claim.lock";
@@ -35,8 +46,22 @@ pub struct ClaimHolder {
     pub started_at: String,
 }
 
-/// A held claim on a project directory; released on drop, or by the kernel when every process
-/// holding it (the supervisor, and the agent, which inherits it) is gone.
+/// Who keeps a directory busy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Busy {
+    /// The session running in the directory, when known.
+    pub session_id: Option<String>,
+    /// The live process that holds it, when known.
+    pub pid: Option<u32>,
+    /// What that process is: `its supervisor (holds the claim)`, `daemon.pid`,
+    /// `locks/codex.lock`, `member of the cgroup …`.
+    pub role: String,
+    /// When the session's turn started (RFC 3339), when recorded.
+    pub started_at: Option<String>,
+}
+
+/// A held claim on a project directory; released on drop, or by the kernel when the
+/// supervisor holding it is gone.
 #[derive(Debug)]
 pub struct DirClaim {
     flock: Flock<File>,
@@ -48,25 +73,41 @@ pub struct DirClaim {
 pub enum ClaimAttempt {
     /// Claimed.
     Claimed(DirClaim),
-    /// Another process holds it; its recorded holder, when readable.
-    Busy(Option<ClaimHolder>),
+    /// Busy.
+    Busy(Busy),
 }
 
 impl DirClaim {
-    /// Tries to claim the project whose sessions live in `sessions_dir` (created 0700 if
-    /// missing), without waiting.
+    /// Tries to claim `project`'s directory (its `sessions/` is created 0700 if missing),
+    /// without waiting (see the module docs).
     ///
     /// # Errors
     /// I/O errors creating or opening the claim file, or of `flock` other than `EWOULDBLOCK`,
     /// naming the path.
-    pub fn try_acquire(sessions_dir: &Path) -> io::Result<ClaimAttempt> {
+    pub fn try_acquire(project: &Project) -> io::Result<ClaimAttempt> {
+        let sessions_dir = &project.sessions_dir;
         crate::create::create_private_dirs(sessions_dir)?;
         let path = sessions_dir.join(CLAIM_FILE);
         let file = open_lock_file(&path)?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(flock) => Ok(ClaimAttempt::Claimed(DirClaim { flock, path })),
-            Err((file, Errno::EWOULDBLOCK)) => Ok(ClaimAttempt::Busy(read_holder(file))),
-            Err((_, errno)) => Err(crate::atomic::with_path(errno.into(), "flock", &path)),
+        let flock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(flock) => flock,
+            Err((file, Errno::EWOULDBLOCK)) => {
+                let holder = read_holder(file);
+                return Ok(ClaimAttempt::Busy(Busy {
+                    session_id: holder.as_ref().map(|h| h.session_id.clone()),
+                    pid: holder.as_ref().map(|h| h.pid),
+                    role: "its supervisor, which holds the claim".to_owned(),
+                    started_at: holder.map(|h| h.started_at),
+                }));
+            }
+            Err((_, errno)) => return Err(crate::atomic::with_path(errno.into(), "flock", &path)),
+        };
+        let claim = DirClaim { flock, path };
+        match live_claimant(project) {
+            // Dropping the claim releases the flock (and clears nothing a live holder wrote:
+            // the body was cleared by its writer, or names a dead one).
+            Some(busy) => Ok(ClaimAttempt::Busy(busy)),
+            None => Ok(ClaimAttempt::Claimed(claim)),
         }
     }
 
@@ -79,12 +120,6 @@ impl DirClaim {
         crate::failpoint!("claim::record_holder", "write", &self.path)?;
         rewrite_lock_body(&mut self.flock, &self.path, body.as_bytes())
     }
-
-    /// The open claim file, for a child process to inherit (which then holds the claim too).
-    /// Note that a child holding it keeps the directory claimed after this value is dropped.
-    pub fn as_fd(&self) -> BorrowedFd<'_> {
-        self.flock.as_fd()
-    }
 }
 
 impl Drop for DirClaim {
@@ -94,6 +129,64 @@ impl Drop for DirClaim {
         let file: &mut File = &mut self.flock;
         let _ = file.set_len(0);
     }
+}
+
+/// A session of `project` that may be active, ran its turn under a claim (held or nested), and
+/// still has a live process: the directory is still in use. Fails closed: a session whose
+/// files cannot be read while it may be active keeps the directory busy.
+fn live_claimant(project: &Project) -> Option<Busy> {
+    let ids = match ActiveRecord::new(&project.sessions_dir).ids() {
+        Ok(ids) => ids,
+        Err(err) => {
+            return Some(Busy {
+                session_id: None,
+                pid: None,
+                role: format!("the active-session record cannot be read ({err})"),
+                started_at: None,
+            })
+        }
+    };
+    let ctx = LivenessContext::new();
+    for id in ids {
+        let dir = project.session_dir(&id);
+        let record = match MembershipRecord::load(&dir) {
+            Ok(Some(record)) => record,
+            // No record: not a turn csa ran under a claim (or its directory is gone).
+            Ok(None) => continue,
+            Err(err) if err.kind() == io::ErrorKind::InvalidData => continue,
+            Err(_) => {
+                return Some(Busy {
+                    session_id: Some(id),
+                    pid: None,
+                    role: "its membership record cannot be read".to_owned(),
+                    started_at: None,
+                })
+            }
+        };
+        if record.claim == ClaimRole::None {
+            continue;
+        }
+        match SessionState::load(&dir) {
+            Ok(state) if state.view.phase.is_ended() => continue,
+            _ => {}
+        }
+        // Processes only: a turn whose every process is gone frees the directory, even while
+        // its output is fresh enough to keep reconcile away.
+        let (evidence, _) = gather(&ctx, &dir, &id, false);
+        if csa_process::decide(&evidence).is_alive() {
+            let (pid, role) = match csa_process::verdict::witness(&evidence) {
+                Some((pid, role)) => (Some(pid), role),
+                None => (None, "a process of the session".to_owned()),
+            };
+            return Some(Busy {
+                session_id: Some(id),
+                pid,
+                role,
+                started_at: None,
+            });
+        }
+    }
+    None
 }
 
 /// How long a loser waits for the holder's record: the holder writes it right after taking
@@ -139,8 +232,8 @@ mod tests {
     #[test]
     fn one_claim_at_a_time_and_the_loser_learns_the_holder() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sessions = dir.path().join("sessions");
-        let ClaimAttempt::Claimed(mut claim) = DirClaim::try_acquire(&sessions).expect("io") else {
+        let project = Project::new(dir.path(), "p");
+        let ClaimAttempt::Claimed(mut claim) = DirClaim::try_acquire(&project).expect("io") else {
             panic!("first claim must succeed");
         };
         let holder = ClaimHolder {
@@ -149,13 +242,16 @@ mod tests {
             started_at: "2026-11-21T00:00:00Z".into(),
         };
         claim.record_holder(&holder).expect("record");
-        match DirClaim::try_acquire(&sessions).expect("io") {
-            ClaimAttempt::Busy(Some(h)) => assert_eq!(h, holder),
+        match DirClaim::try_acquire(&project).expect("io") {
+            ClaimAttempt::Busy(busy) => {
+                assert_eq!(busy.session_id.as_deref(), Some(holder.session_id.as_str()));
+                assert_eq!(busy.pid, Some(holder.pid));
+            }
             other => panic!("{other:?}"),
         }
         drop(claim);
         assert!(matches!(
-            DirClaim::try_acquire(&sessions).expect("io"),
+            DirClaim::try_acquire(&project).expect("io"),
             ClaimAttempt::Claimed(_)
         ));
     }

@@ -57,16 +57,14 @@ pub fn finalize_turn(
     if state.view.phase.is_ended() {
         return Ok(Finalized::AlreadyEnded(state.view.phase));
     }
-    // A kill was requested and the agent did die by a signal: the turn ends as killed, the
-    // same outcome as when `csa session kill` finalizes it itself (crate::kill).
-    let killed = crate::kill::requested(session_dir)
-        && end.result.status == crate::result::ResultStatus::Signal;
-    let (phase, termination_reason) = if killed {
-        (Phase::Retired, Some("killed"))
-    } else {
-        (end.phase, end.termination_reason)
+    // A kill was requested while the agent ran: the turn ends as killed, whoever finalizes it
+    // and however the agent ended (crate::kill, step 3).
+    let killed = crate::kill::requested(session_dir).map(|signal| killed_result(end.result, signal));
+    let (phase, termination_reason, result) = match &killed {
+        Some(result) => (Phase::Retired, Some("killed"), result),
+        None => (end.phase, end.termination_reason, end.result),
     };
-    let ours = end.result.to_toml();
+    let ours = result.to_toml();
     let outcome = match crate::failpoint!(
         "finalize::publish_result",
         "write",
@@ -91,9 +89,9 @@ pub fn finalize_turn(
         if let Some(reason) = termination_reason {
             doc["termination_reason"] = toml_edit::value(reason);
         }
-        let summary = end.result.summary.lines().last().unwrap_or_default();
+        let summary = result.summary.lines().last().unwrap_or_default();
         let tool = &mut doc["tools"][end.tool];
-        tool["last_exit_code"] = toml_edit::value(end.result.exit_code);
+        tool["last_exit_code"] = toml_edit::value(result.exit_code);
         tool["last_action_summary"] = toml_edit::value(summary);
         tool["updated_at"] = toml_edit::value(now.as_str());
     });
@@ -118,6 +116,24 @@ pub fn finalize_turn(
         tracing::warn!(%err, "could not prune the finished session's record entry");
     }
     Ok(outcome)
+}
+
+/// The result of a turn that a kill ended: status `signal`, exit code 128 + the signal that
+/// ended the agent (or, if it exited on its own after the kill's signal, 128 + the last signal
+/// sent, with its own exit code kept as upstream's `raw_process_exit_code`).
+pub fn killed_result(result: &SessionResult, last_sent: nix::sys::signal::Signal) -> SessionResult {
+    let mut killed = result.clone();
+    if result.status != crate::result::ResultStatus::Signal {
+        killed.exit_code = 128 + last_sent as i64;
+        killed
+            .other
+            .insert("raw_process_exit_code".into(), toml::Value::Integer(result.exit_code));
+    }
+    killed.status = crate::result::ResultStatus::Signal;
+    if !killed.summary.starts_with("killed by csa session kill") {
+        killed.summary = format!("killed by csa session kill ({last_sent}): {}", result.summary);
+    }
+    killed
 }
 
 /// Sweeps what crashed writers left in the session directory (a kill killed while writing its

@@ -1,20 +1,29 @@
-//! Stopping a session's agent (`csa session kill`) without ever signalling the wrong process,
-//! and with exactly one final result however the kill races the agent's own exit.
+//! Stopping a session (`csa session kill`): every process of it, never a process that is not
+//! verifiably its own, and with exactly one final result however the kill races the agent's own
+//! exit.
 //!
 //! Protocol:
-//! 1. Under the session's lock, re-read state.toml and decide ([`prepare`]): an ended session has
-//!    nothing to kill; an Active one whose owner is dead is reconciled instead; otherwise the
-//!    targets are the processes named in `locks/*.lock` that are *verified*: pid above 1,
-//!    running, start ticks equal to the recorded ones (a lock without recorded ticks cannot be
-//!    verified), the recorded boot id (when there is one) equal to this boot's, and owned by
-//!    this user. A target that leads its own process group (as `csa run`'s agents do) is
-//!    signalled as a group. Before releasing the lock, [`KILL_MARKER`] is written.
-//! 2. Without the lock: SIGTERM, wait up to the grace period, SIGKILL, wait until every target
-//!    is gone. (The lock is never held while waiting.)
+//! 1. Under the session's lock, re-read state.toml and decide ([`prepare`]): an ended session
+//!    has nothing to kill; an Active one whose processes are all dead is reconciled instead.
+//!    For a session csa runs (it has a `membership.toml` of this boot), the targets are the
+//!    session's members ([`csa_process::Membership`]: its cgroup, or its process session and
+//!    marker) other than its supervisor, which finalizes the turn; each is verified as a member
+//!    again when signalled, through a pidfd ([`csa_process::signal::signal_member`]). For an
+//!    upstream session, the targets are the processes its `locks/*.lock` bodies name that are
+//!    *verified*: running, start ticks equal to the recorded ones, the recorded boot id (when
+//!    there is one) this boot's, and owned by this user; one that leads its own process group
+//!    is signalled as a group. If the agent's main process is still running, [`KILL_MARKER`] is
+//!    written before the lock is released: from then on the turn ends as killed.
+//! 2. Without the lock: SIGTERM, wait up to the grace period, record the escalation in the
+//!    marker ([`escalate`]), SIGKILL, wait until every target is gone. (The lock is never held
+//!    while waiting.)
 //! 3. The turn is finalized once, under the lock, by whichever comes first: `csa run`'s
-//!    supervisor (its finalize sees the marker and, if the agent died by a signal, retires the
-//!    session as `killed`) or the kill command itself (status `signal`, `termination_reason =
-//!    "killed"`, phase `retired`). The later one finds the session ended and changes nothing.
+//!    supervisor or the kill command itself; both see the marker and end the turn the same
+//!    way: phase `retired`, `termination_reason = "killed"`, status `signal`, exit code 128 + the
+//!    last signal sent (or the signal that ended the agent), with the agent's own exit code, if
+//!    it exited on its own after SIGTERM, kept as `raw_process_exit_code`. The later one finds
+//!    the session ended and changes nothing. So the end state depends only on whether the
+//!    agent's main process was running when kill took the session's lock.
 //!
 //! Signalling a process group by id after verifying its leader is safe from reuse: Linux never
 //! hands out a pid that is still in use as a process group id, so while any member lives the id
@@ -23,7 +32,8 @@
 use std::io;
 use std::path::Path;
 
-use csa_process::{HostIdentity, Probe};
+use csa_process::signal::{signal_member, Sent};
+use csa_process::{HostIdentity, Membership, Probe, Released};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
@@ -31,12 +41,14 @@ use crate::atomic::{write_atomic, Publish};
 use crate::error::Result;
 use crate::liveness::{assess, LivenessContext, LockBody, Verdict};
 use crate::lock::ReconcileLock;
+use crate::membership::MembershipRecord;
 use crate::state::{Phase, SessionState};
 
-/// csa's kill-intent marker in the session directory (upstream never reads it).
+/// csa's kill-intent marker in the session directory (upstream never reads it). Its body is the
+/// last signal sent: `TERM` or `KILL`.
 pub const KILL_MARKER: &str = ".kill-requested";
 
-/// A process verified to belong to the session.
+/// A process verified to belong to an upstream session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target {
     /// Its pid.
@@ -45,22 +57,40 @@ pub struct Target {
     pub group: bool,
 }
 
+/// What to signal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// Every member of a session csa runs, except its supervisor.
+    Members {
+        /// The session's ULID.
+        id: String,
+        /// How its processes are identified.
+        membership: Membership,
+        /// Its supervisor (never signalled: it finalizes the turn).
+        supervisor: u32,
+        /// Processes it let go.
+        released: Vec<Released>,
+    },
+    /// Verified owners of an upstream session.
+    Owners(Vec<Target>),
+}
+
 /// What [`prepare`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KillDecision {
     /// The session has ended: nothing to kill.
     Ended(Phase),
-    /// Active, but its owner is dead: reconcile it instead.
+    /// Active, but every process of it is dead: reconcile it instead.
     Dead,
     /// The owner runs on another machine or in another PID namespace: refuse.
     Foreign(String),
     /// Alive, but no process could be verified as the session's: refuse.
     Unverifiable(String),
-    /// Alive, but every process its locks name has already exited: its owner is finishing the
-    /// turn (or another kill is). Nothing to signal.
+    /// Alive, but its agent has already exited and its supervisor is finishing the turn (or
+    /// another kill is): nothing to signal.
     Finishing,
     /// Kill these; the marker is written.
-    Kill(Vec<Target>),
+    Kill(Targets),
 }
 
 /// Step 1 of the module docs, under `lock` (whose session is `id`).
@@ -73,11 +103,69 @@ pub fn prepare(lock: &ReconcileLock, id: &str) -> Result<KillDecision> {
     if state.view.phase.is_ended() {
         return Ok(KillDecision::Ended(state.view.phase));
     }
-    match assess(&LivenessContext::new(), dir, id, true).verdict {
+    let ctx = LivenessContext::new();
+    match assess(&ctx, dir, id, true).verdict {
         Verdict::Dead { .. } => return Ok(KillDecision::Dead),
         Verdict::Foreign(why) => return Ok(KillDecision::Foreign(why)),
         Verdict::Alive(_) => {}
     }
+    let record = MembershipRecord::load(dir)
+        .ok()
+        .flatten()
+        .filter(|r| match (&r.boot_id, &ctx.host().boot_id) {
+            (Some(theirs), Some(ours)) => theirs == ours,
+            _ => true,
+        });
+    let decision = match record {
+        Some(record) => members_of(id, &record),
+        None => owners_of(dir),
+    };
+    if let KillDecision::Kill(_) = &decision {
+        crate::failpoint!("kill::write_marker", "write", &dir.join(KILL_MARKER))?;
+        write_atomic(dir, KILL_MARKER, b"TERM\n", 0o600, Publish::Replace)?;
+    }
+    Ok(decision)
+}
+
+/// The targets of a session csa runs: its members but the supervisor, when its agent still runs
+/// (otherwise its supervisor is finishing the turn, or, dead, left only leftovers to stop).
+fn members_of(id: &str, record: &MembershipRecord) -> KillDecision {
+    let Some(membership) = record.membership() else {
+        return KillDecision::Unverifiable("its membership record names no cgroup".to_owned());
+    };
+    let supervisor = record.supervisor.pid;
+    let running = |p: Option<crate::membership::ProcessId>| {
+        p.is_some_and(|p| match csa_process::probe(p.pid) {
+            Probe::Running { start_ticks } => p.start_ticks.is_none() || start_ticks == p.start_ticks,
+            _ => false,
+        })
+    };
+    let agent_running = running(record.agent);
+    let supervisor_running = running(Some(record.supervisor));
+    if !agent_running && supervisor_running {
+        return KillDecision::Finishing;
+    }
+    let released = record.released();
+    match membership.members(id, &[supervisor], &released) {
+        Ok(live) if live.is_empty() && supervisor_running => KillDecision::Finishing,
+        Ok(live) if live.is_empty() => KillDecision::Unverifiable(
+            "no process of it runs any more; it is finalized once its output is 30 s old"
+                .to_owned(),
+        ),
+        Ok(_) => KillDecision::Kill(Targets::Members {
+            id: id.to_owned(),
+            membership,
+            supervisor,
+            released,
+        }),
+        Err(err) => KillDecision::Unverifiable(format!(
+            "its processes cannot be enumerated ({err})"
+        )),
+    }
+}
+
+/// The targets of an upstream session: verified owners named by its lock bodies.
+fn owners_of(dir: &Path) -> KillDecision {
     let host = HostIdentity::current();
     let mut targets = Vec::new();
     let mut refused = Vec::new();
@@ -108,13 +196,13 @@ pub fn prepare(lock: &ReconcileLock, id: &str) -> Result<KillDecision> {
         // Regression: found by the stress test, where kill waited 10 s for such a session and
         // then failed with an undocumented error.
         if any_held(&exited) {
-            return Ok(KillDecision::Finishing);
+            return KillDecision::Finishing;
         }
-        return Ok(KillDecision::Unverifiable(
+        return KillDecision::Unverifiable(
             "every process its locks name has exited, and no process holds its locks \
              (its owner died without finalizing the turn)"
                 .to_owned(),
-        ));
+        );
     }
     if targets.is_empty() {
         let why = if refused.is_empty() {
@@ -122,22 +210,90 @@ pub fn prepare(lock: &ReconcileLock, id: &str) -> Result<KillDecision> {
         } else {
             refused.join("; ")
         };
-        return Ok(KillDecision::Unverifiable(why));
+        return KillDecision::Unverifiable(why);
     }
-    crate::failpoint!("kill::write_marker", "write", &dir.join(KILL_MARKER))?;
-    write_atomic(dir, KILL_MARKER, b"", 0o600, Publish::Replace)?;
-    Ok(KillDecision::Kill(targets))
+    KillDecision::Kill(Targets::Owners(targets))
 }
 
-/// Whether any of `paths` is a lock file some process holds (`/proc/locks`); fails closed
-/// (held) when the lock table cannot be read.
+/// Step 2's escalation: records, under the session's lock, that SIGKILL follows, unless the
+/// turn has already been finalized (then the marker is gone and stays gone). Returns whether
+/// the session is still Active.
+///
+/// # Errors
+/// Reading state.toml or writing the marker, naming the path.
+pub fn escalate(lock: &ReconcileLock) -> Result<bool> {
+    let dir = lock.session_dir();
+    if SessionState::load(dir)?.view.phase.is_ended() {
+        return Ok(false);
+    }
+    write_atomic(dir, KILL_MARKER, b"KILL\n", 0o600, Publish::Replace)?;
+    Ok(true)
+}
+
+impl Targets {
+    /// Sends `signal` to every target (verified again; a group when it leads one). A target
+    /// already gone is not an error.
+    pub fn signal(&self, signal: Signal) {
+        match self {
+            Targets::Members {
+                id,
+                membership,
+                supervisor,
+                released,
+            } => {
+                let Ok(live) = membership.members(id, &[*supervisor], released) else {
+                    return;
+                };
+                for pid in live {
+                    // A crash point only: a failed signal is reported by `all_gone` checks.
+                    let _ = crate::failpoint!("kill::signal");
+                    match signal_member(pid, signal, |p| membership.contains(id, p)) {
+                        Ok(Sent::Delivered | Sent::Gone) => {}
+                        Ok(Sent::Refused) => {
+                            tracing::debug!(pid, "not verified as the session's: not signalled")
+                        }
+                        Err(err) => tracing::debug!(pid, %err, "signal not delivered"),
+                    }
+                }
+            }
+            Targets::Owners(owners) => signal_owners(owners, signal),
+        }
+    }
+
+    /// Whether every target has exited. Zombies count as exited. Fails closed (not gone) when
+    /// members cannot be enumerated.
+    pub fn all_gone(&self) -> bool {
+        match self {
+            Targets::Members {
+                id,
+                membership,
+                supervisor,
+                released,
+            } => membership
+                .members(id, &[*supervisor], released)
+                .is_ok_and(|live| live.is_empty()),
+            Targets::Owners(owners) => owners_gone(owners),
+        }
+    }
+}
+
+/// Whether any of `paths` is a lock file some process holds ([`csa_process::LockTable`]);
+/// fails closed (held) when that cannot be found out.
 fn any_held(paths: &[std::path::PathBuf]) -> bool {
-    let Ok(held) = csa_process::HeldLocks::read() else {
-        return true;
-    };
-    paths
-        .iter()
-        .any(|p| fs_err::metadata(p).is_ok_and(|m| held.is_held(csa_process::FileId::of(&m))))
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    let table = csa_process::LockTable::read();
+    paths.iter().any(|p| {
+        let opened = fs_err::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY | nix::libc::O_NOFOLLOW)
+            .open(p);
+        match opened {
+            Ok(file) => table
+                .state(&file.into_parts().0)
+                .map_or(true, |s| s.is_held()),
+            Err(e) => e.kind() != io::ErrorKind::NotFound,
+        }
+    })
 }
 
 /// Whether `body` names a process csa may signal (see the module docs), and how. `Ok(None)`:
@@ -185,9 +341,8 @@ fn verify(host: &HostIdentity, body: &LockBody) -> std::result::Result<Option<Ta
     }))
 }
 
-/// Sends `signal` to every target (its group when it leads one). A target already gone is not
-/// an error.
-pub fn signal(targets: &[Target], signal: Signal) {
+/// Sends `signal` to every verified owner (its group when it leads one).
+fn signal_owners(targets: &[Target], signal: Signal) {
     for t in targets {
         // A crash point only: a failed signal is reported by the caller's `all_gone` checks.
         let _ = crate::failpoint!("kill::signal");
@@ -206,9 +361,9 @@ pub fn signal(targets: &[Target], signal: Signal) {
     }
 }
 
-/// Whether every target (and every member of its group) has exited. Zombies count as exited:
-/// a group whose only members are unreaped zombies is gone.
-pub fn all_gone(targets: &[Target]) -> bool {
+/// Whether every owner (and every member of its group) has exited. Zombies count as exited: a
+/// group whose only members are unreaped zombies is gone.
+fn owners_gone(targets: &[Target]) -> bool {
     targets.iter().all(|t| {
         if t.group {
             // Not `killpg(pid, 0)`: it succeeds while an unreaped zombie is left in the group,
@@ -221,9 +376,16 @@ pub fn all_gone(targets: &[Target]) -> bool {
     })
 }
 
-/// Whether the kill marker is present in `dir`.
-pub fn requested(dir: &Path) -> bool {
-    dir.join(KILL_MARKER).exists()
+/// The last signal a kill of the session in `dir` sent, when a kill was requested: SIGTERM, or
+/// SIGKILL once escalated (a marker that cannot be read says SIGTERM).
+pub fn requested(dir: &Path) -> Option<Signal> {
+    let path = dir.join(KILL_MARKER);
+    match crate::read_capped(&path, 64) {
+        Ok((bytes, _)) if bytes.starts_with(b"KILL") => Some(Signal::SIGKILL),
+        Ok(_) => Some(Signal::SIGTERM),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(_) => Some(Signal::SIGTERM),
+    }
 }
 
 /// Removes the kill marker (under the session's lock, after the turn was finalized).

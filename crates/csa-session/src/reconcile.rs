@@ -755,9 +755,14 @@ fn metadata_tool(dir: &Path) -> Option<String> {
 
 /// The last [`TAIL_LINES`] non-empty lines of a log, reading at most [`TAIL_BYTES`] from its end.
 pub fn output_tail(path: &Path) -> String {
+    output_tail_since(path, 0)
+}
+
+/// The last [`TAIL_LINES`] non-empty lines written to a log since byte `offset` (the log's size
+/// when the turn started), reading at most [`TAIL_BYTES`] from its end: a turn's own output,
+/// never an earlier turn's.
+pub fn output_tail_since(path: &Path, offset: u64) -> String {
     use fs_err::os::unix::fs::OpenOptionsExt;
-    // Non-blocking, and regular files only: a FIFO in place of the log hung reconcile
-    // (tests/cli/corpus.rs), and a device has no end to take a tail of.
     let opened = fs_err::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
@@ -769,7 +774,7 @@ pub fn output_tail(path: &Path) -> String {
         Ok(meta) if meta.is_file() => meta.len(),
         _ => return String::new(),
     };
-    let start = len.saturating_sub(TAIL_BYTES);
+    let start = len.saturating_sub(TAIL_BYTES).max(offset.min(len));
     let mut buf = Vec::new();
     if file.seek(SeekFrom::Start(start)).is_err()
         || file.take(TAIL_BYTES).read_to_end(&mut buf).is_err()
@@ -778,7 +783,7 @@ pub fn output_tail(path: &Path) -> String {
     }
     let text = String::from_utf8_lossy(&buf);
     let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    if start > 0 && !lines.is_empty() {
+    if start > offset && !lines.is_empty() {
         lines.remove(0); // probably cut in the middle
     }
     let from = lines.len().saturating_sub(TAIL_LINES);

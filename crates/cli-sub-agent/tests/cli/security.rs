@@ -1636,7 +1636,7 @@ fn foreign_owners_are_never_acted_on_and_a_rebooted_one_is_dead() {
         let out = env.run(&["session", "kill", &s.id, "--grace", "1s"]);
         l.check(
             &format!("{what}: kill is refused (75)"),
-            code(&out) == Some(75) && text(&out.stderr).contains("not owned from this machine"),
+            code(&out) == Some(75) && text(&out.stderr).contains("is foreign"),
             shown(&out),
         );
         l.check(

@@ -1,7 +1,8 @@
-//! `csa session kill`: SIGTERM to the agent's process group, SIGKILL after the grace period,
-//! return once the whole group is gone; the session ends `retired` / `killed` with a `signal`
-//! result. The protocol, and why no wrong process is ever signalled, is in csa-session's
-//! `kill` module.
+//! `csa session kill`: SIGTERM to every process of the session (its whole tree, not only the
+//! agent's process group), SIGKILL after the grace period, return once all are gone; the
+//! session ends `retired` / `killed` with a `signal` result. The protocol, why no wrong process
+//! is ever signalled and why the end state is always the same, is in csa-session's `kill`
+//! module.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -9,8 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use chrono::Utc;
 use csa_session::finalize::{finalize_turn, Finalized, TurnEnd};
+use csa_session::kill::Targets;
 use csa_session::inventory::Status;
-use csa_session::kill::{all_gone, prepare, signal, KillDecision, Target};
+use csa_session::kill::{escalate, prepare, KillDecision};
 use csa_session::lock::ReconcileLock;
 use csa_session::paths::StateRoots;
 use csa_session::reconcile::{output_tail, ReconcileOptions, Reconciler};
@@ -70,7 +72,7 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
             return Err(CommandError::new(
                 Exit::Busy,
                 anyhow!(
-                    "session {} is not owned from this machine: {why}",
+                    "session {} is foreign (owned from another machine or PID namespace): {why}",
                     session.id
                 ),
             )
@@ -87,15 +89,21 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
     };
 
     // Signal without holding the lock.
-    signal(&targets, Signal::SIGTERM);
+    targets.signal(Signal::SIGTERM);
     let mut last = Signal::SIGTERM;
     if !wait_gone(&targets, Some(args.grace)) {
-        eprintln!(
-            "csa: session {} did not stop within {}; sending SIGKILL",
-            session.id,
-            humantime::format_duration(args.grace)
-        );
-        signal(&targets, Signal::SIGKILL);
+        let active = {
+            let lock = ReconcileLock::acquire(&dir)?;
+            escalate(&lock)?
+        };
+        if active {
+            eprintln!(
+                "csa: session {} did not stop within {}; sending SIGKILL",
+                session.id,
+                humantime::format_duration(args.grace)
+            );
+        }
+        targets.signal(Signal::SIGKILL);
         last = Signal::SIGKILL;
         wait_gone(&targets, None);
     }
@@ -209,11 +217,11 @@ fn finishing(session: &csa_session::inventory::SessionRef, format: Format) -> Co
 
 /// Waits until every target is gone, at most `limit` (forever without one). Says once on
 /// stderr when the wait is long.
-fn wait_gone(targets: &[Target], limit: Option<Duration>) -> bool {
+fn wait_gone(targets: &Targets, limit: Option<Duration>) -> bool {
     let start = Instant::now();
     let mut said = false;
     loop {
-        if all_gone(targets) {
+        if targets.all_gone() {
             return true;
         }
         if limit.is_some_and(|l| start.elapsed() >= l) {

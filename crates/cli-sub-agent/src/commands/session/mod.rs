@@ -125,6 +125,19 @@ fn locate(roots: &StateRoots, cd: Option<&Path>, arg: &str) -> Result<SessionRef
     Ok(session)
 }
 
+/// A refusal of `csa session resume` as the user sees it: 2 for a missing command, the store's
+/// exit and hint for a store error, 75 otherwise.
+pub(crate) fn refused(refusal: csa_session::resume::Refusal) -> CommandError {
+    use csa_session::resume::Refusal;
+    let exit = match refusal {
+        Refusal::NoCommand(_) => Exit::Usage,
+        // The store's error, with its exit code and hint (a refused session directory's fix).
+        Refusal::Store(err) => return err.into(),
+        _ => Exit::Busy,
+    };
+    CommandError::new(exit, refusal)
+}
+
 /// A result as JSON, with the session's id added (`result --format json`, `wait --format json`).
 fn result_json(
     id: &str,

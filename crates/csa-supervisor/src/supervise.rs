@@ -1,19 +1,27 @@
 //! Supervising a running agent: streaming its output (foreground), forwarding the signals csa
-//! receives to the agent's process group, and waiting for it without ever signalling a PID
-//! that may have been reused.
+//! receives to the agent's process group, reaping the agent's orphaned descendants, and
+//! waiting for the agent without ever signalling a pid that may have been reused.
 //!
-//! Reuse safety: the agent is csa's child, so its PID (and process group id) cannot be reused
+//! Reuse safety: the agent is csa's child, so its pid (and process group id) cannot be reused
 //! until csa reaps it. csa waits with `waitid(WEXITED | WNOWAIT)`, which leaves the zombie in
 //! place, stops forwarding, and only then reaps it.
+//!
+//! Orphans: the supervisor is the *child subreaper* of its descendants (Linux
+//! `prctl(PR_SET_CHILD_SUBREAPER)`; [`become_subreaper`]): a process whose parent exits (a
+//! daemon the agent double-forked, a child of an agent that exited first) is re-parented to the
+//! supervisor instead of init, so the supervisor reaps it and no exited member lingers as a
+//! zombie of someone else. Elsewhere the fallback is init, stated in docs/lifecycle.md.
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::{Child, ExitStatus};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
-use nix::sys::wait::{waitid, Id, WaitPidFlag};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -42,23 +50,65 @@ impl Ended {
     }
 }
 
+/// Makes this process the child subreaper of its descendants (Linux; a no-op elsewhere, where
+/// orphans go to init). Best effort: a failure is logged.
+pub fn become_subreaper() {
+    #[cfg(target_os = "linux")]
+    if let Err(err) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        tracing::warn!(%err, "cannot become the child subreaper: orphans go to init");
+    }
+}
+
+/// Reaps every exited child that is not `keep` (orphans re-parented to this subreaper),
+/// without waiting. Returns how many were reaped.
+pub fn reap_orphans(keep: Option<u32>) -> usize {
+    let mut reaped = 0;
+    loop {
+        match waitid(
+            Id::All,
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+        ) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return reaped,
+            Ok(status) => {
+                let Some(pid) = status.pid() else {
+                    return reaped;
+                };
+                if Some(pid.as_raw().unsigned_abs()) == keep {
+                    return reaped;
+                }
+                let _ = waitpid(pid, None);
+                reaped += 1;
+            }
+        }
+    }
+}
+
 /// Copies everything read from `from` to `log` and, when given, to `echo`, chunk by chunk as
-/// it arrives (so the terminal sees output as soon as the agent writes it). A failing echo
-/// (a closed terminal or pipe) stops the echo, never the log.
+/// it arrives (so the terminal sees output as soon as the agent writes it). A failing echo (a
+/// closed terminal or pipe) stops the echo, never the log; a failing log write (a full disk)
+/// is reported once, naming the log, and the copy goes on.
 fn pump(
     mut from: impl Read + Send + 'static,
     mut log: std::fs::File,
+    log_path: PathBuf,
     mut echo: Option<Box<dyn Write + Send>>,
     done: mpsc::Sender<()>,
 ) {
     thread::spawn(move || {
         let mut buf = [0u8; 8192];
+        let mut log_failed = false;
         loop {
             match from.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     if let Err(err) = log.write_all(&buf[..n]) {
-                        tracing::warn!(%err, "cannot write the session log");
+                        if !log_failed {
+                            tracing::warn!(
+                                "cannot write the session log {}: {err}; the agent's output is not recorded from here on",
+                                log_path.display()
+                            );
+                            log_failed = true;
+                        }
                     }
                     if let Some(out) = echo.as_mut() {
                         if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
@@ -74,24 +124,40 @@ fn pump(
     });
 }
 
-/// Streams a foreground agent's stdout and stderr to the session logs and to csa's own stdout
-/// and stderr. Returns a receiver that gets one message per stream at its end.
-pub fn stream(
-    child: &mut Child,
-    stdout_log: std::fs::File,
-    stderr_log: std::fs::File,
-) -> mpsc::Receiver<()> {
+/// The session's two logs, open for appending, with their paths.
+#[derive(Debug)]
+pub struct Logs {
+    /// output.log.
+    pub stdout: std::fs::File,
+    /// Its path.
+    pub stdout_path: PathBuf,
+    /// stderr.log.
+    pub stderr: std::fs::File,
+    /// Its path.
+    pub stderr_path: PathBuf,
+}
+
+/// Streams a piped agent's stdout and stderr to the session logs and to csa's own stdout and
+/// stderr. Returns a receiver that gets one message per stream at its end.
+pub fn stream(child: &mut Child, logs: Logs) -> mpsc::Receiver<()> {
     let (tx, rx) = mpsc::channel();
     if let Some(out) = child.stdout.take() {
         pump(
             out,
-            stdout_log,
+            logs.stdout,
+            logs.stdout_path,
             Some(Box::new(std::io::stdout())),
             tx.clone(),
         );
     }
     if let Some(err) = child.stderr.take() {
-        pump(err, stderr_log, Some(Box::new(std::io::stderr())), tx);
+        pump(
+            err,
+            logs.stderr,
+            logs.stderr_path,
+            Some(Box::new(std::io::stderr())),
+            tx,
+        );
     }
     rx
 }
@@ -116,8 +182,8 @@ impl Forwarder {
 }
 
 /// Waits for the agent, forwarding the signals `forwarder` catches to the agent's process
-/// group meanwhile, then reaps it. `streams` (from [`stream`]) is drained for at most
-/// [`DRAIN_AFTER_EXIT`] after the exit.
+/// group meanwhile and reaping orphans re-parented to this supervisor, then reaps the agent.
+/// `streams` (from [`stream`]) is drained for at most [`DRAIN_AFTER_EXIT`] after the exit.
 ///
 /// # Errors
 /// I/O errors of waiting.
@@ -126,7 +192,8 @@ pub fn wait(
     streams: Option<mpsc::Receiver<()>>,
     forwarder: Forwarder,
 ) -> std::io::Result<Ended> {
-    let pgid = Pid::from_raw(i32::try_from(child.id()).map_err(std::io::Error::other)?);
+    let agent = child.id();
+    let pgid = Pid::from_raw(i32::try_from(agent).map_err(std::io::Error::other)?);
     let mut signals = forwarder.signals;
     let handle = signals.handle();
     let forwarder = thread::spawn(move || {
@@ -139,11 +206,18 @@ pub fn wait(
             }
         }
     });
-    // Wait for the exit without reaping: until reaped, the pid stays the agent's.
+    // Wait for any child's exit without reaping: until reaped, the agent's pid stays its own.
+    // Another child is an orphan re-parented to us: reap it and go on.
     loop {
-        match waitid(Id::Pid(pgid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
-            Ok(_) => break,
-            Err(nix::errno::Errno::EINTR) => continue,
+        match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Ok(status) => match status.pid() {
+                Some(pid) if pid == pgid => break,
+                Some(pid) => {
+                    let _ = waitpid(pid, None);
+                }
+                None => {}
+            },
+            Err(Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
         }
     }

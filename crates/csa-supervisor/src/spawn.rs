@@ -1,41 +1,77 @@
 //! Starting the agent: resolving the command (so "not found" and "not executable" are told
-//! apart, as a shell would with 127 and 126), and spawning it in its own session and process
-//! group with the fds it must inherit. No shell is involved: the command line is passed to
-//! `execve` as given.
+//! apart, as a shell would with 127 and 126), and spawning it in its own process session and
+//! process group. No shell is involved: the command line is passed to `execve` as given.
+//!
+//! The agent inherits no descriptor of csa's beyond its standard streams: the session's tool
+//! lock and the directory claim stay the supervisor's (their descriptors are close-on-exec; the
+//! forked child holds them only until it executes the agent, which keeps the session visibly
+//! alive through a supervisor killed in that instant). What marks the agent and its descendants
+//! as the session's is its membership (its cgroup, or its process session and the
+//! `CSA_SESSION_ID` marker in its environment).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::unistd::{access, AccessFlags};
 
-use crate::exit::Exit;
+/// Why the agent could not be started, with the exit code a shell would give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnFailure {
+    /// 127: nothing of that name exists.
+    NotFound,
+    /// 126: what exists cannot be executed.
+    NotExecutable,
+    /// 1: anything else (the project directory is gone, the logs cannot be opened, fork
+    /// failed).
+    Other,
+}
+
+impl SpawnFailure {
+    /// The exit code: 127, 126 or 1.
+    pub fn code(self) -> u8 {
+        match self {
+            SpawnFailure::NotFound => 127,
+            SpawnFailure::NotExecutable => 126,
+            SpawnFailure::Other => 1,
+        }
+    }
+}
 
 /// Why the agent could not be started.
-#[derive(Debug)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
 pub struct SpawnError {
-    /// 127 (not found), 126 (not executable), or 1 (anything else).
-    pub exit: Exit,
+    /// The kind of failure (and its exit code).
+    pub failure: SpawnFailure,
     /// What happened, naming the command or directory.
     pub message: String,
+}
+
+impl SpawnError {
+    /// A failure of kind [`SpawnFailure::Other`].
+    pub fn other(message: impl Into<String>) -> Self {
+        SpawnError {
+            failure: SpawnFailure::Other,
+            message: message.into(),
+        }
+    }
 }
 
 /// Resolves `program` like `execvp` would: a name with a `/` is a path (relative to `cwd`);
 /// otherwise the first executable file of that name in `$PATH`.
 ///
 /// # Errors
-/// [`SpawnError`] with 127 when nothing of that name exists, 126 when what exists cannot be
-/// executed.
+/// [`SpawnError`] with [`SpawnFailure::NotFound`] when nothing of that name exists,
+/// [`SpawnFailure::NotExecutable`] when what exists cannot be executed.
 pub fn resolve(program: &str, cwd: &Path) -> Result<PathBuf, SpawnError> {
     let not_found = |what: String| SpawnError {
-        exit: Exit::CommandNotFound,
+        failure: SpawnFailure::NotFound,
         message: what,
     };
     let not_executable = |path: &Path| SpawnError {
-        exit: Exit::CannotExecute,
+        failure: SpawnFailure::NotExecutable,
         message: format!("{} is not executable", path.display()),
     };
     if program.is_empty() {
@@ -72,7 +108,7 @@ pub fn resolve(program: &str, cwd: &Path) -> Result<PathBuf, SpawnError> {
 /// Where the agent's output goes.
 #[derive(Debug)]
 pub enum Output {
-    /// Pipes, read by the supervisor (foreground: streamed to the terminal and the logs).
+    /// Pipes, read by the supervisor (streamed to csa's own stdout/stderr and the logs).
     Piped,
     /// Straight into these files (detached).
     Files {
@@ -100,12 +136,10 @@ pub struct Launch<'a> {
     pub output: Output,
     /// Whether its stdin is /dev/null (otherwise csa's own).
     pub stdin_null: bool,
-    /// Open files it must inherit (the session's tool lock and the directory claim).
-    pub inherit: &'a [BorrowedFd<'a>],
 }
 
-/// Spawns `launch.program` in a new session (`setsid`: its own process group, no controlling
-/// terminal), with the environment changes and inherited files of `launch`.
+/// Spawns `launch.program` in a new process session (`setsid`: its own process group, no
+/// controlling terminal), with the environment changes of `launch`.
 ///
 /// # Errors
 /// [`SpawnError`]: 127 / 126 for `ENOENT` / `EACCES` and `ENOEXEC`, 1 otherwise.
@@ -118,14 +152,7 @@ pub fn spawn(launch: Launch<'_>) -> Result<Child, SpawnError> {
         env_remove,
         output,
         stdin_null,
-        inherit,
     } = launch;
-    for fd in inherit {
-        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).map_err(|e| SpawnError {
-            exit: Exit::Negative,
-            message: format!("cannot pass fd {} to the agent: {e}", fd.as_raw_fd()),
-        })?;
-    }
     let mut cmd = Command::new(program);
     cmd.args(args).current_dir(cwd);
     for key in env_remove {
@@ -144,24 +171,19 @@ pub fn spawn(launch: Launch<'_>) -> Result<Child, SpawnError> {
         }
     }
     new_session(&mut cmd);
-    let spawned = cmd.spawn();
-    // The fds go back to close-on-exec, so later children do not inherit them.
-    for fd in inherit {
-        let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
-    }
-    spawned.map_err(|e| SpawnError {
-        exit: match e.kind() {
-            io::ErrorKind::NotFound => Exit::CommandNotFound,
-            io::ErrorKind::PermissionDenied => Exit::CannotExecute,
-            _ if e.raw_os_error() == Some(nix::libc::ENOEXEC) => Exit::CannotExecute,
-            _ => Exit::Negative,
+    cmd.spawn().map_err(|e| SpawnError {
+        failure: match e.kind() {
+            io::ErrorKind::NotFound => SpawnFailure::NotFound,
+            io::ErrorKind::PermissionDenied => SpawnFailure::NotExecutable,
+            _ if e.raw_os_error() == Some(nix::libc::ENOEXEC) => SpawnFailure::NotExecutable,
+            _ => SpawnFailure::Other,
         },
         message: format!("cannot start {}: {e}", program.display()),
     })
 }
 
-/// Makes the child call `setsid()` between fork and exec: a new session and process group
-/// whose id is the child's pid, so signals can be sent to the whole group with `killpg`.
+/// Makes the child call `setsid()` between fork and exec: a new process session and process
+/// group whose id is the child's pid, so signals can be sent to the whole group with `killpg`.
 #[allow(unsafe_code)]
 pub fn new_session(cmd: &mut Command) {
     // SAFETY: the closure runs in the forked child before exec; it only calls setsid(2), which
@@ -181,21 +203,11 @@ mod tests {
         let cwd = dir.path().to_owned();
         fs_err::write(cwd.join("plain"), "#!/bin/sh\n").expect("write");
         assert!(resolve("sh", &cwd).is_ok());
-        assert_eq!(
-            resolve("/nonexistent", &cwd).expect_err("must fail").exit,
-            Exit::CommandNotFound
-        );
-        assert_eq!(
-            resolve("no-such-cmd-x1", &cwd).expect_err("must fail").exit,
-            Exit::CommandNotFound
-        );
-        assert_eq!(
-            resolve("./plain", &cwd).expect_err("must fail").exit,
-            Exit::CannotExecute
-        );
-        assert_eq!(
-            resolve("/", &cwd).expect_err("must fail").exit,
-            Exit::CannotExecute
-        );
+        let failure = |p: &str| resolve(p, &cwd).expect_err("must fail").failure;
+        assert_eq!(failure("/nonexistent"), SpawnFailure::NotFound);
+        assert_eq!(failure("no-such-cmd-x1"), SpawnFailure::NotFound);
+        assert_eq!(failure("./plain"), SpawnFailure::NotExecutable);
+        assert_eq!(failure("/"), SpawnFailure::NotExecutable);
+        assert_eq!(SpawnFailure::NotFound.code(), 127);
     }
 }

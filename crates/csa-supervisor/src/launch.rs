@@ -1,0 +1,507 @@
+//! Running one turn whose session exists (new, or resumed) with its tool lock held by this
+//! process: contain it, spawn the agent, supervise it, deal with what it left running, and
+//! finalize the turn.
+//!
+//! Launch failure: once the session exists, any failure before the agent runs (command not
+//! found or not executable, directory gone, logs that cannot be opened, fork failure) retires
+//! the session with a result of status `error` and `termination_reason = "spawn_failed"`, and
+//! frees the directory (the claim is released when the caller drops it).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use csa_process::HostIdentity;
+use csa_session::claim::DirClaim;
+use csa_session::create::{timestamp, Created, LockRecord};
+use csa_session::finalize::{finalize_turn, TurnEnd};
+use csa_session::liveness::AGENT_LOCK_REASON;
+use csa_session::membership::ClaimRole;
+use csa_session::reconcile::output_tail_since;
+use csa_session::result::{Artifact, ResultStatus, SessionResult};
+use csa_session::state::Phase;
+
+use crate::contain::{Choice, Containment, EndPolicy, Leftovers};
+use crate::detach::{Ready, SupervisorMode};
+use crate::error::LaunchError;
+use crate::spawn::{self, Output, SpawnError, SpawnFailure};
+use crate::supervise::{self, Ended, Forwarder, Logs};
+
+/// How many lines of stderr a failed turn's summary quotes.
+const STDERR_TAIL_NOTE: &str = "last stderr:";
+
+/// What a supervisor reports as it goes (the CLI prints these; a test may record them).
+pub trait Events {
+    /// The directory is busy and the run waits for it (said once).
+    fn waiting_for_dir(&mut self, _dir: &Path, _who: &str) {}
+    /// The session runs: its id and turn (said before the agent is spawned).
+    fn started(&mut self, _id: &str, _turn: u32) {}
+    /// The agent's main process exited and `count` processes it left are being stopped.
+    fn stopping_leftovers(&mut self, _count: usize, _grace: Duration) {}
+}
+
+/// Events nobody listens to.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Events for Silent {}
+
+/// How this process supervises the turn.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode<'a> {
+    /// In the foreground: the agent's output is streamed to csa's stdout and stderr and to the
+    /// logs; its stdin is csa's.
+    Foreground,
+    /// A supervisor re-executed by `--detach` or for a nested run, reporting to its launcher.
+    Supervisor(&'a Ready),
+}
+
+impl Mode<'_> {
+    /// The report pipe, if any.
+    pub fn ready(&self) -> Option<&Ready> {
+        match self {
+            Mode::Foreground => None,
+            Mode::Supervisor(ready) => Some(ready),
+        }
+    }
+
+    fn detached(&self) -> bool {
+        matches!(self, Mode::Supervisor(r) if r.mode() == SupervisorMode::Detached)
+    }
+}
+
+/// What to do when the agent's main process exits (docs/lifecycle.md, "End of a turn").
+#[derive(Debug, Clone, Copy)]
+pub struct EndOfTurn {
+    /// Let leftover processes go instead of stopping them (`--leave-running`).
+    pub leave_running: bool,
+    /// How long leftovers get after SIGTERM before SIGKILL.
+    pub grace: Duration,
+}
+
+impl Default for EndOfTurn {
+    fn default() -> Self {
+        EndOfTurn {
+            leave_running: false,
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The environment csa gives an agent: `CSA_SESSION_ID` (the marker that makes its processes
+/// the session's), `CSA_SESSION_DIR`, `CSA_DEPTH` (0 at top level), `CSA_PROJECT_ROOT`, and
+/// `CSA_PARENT_SESSION` when there is a parent (otherwise [`launch`] removes it from the
+/// inherited environment).
+pub fn session_env(
+    id: &str,
+    dir: &Path,
+    depth: u32,
+    project_dir: &Path,
+    parent: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("CSA_SESSION_ID".to_owned(), id.to_owned()),
+        (
+            "CSA_SESSION_DIR".to_owned(),
+            dir.to_string_lossy().into_owned(),
+        ),
+        ("CSA_DEPTH".to_owned(), depth.to_string()),
+        (
+            "CSA_PROJECT_ROOT".to_owned(),
+            project_dir.to_string_lossy().into_owned(),
+        ),
+    ];
+    if let Some(parent) = parent {
+        env.push(("CSA_PARENT_SESSION".to_owned(), parent.to_owned()));
+    }
+    env
+}
+
+/// How the turn relates to the directory claim.
+#[derive(Debug)]
+pub enum TurnClaim {
+    /// It holds the claim (released when the turn is finalized).
+    Held(DirClaim),
+    /// It runs nested under this ancestor session's claim.
+    Nested(String),
+    /// No claim (`--allow-concurrent`).
+    None,
+}
+
+/// A turn ready to spawn its agent.
+#[derive(Debug)]
+pub struct Turn<'a> {
+    /// The session, its tool lock held by this process.
+    pub created: Created,
+    /// The turn's number.
+    pub number: u32,
+    /// Its tool.
+    pub tool: String,
+    /// The command and arguments.
+    pub command: Vec<String>,
+    /// Where it runs.
+    pub project_dir: PathBuf,
+    /// Environment additions ([`session_env`]).
+    pub env: Vec<(String, String)>,
+    /// Whether the session has a parent (else `CSA_PARENT_SESSION` is removed).
+    pub has_parent: bool,
+    /// When the turn started.
+    pub started: DateTime<Utc>,
+    /// The directory claim.
+    pub claim: TurnClaim,
+    /// How this process supervises.
+    pub mode: Mode<'a>,
+    /// This host.
+    pub host: HostIdentity,
+    /// What to do with leftovers.
+    pub end: EndOfTurn,
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// The session.
+    pub session_id: String,
+    /// The exit code a foreground `csa run` exits with: the agent's, or 128 + N for signal N.
+    pub exit_code: u8,
+    /// What the end of the turn did with the processes the agent left.
+    pub leftovers: Leftovers,
+}
+
+/// Spawns the agent, supervises it, deals with its leftovers and finalizes the turn (see the
+/// module docs).
+///
+/// # Errors
+/// [`LaunchError::Spawn`] for a launch failure (the session is retired), [`LaunchError::Contain`]
+/// when the turn cannot be contained (the session is retired too), store and I/O errors of
+/// finalizing.
+pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, LaunchError> {
+    let Turn {
+        mut created,
+        number,
+        tool,
+        command,
+        project_dir,
+        env,
+        has_parent,
+        started,
+        claim,
+        mode,
+        host,
+        end,
+    } = turn;
+    let id = created.id.clone();
+    let dir = created.dir.clone();
+    let program = &command[0];
+    events.started(&id, number);
+    // Any failure from here until the agent runs is a launch failure: the session must not
+    // stay active.
+    let forwarder = match Forwarder::install() {
+        Ok(f) => f,
+        Err(e) => {
+            let err = SpawnError::other(format!("cannot install signal handlers: {e}"));
+            return launch_failed(&created, &tool, started, err);
+        }
+    };
+    let (role, nested_in) = match &claim {
+        TurnClaim::Held(_) => (ClaimRole::Held, None),
+        TurnClaim::Nested(holder) => (ClaimRole::Nested, Some(holder.clone())),
+        TurnClaim::None => (ClaimRole::None, None),
+    };
+    let mut containment =
+        match Containment::begin(&dir, &id, number, role, nested_in, &host, Choice::from_env()) {
+            Ok(c) => c,
+            Err(err) => {
+                let spawn = SpawnError::other(err.to_string());
+                return launch_failed(&created, &tool, started, spawn);
+            }
+        };
+    // The session's logs are opened before the agent exists, in every mode (never through a
+    // symlink): a log csa cannot open is a launch failure, not an agent left running
+    // unsupervised. Regression: a foreground turn whose output.log was a symlink spawned the
+    // agent, then failed to open the log and returned, leaving the session active.
+    let logs = open_logs(&dir);
+    let offsets = logs
+        .as_ref()
+        .map(|l| {
+            (
+                l.stdout.metadata().map(|m| m.len()).unwrap_or(0),
+                l.stderr.metadata().map(|m| m.len()).unwrap_or(0),
+            )
+        })
+        .unwrap_or((0, 0));
+    let (output, piped_logs) = match (mode.detached(), logs) {
+        (_, Err(err)) => (Err(err), None),
+        (false, Ok(logs)) => (Ok(Output::Piped), Some(logs)),
+        (true, Ok(logs)) => (
+            Ok(Output::Files {
+                stdout: logs.stdout,
+                stderr: logs.stderr,
+            }),
+            None,
+        ),
+    };
+    let spawned = if project_dir.is_dir() {
+        output
+    } else {
+        // Checked first: exec would report a missing working directory as ENOENT, which reads
+        // as "command not found".
+        Err(SpawnError::other(format!(
+            "{}: the project directory is gone",
+            project_dir.display()
+        )))
+    };
+    let env_remove: &[&str] = if has_parent {
+        &[]
+    } else {
+        &["CSA_PARENT_SESSION"]
+    };
+    let spawned = spawned.and_then(|output| {
+        csa_session::failpoint!("run::spawn").map_err(|e| SpawnError::other(e.to_string()))?;
+        let resolved = spawn::resolve(program, &project_dir)?;
+        spawn::spawn(spawn::Launch {
+            program: &resolved,
+            args: &command[1..],
+            cwd: &project_dir,
+            env: &env,
+            env_remove,
+            output,
+            stdin_null: mode.detached(),
+        })
+    });
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(err) => {
+            containment.finish();
+            return launch_failed(&created, &tool, started, err);
+        }
+    };
+    let agent = child.id();
+    let agent_ticks = csa_process::start_ticks(agent);
+    if let Err(err) = containment.agent_started(agent, agent_ticks) {
+        // The agent is a member anyway (born in the cgroup, or carrying the marker).
+        tracing::warn!(%err, "could not record the agent in the membership record");
+    }
+    let now = timestamp(Utc::now());
+    if let Err(err) = created.record_agent(&LockRecord {
+        pid: agent,
+        pid_start_time_ticks: agent_ticks,
+        tool_name: &tool,
+        acquired_at: &now,
+        reason: AGENT_LOCK_REASON,
+        boot_id: host.boot_id.as_deref(),
+        machine_id: host.machine_id.as_deref(),
+        hostname: host.hostname.as_deref(),
+        pid_ns: host.pid_ns,
+    }) {
+        // The held flock still marks the session alive; the body is informational.
+        tracing::warn!(%err, "could not record the agent in the lock body");
+    }
+    if let Some(ready) = mode.ready() {
+        ready.ok(&id);
+    }
+
+    // Supervise.
+    let streams = piped_logs.map(|logs| supervise::stream(&mut child, logs));
+    let ended = supervise::wait(&mut child, streams, forwarder)?;
+
+    // The end of the turn: what the agent left running.
+    let policy = if end.leave_running {
+        EndPolicy::Release
+    } else {
+        EndPolicy::Stop(end.grace)
+    };
+    let leftovers = containment.end_turn(policy, |n| events.stopping_leftovers(n, end.grace));
+
+    // Finalize.
+    let result = turn_result(&dir, program, &tool, started, ended, leftovers, offsets);
+    csa_session::failpoint!("run::finalize").map_err(csa_session::StoreError::from)?;
+    finalize_turn(
+        &dir,
+        &id,
+        &TurnEnd {
+            result: &result,
+            phase: Phase::Available,
+            termination_reason: None,
+            tool: &tool,
+        },
+    )?;
+    drop(claim);
+    drop(created);
+    containment.finish();
+    Ok(Finished {
+        session_id: id,
+        exit_code: match ended {
+            Ended::Code(code) => u8::try_from(code & 0xff).unwrap_or(1),
+            Ended::Signal(sig) => 128u8.saturating_add(u8::try_from(sig).unwrap_or(0)),
+        },
+        leftovers,
+    })
+}
+
+/// The turn's result: the main process's exit status, a summary of this turn's own output
+/// (and, when it failed, the last lines of its stderr), and what happened to leftovers.
+fn turn_result(
+    dir: &Path,
+    program: &str,
+    tool: &str,
+    started: DateTime<Utc>,
+    ended: Ended,
+    leftovers: Leftovers,
+    (stdout_offset, stderr_offset): (u64, u64),
+) -> SessionResult {
+    let (status, exit_code, what) = match ended {
+        Ended::Code(0) => (ResultStatus::Success, 0, "exited with code 0".to_owned()),
+        Ended::Code(code) => (
+            ResultStatus::Failure,
+            i64::from(code),
+            format!("exited with code {code}"),
+        ),
+        Ended::Signal(sig) => (
+            ResultStatus::Signal,
+            128 + i64::from(sig),
+            format!("was killed by signal {sig}"),
+        ),
+    };
+    let mut summary = format!("{program} {what}");
+    if leftovers.stopped > 0 {
+        summary.push_str(&format!(
+            "; stopped {} process(es) it left running{}",
+            leftovers.stopped,
+            if leftovers.killed > 0 {
+                format!(" ({} with SIGKILL)", leftovers.killed)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if leftovers.released > 0 {
+        summary.push_str(&format!(
+            "; left {} process(es) running (--leave-running)",
+            leftovers.released
+        ));
+    }
+    let tail = output_tail_since(&dir.join("output.log"), stdout_offset);
+    if !tail.is_empty() {
+        summary.push_str("\nlast output:\n");
+        summary.push_str(&tail);
+    }
+    if status != ResultStatus::Success {
+        let err_tail = output_tail_since(&dir.join("stderr.log"), stderr_offset);
+        if !err_tail.is_empty() {
+            summary.push('\n');
+            summary.push_str(STDERR_TAIL_NOTE);
+            summary.push('\n');
+            summary.push_str(&err_tail);
+        }
+    }
+    let mut other = toml::Table::new();
+    if leftovers.stopped > 0 {
+        other.insert(
+            "leftover_processes_stopped".into(),
+            toml::Value::Integer(i64::try_from(leftovers.stopped).unwrap_or(i64::MAX)),
+        );
+    }
+    if leftovers.released > 0 {
+        other.insert(
+            "leftover_processes_released".into(),
+            toml::Value::Integer(i64::try_from(leftovers.released).unwrap_or(i64::MAX)),
+        );
+    }
+    SessionResult {
+        status,
+        exit_code,
+        summary,
+        tool: tool.to_owned(),
+        started_at: started,
+        completed_at: Utc::now(),
+        artifacts: artifacts(dir),
+        other,
+    }
+}
+
+/// A launch failure after the session exists: retire it with an `error` result.
+fn launch_failed(
+    created: &Created,
+    tool: &str,
+    started: DateTime<Utc>,
+    err: SpawnError,
+) -> Result<Finished, LaunchError> {
+    let result = SessionResult {
+        status: ResultStatus::Error,
+        exit_code: i64::from(err.failure.code()),
+        summary: format!("launch failed: {}", err.message),
+        tool: tool.to_owned(),
+        started_at: started,
+        completed_at: Utc::now(),
+        artifacts: Vec::new(),
+        other: Default::default(),
+    };
+    let finalized = csa_session::failpoint!("run::launch_failed")
+        .map_err(csa_session::StoreError::from)
+        .and_then(|()| {
+            finalize_turn(
+                &created.dir,
+                &created.id,
+                &TurnEnd {
+                    result: &result,
+                    phase: Phase::Retired,
+                    termination_reason: Some("spawn_failed"),
+                    tool,
+                },
+            )
+        });
+    Err(LaunchError::Spawn {
+        error: err,
+        session_id: created.id.clone(),
+        retire_error: finalized.err().map(|e| e.to_string()),
+    })
+}
+
+/// Opens the session's logs for appending, creating them (0600) if missing (sessions written
+/// by other tools may not have them yet), never through a symlink.
+fn open_logs(dir: &Path) -> Result<Logs, SpawnError> {
+    let open = |name: &str| {
+        use fs_err::os::unix::fs::OpenOptionsExt;
+        let path = dir.join(name);
+        fs_err::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)
+            .map(|f| (f.into_parts().0, path))
+            .map_err(|e| SpawnError {
+                failure: SpawnFailure::Other,
+                message: format!("cannot open the session's logs: {e}"),
+            })
+    };
+    let (stdout, stdout_path) = open("output.log")?;
+    let (stderr, stderr_path) = open("stderr.log")?;
+    Ok(Logs {
+        stdout,
+        stdout_path,
+        stderr,
+        stderr_path,
+    })
+}
+
+/// The files under `output/` (except csa's and upstream's own event log), as artifacts.
+fn artifacts(dir: &Path) -> Vec<Artifact> {
+    let Ok(entries) = fs_err::read_dir(dir.join("output")) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| PathBuf::from("output").join(e.file_name()))
+        .filter(|p| !p.ends_with("acp-events.jsonl"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| Artifact {
+            path: p.to_string_lossy().into_owned(),
+        })
+        .collect()
+}

@@ -1,0 +1,254 @@
+//! `csa run`: a new session for a command, one at a time per project directory.
+//!
+//! Steps: resolve and check the project directory; claim it ([`csa_session::claim`]), or run
+//! nested under an ancestor's claim ([`crate::nesting`]), or wait for it; build and publish the
+//! session ([`csa_session::create`]); then [`crate::launch::launch`] the turn.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use csa_process::HostIdentity;
+use csa_session::claim::{Busy, ClaimAttempt, ClaimHolder, DirClaim};
+use csa_session::create::{is_valid_tool_name, timestamp, Draft, NewSession, Parent, TurnRecord};
+use csa_session::inventory::find_session;
+use csa_session::paths::{project_key, Project, StateRoots};
+use csa_session::state::SessionState;
+
+use crate::error::{describe, LaunchError};
+use crate::launch::{launch, session_env, EndOfTurn, Events, Finished, Mode, Turn, TurnClaim};
+
+/// How long `--wait-for-dir` waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    /// Until the directory is free.
+    Forever,
+    /// At most this long.
+    AtMost(Duration),
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The state directory given with `--state-dir`, if any.
+    pub state_dir: Option<PathBuf>,
+    /// The command and its arguments (non-empty).
+    pub command: Vec<String>,
+    /// The tool name (default: the command's file name).
+    pub tool: Option<String>,
+    /// A description for state.toml.
+    pub description: Option<String>,
+    /// The project directory (default: the current directory).
+    pub cd: Option<PathBuf>,
+    /// Do not claim the directory.
+    pub allow_concurrent: bool,
+    /// Wait for a busy directory.
+    pub wait_for_dir: Option<WaitFor>,
+    /// The parent session (default: `$CSA_SESSION_ID`).
+    pub parent: Option<String>,
+    /// What to do with leftovers at the end of the turn.
+    pub end: EndOfTurn,
+}
+
+/// Runs `request` as a new session supervised by this process.
+///
+/// # Errors
+/// [`LaunchError`]: usage errors (`--cd`, tool name, parent), a busy directory, a launch
+/// failure, and store errors.
+pub fn run(
+    request: &RunRequest,
+    mode: Mode<'_>,
+    events: &mut dyn Events,
+) -> Result<Finished, LaunchError> {
+    let roots = StateRoots::resolve(request.state_dir.as_deref())?;
+    let cd = match &request.cd {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir()?,
+    };
+    let project_dir = fs_err::canonicalize(&cd)
+        .map_err(|e| LaunchError::Usage(format!("--cd: no such directory: {e}")))?;
+    let key = project_key(&project_dir).map_err(|e| LaunchError::Usage(e.to_string()))?;
+    let project = Project::new(roots.primary(), &key);
+    // Before creating anything: a root or project directory that another user owns or can
+    // write, or that is a symbolic link inside the root, is refused (csa-session `secure`).
+    for root in roots.iter() {
+        csa_session::secure::check_root(root)?;
+    }
+    csa_session::secure::check_project(roots.primary(), &project)?;
+    let program = &request.command[0];
+    let tool = match &request.tool {
+        Some(tool) => tool.clone(),
+        None => Path::new(program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    if !is_valid_tool_name(&tool) {
+        return Err(LaunchError::Usage(format!(
+            "{tool:?} cannot name a tool: use 1-64 characters of A-Z a-z 0-9 . _ - (pass --tool NAME)"
+        )));
+    }
+    let parent = parent_of(&roots, request.parent.as_deref())?;
+
+    // 1. Claim the directory (before anything exists), or run nested under an ancestor's.
+    let claim = if request.allow_concurrent {
+        TurnClaim::None
+    } else {
+        claim_dir(
+            &roots,
+            &project,
+            &project_dir,
+            request.wait_for_dir,
+            parent.as_ref(),
+            events,
+        )?
+    };
+
+    // 2. Build and publish the session.
+    let id = ulid::Ulid::new().to_string();
+    let dir = project.session_dir(&id);
+    let depth = parent.as_ref().map_or(0, |p| p.depth + 1);
+    let env = session_env(
+        &id,
+        &dir,
+        depth,
+        &project_dir,
+        parent.as_ref().map(|p| p.session_id.as_str()),
+    );
+    let started = Utc::now();
+    let new = NewSession {
+        id: id.clone(),
+        project_path: project_dir.clone(),
+        tool: tool.clone(),
+        description: request.description.clone(),
+        parent,
+        turn: TurnRecord {
+            turn: 1,
+            command: request.command.clone(),
+            cwd: project_dir.to_string_lossy().into_owned(),
+            env: env.iter().cloned().collect::<BTreeMap<_, _>>(),
+            started_at: timestamp(started),
+        },
+    };
+    let me = std::process::id();
+    let host = HostIdentity::current();
+    let mut claim = claim;
+    if let TurnClaim::Held(claim) = &mut claim {
+        let holder = ClaimHolder {
+            session_id: id.clone(),
+            pid: me,
+            started_at: timestamp(started),
+        };
+        if let Err(err) = claim.record_holder(&holder) {
+            tracing::warn!(%err, "could not record the claim holder");
+        }
+    }
+    let created =
+        Draft::build(&project, &new, (me, csa_process::start_ticks(me)), &host)?.publish()?;
+
+    launch(
+        Turn {
+            created,
+            number: 1,
+            tool,
+            command: request.command.clone(),
+            project_dir,
+            env,
+            has_parent: new.parent.is_some(),
+            started,
+            claim,
+            mode,
+            host,
+            end: request.end,
+        },
+        events,
+    )
+}
+
+/// Claims the project directory; runs nested when an ancestor of `parent` holds it and this
+/// process descends from `parent`'s turn; otherwise waits with `--wait-for-dir` or reports it
+/// busy.
+///
+/// # Errors
+/// [`LaunchError::Busy`] when busy and not waiting (or waited long enough); I/O errors of the
+/// claim file.
+pub fn claim_dir(
+    roots: &StateRoots,
+    project: &Project,
+    project_dir: &Path,
+    wait_for_dir: Option<WaitFor>,
+    parent: Option<&Parent>,
+    events: &mut dyn Events,
+) -> Result<TurnClaim, LaunchError> {
+    let start = Instant::now();
+    let mut said_waiting = false;
+    loop {
+        let busy = match DirClaim::try_acquire(project)? {
+            ClaimAttempt::Claimed(claim) => return Ok(TurnClaim::Held(claim)),
+            ClaimAttempt::Busy(busy) => busy,
+        };
+        if let Some(holder) = nested_under(roots, &busy, parent) {
+            return Ok(TurnClaim::Nested(holder));
+        }
+        let out_of_time = match wait_for_dir {
+            None => true,
+            Some(WaitFor::Forever) => false,
+            Some(WaitFor::AtMost(limit)) => start.elapsed() >= limit,
+        };
+        if out_of_time {
+            return Err(LaunchError::Busy {
+                dir: project_dir.to_owned(),
+                busy,
+            });
+        }
+        if !said_waiting {
+            events.waiting_for_dir(project_dir, &describe(&busy));
+            said_waiting = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The holder of a busy claim when this run is nested under it (see [`crate::nesting`]).
+fn nested_under(roots: &StateRoots, busy: &Busy, parent: Option<&Parent>) -> Option<String> {
+    let holder = busy.session_id.as_deref()?;
+    let parent = parent?;
+    let chain = crate::nesting::ancestry(roots, &parent.session_id);
+    if !chain.iter().any(|s| s == holder) {
+        return None;
+    }
+    let parent_dir = find_session(roots, &[], &parent.session_id).ok()?.dir();
+    crate::nesting::descends_from(&parent_dir).then(|| holder.to_owned())
+}
+
+/// The parent session: `--parent`, else `$CSA_SESSION_ID` (ignored with a warning when it
+/// names no session).
+///
+/// # Errors
+/// The store's error for an explicit `--parent` that names no session.
+pub fn parent_of(roots: &StateRoots, arg: Option<&str>) -> Result<Option<Parent>, LaunchError> {
+    let (id, explicit) = match arg {
+        Some(id) => (id.to_owned(), true),
+        None => match std::env::var("CSA_SESSION_ID") {
+            Ok(id) if !id.is_empty() => (id, false),
+            _ => return Ok(None),
+        },
+    };
+    let found = match find_session(roots, &[], &id) {
+        Ok(found) => found,
+        Err(err) if explicit => return Err(err.into()),
+        Err(err) => {
+            tracing::warn!("ignoring CSA_SESSION_ID: {err}");
+            return Ok(None);
+        }
+    };
+    let depth = SessionState::load(&found.dir())
+        .ok()
+        .and_then(|s| s.view.genealogy.and_then(|g| g.depth))
+        .unwrap_or(0);
+    Ok(Some(Parent {
+        session_id: found.id,
+        depth,
+    }))
+}
