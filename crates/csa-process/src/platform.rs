@@ -95,8 +95,12 @@ mod imp {
     }
 
     pub fn cgroup(pid: u32) -> io::Result<Option<String>> {
-        let text = fs_err::read_to_string(format!("/proc/{pid}/cgroup"))?;
-        Ok(super::parse_cgroup_v2(&text))
+        // An exited main thread reads as in the root cgroup: ask a running thread.
+        let bytes = match stat(pid) {
+            Ok(s) if s.may_have_live_threads() => read_of_live_thread(pid, "cgroup", true)?,
+            _ => read_capped(&format!("/proc/{pid}/cgroup"))?,
+        };
+        Ok(super::parse_cgroup_v2(&String::from_utf8_lossy(&bytes)))
     }
 
     pub fn mountinfo() -> io::Result<String> {
@@ -112,11 +116,40 @@ mod imp {
     }
 
     pub fn cmdline(pid: u32) -> io::Result<Vec<u8>> {
-        read_capped(&format!("/proc/{pid}/cmdline"))
+        read_of_live_thread(pid, "cmdline", false)
     }
 
     pub fn environ(pid: u32) -> io::Result<Vec<u8>> {
-        read_capped(&format!("/proc/{pid}/environ"))
+        read_of_live_thread(pid, "environ", false)
+    }
+
+    /// `/proc/<pid>/<file>`, or, for a thread-group leader whose main thread exited while
+    /// others run (its own file reads empty or fails with `ESRCH`; with `always`, whatever it
+    /// reads), the same file of a running thread (`/proc/<pid>/task/<tid>/<file>`).
+    fn read_of_live_thread(pid: u32, file: &str, always: bool) -> io::Result<Vec<u8>> {
+        let own = read_capped(&format!("/proc/{pid}/{file}"));
+        let retry = always
+            || match &own {
+                Ok(bytes) => bytes.is_empty(),
+                Err(e) => e.raw_os_error() == Some(nix::libc::ESRCH),
+            };
+        if !retry || !stat(pid).is_ok_and(|s| s.may_have_live_threads()) {
+            return own;
+        }
+        for entry in fs_err::read_dir(format!("/proc/{pid}/task"))? {
+            let tid = entry?.file_name();
+            let tid = tid.to_string_lossy();
+            let live = fs_err::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))
+                .ok()
+                .and_then(|text| parse_stat(&text))
+                .is_some_and(|s| !s.has_exited());
+            if live {
+                if let Ok(bytes) = read_capped(&format!("/proc/{pid}/task/{tid}/{file}")) {
+                    return Ok(bytes);
+                }
+            }
+        }
+        own
     }
 
     pub fn proc_locks() -> io::Result<String> {

@@ -140,6 +140,29 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// The ancestors of `pid` (its parent, the parent's parent, …, up to but not including pid 1),
+/// each with its start ticks, nearest first. Stops at the first process that cannot be read.
+/// At most 256 steps (a parent chain is a tree; the bound only guards a corrupt read).
+pub fn ancestors(pid: u32) -> Vec<(u32, u64)> {
+    let mut chain = Vec::new();
+    let mut current = pid;
+    for _ in 0..256 {
+        let Ok(stat) = platform::stat(current) else {
+            break;
+        };
+        let parent = stat.ppid;
+        if parent <= 1 || parent == current {
+            break;
+        }
+        let Ok(parent_stat) = platform::stat(parent) else {
+            break;
+        };
+        chain.push((parent, parent_stat.start_ticks));
+        current = parent;
+    }
+    chain
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,27 +232,4 @@ mod tests {
         let entry = format!("{key}={value}");
         assert_eq!(environ_contains(pid, entry.as_bytes()), Some(true));
     }
-}
-
-/// The ancestors of `pid` (its parent, the parent's parent, …, up to but not including pid 1),
-/// each with its start ticks, nearest first. Stops at the first process that cannot be read.
-/// At most 256 steps (a parent chain is a tree; the bound only guards a corrupt read).
-pub fn ancestors(pid: u32) -> Vec<(u32, u64)> {
-    let mut chain = Vec::new();
-    let mut current = pid;
-    for _ in 0..256 {
-        let Ok(stat) = platform::stat(current) else {
-            break;
-        };
-        let parent = stat.ppid;
-        if parent <= 1 || parent == current {
-            break;
-        }
-        let Ok(parent_stat) = platform::stat(parent) else {
-            break;
-        };
-        chain.push((parent, parent_stat.start_ticks));
-        current = parent;
-    }
-    chain
 }

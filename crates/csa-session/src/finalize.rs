@@ -59,7 +59,8 @@ pub fn finalize_turn(
     }
     // A kill was requested while the agent ran: the turn ends as killed, whoever finalizes it
     // and however the agent ended (crate::kill, step 3).
-    let killed = crate::kill::requested(session_dir).map(|signal| killed_result(end.result, signal));
+    let killed =
+        crate::kill::requested(session_dir).map(|signal| killed_result(end.result, signal));
     let (phase, termination_reason, result) = match &killed {
         Some(result) => (Phase::Retired, Some("killed"), result),
         None => (end.phase, end.termination_reason, end.result),
@@ -125,13 +126,17 @@ pub fn killed_result(result: &SessionResult, last_sent: nix::sys::signal::Signal
     let mut killed = result.clone();
     if result.status != crate::result::ResultStatus::Signal {
         killed.exit_code = 128 + last_sent as i64;
-        killed
-            .other
-            .insert("raw_process_exit_code".into(), toml::Value::Integer(result.exit_code));
+        killed.other.insert(
+            "raw_process_exit_code".into(),
+            toml::Value::Integer(result.exit_code),
+        );
     }
     killed.status = crate::result::ResultStatus::Signal;
     if !killed.summary.starts_with("killed by csa session kill") {
-        killed.summary = format!("killed by csa session kill ({last_sent}): {}", result.summary);
+        killed.summary = format!(
+            "killed by csa session kill ({last_sent}): {}",
+            result.summary
+        );
     }
     killed
 }

@@ -68,6 +68,8 @@ pub enum Targets {
         membership: Membership,
         /// Its supervisor (never signalled: it finalizes the turn).
         supervisor: u32,
+        /// The supervisor's start ticks, when recorded.
+        supervisor_ticks: Option<u64>,
         /// Processes it let go.
         released: Vec<Released>,
     },
@@ -109,16 +111,15 @@ pub fn prepare(lock: &ReconcileLock, id: &str) -> Result<KillDecision> {
         Verdict::Foreign(why) => return Ok(KillDecision::Foreign(why)),
         Verdict::Alive(_) => {}
     }
-    let record = MembershipRecord::load(dir)
-        .ok()
-        .flatten()
-        .filter(|r| match (&r.boot_id, &ctx.host().boot_id) {
+    let record = MembershipRecord::load(dir).ok().flatten().filter(|r| {
+        match (&r.boot_id, &ctx.host().boot_id) {
             (Some(theirs), Some(ours)) => theirs == ours,
             _ => true,
-        });
+        }
+    });
     let decision = match record {
         Some(record) => members_of(id, &record),
-        None => owners_of(dir),
+        None => owners_of(dir, id),
     };
     if let KillDecision::Kill(_) = &decision {
         crate::failpoint!("kill::write_marker", "write", &dir.join(KILL_MARKER))?;
@@ -136,7 +137,9 @@ fn members_of(id: &str, record: &MembershipRecord) -> KillDecision {
     let supervisor = record.supervisor.pid;
     let running = |p: Option<crate::membership::ProcessId>| {
         p.is_some_and(|p| match csa_process::probe(p.pid) {
-            Probe::Running { start_ticks } => p.start_ticks.is_none() || start_ticks == p.start_ticks,
+            Probe::Running { start_ticks } => {
+                p.start_ticks.is_none() || start_ticks == p.start_ticks
+            }
             _ => false,
         })
     };
@@ -156,16 +159,17 @@ fn members_of(id: &str, record: &MembershipRecord) -> KillDecision {
             id: id.to_owned(),
             membership,
             supervisor,
+            supervisor_ticks: record.supervisor.start_ticks,
             released,
         }),
-        Err(err) => KillDecision::Unverifiable(format!(
-            "its processes cannot be enumerated ({err})"
-        )),
+        Err(err) => {
+            KillDecision::Unverifiable(format!("its processes cannot be enumerated ({err})"))
+        }
     }
 }
 
 /// The targets of an upstream session: verified owners named by its lock bodies.
-fn owners_of(dir: &Path) -> KillDecision {
+fn owners_of(dir: &Path, id: &str) -> KillDecision {
     let host = HostIdentity::current();
     let mut targets = Vec::new();
     let mut refused = Vec::new();
@@ -182,7 +186,7 @@ fn owners_of(dir: &Path) -> KillDecision {
             else {
                 continue;
             };
-            match verify(&host, &body) {
+            match verify(&host, id, &body) {
                 Ok(Some(target)) => targets.push(target),
                 Ok(None) => exited.push(path),
                 Err(why) => refused.push(format!("{}: {why}", path.display())),
@@ -240,6 +244,7 @@ impl Targets {
                 membership,
                 supervisor,
                 released,
+                ..
             } => {
                 let Ok(live) = membership.members(id, &[*supervisor], released) else {
                     return;
@@ -260,6 +265,23 @@ impl Targets {
         }
     }
 
+    /// Whether the supervisor of a session csa runs still lives (then it finalizes the turn).
+    pub fn supervisor_alive(&self) -> bool {
+        match self {
+            Targets::Members {
+                supervisor,
+                supervisor_ticks,
+                ..
+            } => match csa_process::probe(*supervisor) {
+                Probe::Running { start_ticks } => {
+                    supervisor_ticks.is_none() || start_ticks == *supervisor_ticks
+                }
+                _ => false,
+            },
+            Targets::Owners(_) => false,
+        }
+    }
+
     /// Whether every target has exited. Zombies count as exited. Fails closed (not gone) when
     /// members cannot be enumerated.
     pub fn all_gone(&self) -> bool {
@@ -269,6 +291,7 @@ impl Targets {
                 membership,
                 supervisor,
                 released,
+                ..
             } => membership
                 .members(id, &[*supervisor], released)
                 .is_ok_and(|live| live.is_empty()),
@@ -298,7 +321,11 @@ fn any_held(paths: &[std::path::PathBuf]) -> bool {
 
 /// Whether `body` names a process csa may signal (see the module docs), and how. `Ok(None)`:
 /// it has exited (also when it exits while being checked), so there is nothing to signal.
-fn verify(host: &HostIdentity, body: &LockBody) -> std::result::Result<Option<Target>, String> {
+fn verify(
+    host: &HostIdentity,
+    id: &str,
+    body: &LockBody,
+) -> std::result::Result<Option<Target>, String> {
     let pid = body.pid;
     if pid <= 1 {
         return Err(format!("pid {pid} is never signalled"));
@@ -317,7 +344,7 @@ fn verify(host: &HostIdentity, body: &LockBody) -> std::result::Result<Option<Ta
         return Ok(None);
     }
     let stat = match csa_process::platform::stat(pid) {
-        Ok(stat) if stat.has_exited() => return Ok(None),
+        Ok(_) if !csa_process::probe(pid).is_running() => return Ok(None),
         Ok(stat) => stat,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("pid {pid}: cannot read its stat ({e})")),
@@ -334,6 +361,19 @@ fn verify(host: &HostIdentity, body: &LockBody) -> std::result::Result<Option<Ta
     };
     if uid != nix::unistd::geteuid().as_raw() {
         return Err(format!("pid {pid} belongs to another user"));
+    }
+    // Pid and start ticks alone prove nothing: a pid reused within one clock tick has the same
+    // ticks. Upstream gives its tools the marker too.
+    let marker = csa_process::observe::marker_entry(id);
+    match csa_process::environ_contains(pid, marker.as_bytes()) {
+        Some(true) => {}
+        Some(false) => {
+            return Err(format!(
+                "pid {pid} does not carry the session's CSA_SESSION_ID (its pid and start ticks may have been reused)"
+            ))
+        }
+        None if !csa_process::probe(pid).is_running() => return Ok(None),
+        None => return Err(format!("pid {pid}: its environment cannot be read")),
     }
     Ok(Some(Target {
         pid,

@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 use csa_process::cgroup::SessionCgroup;
 use csa_process::signal::{signal_member, Sent};
 use csa_process::{HostIdentity, Membership};
-use csa_session::membership::{
-    ClaimRole, Mechanism, MembershipRecord, ProcessId, ReleasedProcess,
-};
+use csa_session::membership::{ClaimRole, Mechanism, MembershipRecord, ProcessId, ReleasedProcess};
 use nix::sys::signal::Signal;
 
 use crate::supervise::reap_orphans;
@@ -159,10 +157,12 @@ impl Containment {
 
     /// The membership the record names.
     pub fn membership(&self) -> Membership {
-        self.record.membership().unwrap_or(Membership::ProcessSession {
-            sid: None,
-            leader_ticks: None,
-        })
+        self.record
+            .membership()
+            .unwrap_or(Membership::ProcessSession {
+                sid: None,
+                leader_ticks: None,
+            })
     }
 
     /// Records the running agent (and, for a process session, its sid: the agent's pid).
@@ -180,11 +180,8 @@ impl Containment {
 
     /// The session's live processes other than this supervisor.
     fn leftovers(&self) -> std::io::Result<Vec<u32>> {
-        self.membership().members(
-            &self.id,
-            &[std::process::id()],
-            &self.record.released(),
-        )
+        self.membership()
+            .members(&self.id, &[std::process::id()], &self.record.released())
     }
 
     /// Deals with the processes left when the agent's main process exited (see the module
@@ -248,7 +245,10 @@ impl Containment {
                 match signal_member(pid, signal, |p| membership.contains(&id, p)) {
                     Ok(Sent::Delivered | Sent::Gone) => {}
                     Ok(Sent::Refused) => {
-                        tracing::warn!(pid, "leftover process not verified as the session's: not signalled")
+                        tracing::warn!(
+                            pid,
+                            "leftover process not verified as the session's: not signalled"
+                        )
                     }
                     Err(err) => tracing::warn!(pid, %err, "cannot signal a leftover process"),
                 }

@@ -102,7 +102,10 @@ impl Ready {
     /// Reports a failure with its exit code and rendered message (only the first report
     /// counts).
     pub fn fail(&self, code: u8, message: &str) {
-        let text = message.strip_prefix("error: ").unwrap_or(message).trim_end();
+        let text = message
+            .strip_prefix("error: ")
+            .unwrap_or(message)
+            .trim_end();
         self.send(&format!("err {code} {}", text.replace('\n', "\\n")));
     }
 }

@@ -208,14 +208,21 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
         TurnClaim::Nested(holder) => (ClaimRole::Nested, Some(holder.clone())),
         TurnClaim::None => (ClaimRole::None, None),
     };
-    let mut containment =
-        match Containment::begin(&dir, &id, number, role, nested_in, &host, Choice::from_env()) {
-            Ok(c) => c,
-            Err(err) => {
-                let spawn = SpawnError::other(err.to_string());
-                return launch_failed(&created, &tool, started, spawn);
-            }
-        };
+    let mut containment = match Containment::begin(
+        &dir,
+        &id,
+        number,
+        role,
+        nested_in,
+        &host,
+        Choice::from_env(),
+    ) {
+        Ok(c) => c,
+        Err(err) => {
+            let spawn = SpawnError::other(err.to_string());
+            return launch_failed(&created, &tool, started, spawn);
+        }
+    };
     // The session's logs are opened before the agent exists, in every mode (never through a
     // symlink): a log csa cannot open is a launch failure, not an agent left running
     // unsupervised. Regression: a foreground turn whose output.log was a symlink spawned the

@@ -57,11 +57,7 @@ pub fn descends_from(session_dir: &Path) -> bool {
                     .ok()
                     .and_then(|m| m.cgroup2_mount().cloned()),
             )
-            .is_some_and(|(rel, mount)| {
-                mount
-                    .join(rel.trim_start_matches('/'))
-                    .starts_with(path)
-            });
+            .is_some_and(|(rel, mount)| mount.join(rel.trim_start_matches('/')).starts_with(path));
         if inside {
             return true;
         }

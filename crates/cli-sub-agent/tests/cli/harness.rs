@@ -19,7 +19,13 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub fn new() -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
+        Self::new_in(&std::env::temp_dir())
+    }
+
+    /// A test environment whose state root and project live under `base` (a filesystem a test
+    /// mounted, say).
+    pub fn new_in(base: &Path) -> Self {
+        let tmp = tempfile::tempdir_in(base).expect("tempdir");
         let state_root = tmp.path().join("state");
         let project = tmp.path().join("project");
         let home = tmp.path().join("home");

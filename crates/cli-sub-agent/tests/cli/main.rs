@@ -1,6 +1,7 @@
 //! Integration tests of the `csa` binary: one test binary, driving the real `csa` on real
 //! processes in a hermetic temp state root (see `harness`).
 
+mod btrfs;
 mod check;
 mod corpus;
 #[cfg(feature = "failpoints")]
@@ -14,6 +15,9 @@ mod hooks;
 mod json;
 mod kill;
 mod list_output;
+mod membership;
+mod nesting;
+mod pid_reuse;
 mod progress;
 mod real_faults;
 mod reconcile;

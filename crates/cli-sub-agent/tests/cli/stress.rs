@@ -134,19 +134,35 @@ enum Kind {
     Crashes,
     /// Ignores SIGTERM (and so do its children), exits 0 after a few seconds.
     IgnoresSigterm,
-    /// Leaves a grandchild behind in its process group, exits 0. The grandchild inherits the
-    /// session's tool lock and directory claim files: if the supervisor is killed, they keep
-    /// the session alive and the directory claimed until the grandchild exits.
+    /// Leaves a grandchild behind in its process group, exits 0. The grandchild is a member
+    /// of the session: the end of the turn stops it; if the supervisor is killed, it keeps
+    /// the session alive and the directory claimed until it exits.
     Forks,
+    /// Starts a background child (`&`) that outlives it, exits 0: stopped at the end of the
+    /// turn.
+    Backgrounds,
+    /// Closes every inherited descriptor (as node-based agents' tools start), then works: only
+    /// membership, not a descriptor, marks it.
+    ClosesDescriptors,
+    /// Starts a child that calls setsid (leaves the agent's process session; keeps the marker)
+    /// and outlives it.
+    Setsid,
+    /// Its main thread calls pthread_exit while another thread works: `/proc/<pid>/stat` reads
+    /// `Z` until the last thread exits.
+    MainThreadExits,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 9] = [
         Kind::Succeeds,
         Kind::Fails,
         Kind::Crashes,
         Kind::IgnoresSigterm,
         Kind::Forks,
+        Kind::Backgrounds,
+        Kind::ClosesDescriptors,
+        Kind::Setsid,
+        Kind::MainThreadExits,
     ];
 
     /// The `sh -c` script, which first records its pid (its process group: csa makes every
@@ -176,6 +192,24 @@ impl Kind {
                     ms(rng, 1000, 6000)
                 },
                 ms(rng, 0, 600)
+            ),
+            Kind::Backgrounds => format!(
+                "sleep {} & echo backgrounded; sleep {}; exit 0",
+                ms(rng, 500, 6000),
+                ms(rng, 0, 600)
+            ),
+            Kind::ClosesDescriptors => format!(
+                "exec python3 -c \"import os,time; os.closerange(3,1024); print('closed', flush=True); time.sleep({})\"",
+                ms(rng, 0, 2500)
+            ),
+            Kind::Setsid => format!(
+                "setsid sleep {} </dev/null >/dev/null 2>&1 & echo escaped; sleep {}; exit 0",
+                ms(rng, 500, 6000),
+                ms(rng, 0, 600)
+            ),
+            Kind::MainThreadExits => format!(
+                "exec python3 -c \"import threading,time,ctypes; threading.Thread(target=lambda: time.sleep({})).start(); ctypes.CDLL(None).pthread_exit(None)\"",
+                ms(rng, 0, 2500)
             ),
         };
         format!("echo $$ >> {}; {body}", pgids.display())
@@ -254,6 +288,13 @@ impl World {
         let mut cmd = self.env.csa(&args);
         let (key, value) = self.token.split_once('=').expect("token");
         cmd.env(key, value);
+        // Both membership mechanisms (auto is a cgroup where this machine allows one).
+        let mechanism = if fastrand::bool() {
+            "auto"
+        } else {
+            "process-session"
+        };
+        cmd.env("CSA_MEMBERSHIP", mechanism);
         cmd
     }
 
@@ -1103,9 +1144,11 @@ fn sixteen_processes_of_random_commands_leave_no_violation_and_no_unexpected_err
 fn kill_returns_when_only_an_unreaped_zombie_is_left_in_the_group() {
     let env = TestEnv::new();
     let s = env.session();
+    // Upstream gives its tools the session's marker, which kill requires.
     let mut owner = Agent::spawn_cmd(
         Command::new("sh")
             .args(["-c", "exec sleep 100000"])
+            .env("CSA_SESSION_ID", &s.id)
             .process_group(0),
     );
     s.write(

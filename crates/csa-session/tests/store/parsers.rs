@@ -997,15 +997,19 @@ fn run_and_claim_properties() {
         gen_holder(),
         |mut holder| {
             holder.pid = std::process::id();
-            let sessions = session_dir();
-            let ClaimAttempt::Claimed(mut claim) =
-                DirClaim::try_acquire(sessions.path()).expect("claim")
+            let root = session_dir();
+            let project = csa_session::paths::Project::new(root.path(), "p");
+            let ClaimAttempt::Claimed(mut claim) = DirClaim::try_acquire(&project).expect("claim")
             else {
                 return Err(TestCaseError::fail("a fresh claim was busy"));
             };
             claim.record_holder(&holder).expect("record");
-            match DirClaim::try_acquire(sessions.path()).expect("second claim") {
-                ClaimAttempt::Busy(Some(h)) => prop_assert_eq!(h, holder),
+            match DirClaim::try_acquire(&project).expect("second claim") {
+                ClaimAttempt::Busy(busy) => {
+                    prop_assert_eq!(busy.session_id, Some(holder.session_id.clone()));
+                    prop_assert_eq!(busy.pid, Some(holder.pid));
+                    prop_assert_eq!(busy.started_at, Some(holder.started_at.clone()));
+                }
                 other => return Err(TestCaseError::fail(format!("{other:?}"))),
             }
             Ok(())

@@ -100,10 +100,11 @@ fn supervisor_args(global: &GlobalArgs, args: &RunArgs) -> Result<Vec<OsString>,
         }
         None => {}
     }
-    let parent = args
-        .parent
-        .clone()
-        .or_else(|| std::env::var("CSA_SESSION_ID").ok().filter(|s| !s.is_empty()));
+    let parent = args.parent.clone().or_else(|| {
+        std::env::var("CSA_SESSION_ID")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
     if let Some(p) = parent {
         sub.extend(["--parent".into(), p.into()]);
     }
@@ -124,10 +125,15 @@ fn relay(global: &GlobalArgs, args: &RunArgs, mode: SupervisorMode) -> CommandRe
 
 /// Starts a supervisor with the command line `sub` and relays its report: the session id
 /// (detached), its exit code (nested), or its error.
-pub(crate) fn relay_report(sub: &[OsString], mode: SupervisorMode, format: Format) -> CommandResult {
+pub(crate) fn relay_report(
+    sub: &[OsString],
+    mode: SupervisorMode,
+    format: Format,
+) -> CommandResult {
     let exe = std::env::current_exe()?;
-    let report = spawn_supervisor(&exe, sub, mode)
-        .map_err(|e| CommandError::new(Exit::Negative, anyhow!("cannot start the supervisor: {e}")))?;
+    let report = spawn_supervisor(&exe, sub, mode).map_err(|e| {
+        CommandError::new(Exit::Negative, anyhow!("cannot start the supervisor: {e}"))
+    })?;
     match report {
         Report::Started(id) => {
             print_started(&id, format);
@@ -150,7 +156,11 @@ pub(crate) fn relay_report(sub: &[OsString], mode: SupervisorMode, format: Forma
 }
 
 /// A launch error as the user sees it: exit code and hint.
-pub(crate) fn launch_error(global: &GlobalArgs, command: &[String], err: LaunchError) -> CommandError {
+pub(crate) fn launch_error(
+    global: &GlobalArgs,
+    command: &[String],
+    err: LaunchError,
+) -> CommandError {
     match err {
         LaunchError::Usage(message) => CommandError::new(Exit::Usage, anyhow!(message)),
         LaunchError::Busy { ref dir, ref busy } => {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use chrono::Utc;
 use csa_session::finalize::{finalize_turn, Finalized, TurnEnd};
-use csa_session::kill::Targets;
 use csa_session::inventory::Status;
+use csa_session::kill::Targets;
 use csa_session::kill::{escalate, prepare, KillDecision};
 use csa_session::lock::ReconcileLock;
 use csa_session::paths::StateRoots;
@@ -108,7 +108,16 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
         wait_gone(&targets, None);
     }
 
-    // Finalize once: csa run's supervisor may have done it already.
+    // Finalize once. A live supervisor knows how the agent ended: leave it the finalizing
+    // (it sees the kill marker), so the result keeps the agent's own exit code; but not for
+    // longer than the grace period plus FINISHING_WAIT.
+    let deadline = Instant::now() + args.grace + FINISHING_WAIT;
+    while targets.supervisor_alive() && Instant::now() < deadline {
+        if SessionState::load(&dir)?.view.phase.is_ended() {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
     let state = SessionState::load(&dir)?;
     let tool = state
         .view
