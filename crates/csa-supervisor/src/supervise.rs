@@ -183,7 +183,7 @@ impl Forwarder {
 
 /// Waits for the agent, forwarding the signals `forwarder` catches to the agent's process
 /// group meanwhile and reaping orphans re-parented to this supervisor, then reaps the agent.
-/// `streams` (from [`stream`]) is drained for at most [`DRAIN_AFTER_EXIT`] after the exit.
+/// `streams` (from [`stream`]) is drained for at most 500 ms after the exit.
 ///
 /// # Errors
 /// I/O errors of waiting.

@@ -1,7 +1,7 @@
 //! `csa run`: parse, call csa-supervisor, print. The process running a foreground turn is the
 //! session's supervisor; `--detach` and runs started from inside another session re-execute
 //! csa as a supervisor of its own (csa-supervisor `detach`) with the command line
-//! [`supervisor_args`] builds.
+//! `supervisor_args` builds.
 
 pub(crate) mod events;
 
