@@ -23,6 +23,10 @@ struct Queue {
     frames: VecDeque<Vec<u8>>,
     bytes: usize,
     resync: bool,
+    /// The last frame (exit, detached): sent after the backlog and after a pending resync's
+    /// repaint, so a lagging client still sees the final screen before it is told the end.
+    last: Option<Vec<u8>>,
+    /// Nothing more is queued.
     closed: bool,
 }
 
@@ -73,7 +77,7 @@ impl Outbox {
     pub(crate) fn push_final(&self, frame: Vec<u8>) {
         let mut q = self.lock();
         if !q.closed {
-            q.frames.push_back(frame);
+            q.last = Some(frame);
             q.closed = true;
             self.ready.notify_one();
         }
@@ -83,6 +87,8 @@ impl Outbox {
     pub(crate) fn abandon(&self) {
         let mut q = self.lock();
         q.frames.clear();
+        q.resync = false;
+        q.last = None;
         q.closed = true;
         self.ready.notify_one();
     }
@@ -95,11 +101,14 @@ impl Outbox {
                 q.bytes = q.bytes.saturating_sub(frame.len());
                 return Next::Frame(frame);
             }
-            if q.closed {
-                return Next::Closed;
-            }
             if q.resync {
                 return Next::Resync;
+            }
+            if let Some(frame) = q.last.take() {
+                return Next::Frame(frame);
+            }
+            if q.closed {
+                return Next::Closed;
             }
             q = self.ready.wait(q).unwrap_or_else(|e| e.into_inner());
         }
@@ -141,6 +150,27 @@ mod tests {
         outbox.push_output(b"too late");
         assert_eq!(outbox.next(), Next::Frame(b"exit".to_vec()));
         assert_eq!(outbox.next(), Next::Closed);
+    }
+
+    #[test]
+    fn a_lagging_client_gets_the_final_screen_before_the_end() {
+        let outbox = Outbox::default();
+        let chunk = vec![b'x'; OUTBOX_LIMIT];
+        outbox.push_output(b"backlog");
+        outbox.push_output(&chunk);
+        outbox.push_final(b"exit".to_vec());
+        assert_eq!(outbox.next(), Next::Frame(b"backlog".to_vec()));
+        assert_eq!(outbox.next(), Next::Resync);
+        outbox.end_resync();
+        assert_eq!(outbox.next(), Next::Frame(b"exit".to_vec()));
+        assert_eq!(outbox.next(), Next::Closed);
+        // A client that is gone gets nothing more, not even a pending end.
+        let gone = Outbox::default();
+        gone.push_output(&chunk);
+        gone.push_output(&chunk);
+        gone.push_final(b"exit".to_vec());
+        gone.abandon();
+        assert_eq!(gone.next(), Next::Closed);
     }
 
     #[test]
