@@ -38,6 +38,39 @@
 //! [`strip_escapes`] turns an interactive session's raw log into text for `csa session logs`;
 //! [`asciicast::parse`] reads a recording back.
 
+//! # What the supervisor does around it
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let (dir, dir_path, log, cast_file) = todo_open_session_dir();
+//! use std::os::fd::AsFd;
+//! use csa_terminal::*;
+//! // The foreground terminal's size, measured by the csa that launches the supervisor
+//! // (WindowSize::of_terminal(stdout)), or WindowSize::DEFAULT when there is none.
+//! let size = WindowSize::DEFAULT;
+//! let pty = Pty::open(size)?;
+//! let mut cmd = std::process::Command::new("claude");
+//! cmd.env("TERM", "xterm-256color"); // the user's TERM when there is one
+//! pty.configure(&mut cmd)?; // stdio and setsid + TIOCSCTTY: instead of another setsid
+//! let child = cmd.spawn()?;
+//! drop(cmd); // the slave copies it holds must close, or the end of output is never seen
+//! let cast = CastWriter::create(cast_file, &CastHeader::now(size, Some("xterm-256color".into())))?;
+//! let server = Server::start(pty.into_master(), dir.as_fd(), &dir_path, ServerOptions {
+//!     log: Some(log),
+//!     cast: Some(cast),
+//!     on_status: Some(Box::new(|status| { /* write the session's attach status */ })),
+//! })?;
+//! // Only now report "running" to the launching csa: the socket exists.
+//! // … wait for the agent as for any session (waitid, forward signals, reap) …
+//! # let status: std::process::ExitStatus = unimplemented!();
+//! server.finish(AgentExit::from_status(status), std::time::Duration::from_millis(500));
+//! # Ok(()) }
+//! # fn todo_open_session_dir() -> (std::fs::File, std::path::PathBuf, std::fs::File, std::fs::File) { unimplemented!() }
+//! ```
+//! The server needs no signal handling and no particular file descriptors from the
+//! supervisor; its threads are its own. The foreground client is [`attach`] with
+//! [`Mode::Writer`] and `replay: true`; it installs its own handlers for `SIGWINCH`,
+//! `SIGTERM`, `SIGHUP`, `SIGINT` and `SIGQUIT` while it runs.
+
 #![warn(missing_docs)]
 
 pub mod asciicast;

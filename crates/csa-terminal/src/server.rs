@@ -15,7 +15,7 @@
 //! Invariants: at most one client is the writer; the model, the recording's resize events and
 //! the clients' outboxes change under one lock, so a client's repaint plus the output queued
 //! after it is exactly the screen (no output is lost or shown twice); the agent's output never
-//! waits for a client ([`crate::outbox`]); the server installs no signal handler and sends no
+//! waits for a client (see [`OUTBOX_LIMIT`]); the server installs no signal handler and sends no
 //! signal (the pseudo-terminal's line discipline turns a client's `^C` into the agent's
 //! `SIGINT`, and a resize into its `SIGWINCH`).
 
@@ -357,8 +357,11 @@ impl Server {
     /// reaped it): reads the output still in the terminal until every holder of the slave has
     /// closed it or `drain` has passed (descendants of the agent may keep it open; their later
     /// output is not recorded), sends `Exit` to every attached client and waits up to 2 seconds
-    /// for them to receive it, stops the threads, removes the socket, and closes the master,
-    /// which hangs up the terminal (`SIGHUP` to whatever still runs on it).
+    /// for them to receive it, stops the threads and removes the socket. The master is closed,
+    /// hanging up the terminal (`SIGHUP` to whatever still runs on it), when the last thread
+    /// using it ends: at once, except for a connection still in its handshake (at most
+    /// [`HANDSHAKE_TIMEOUT`]) or a client's input blocked on a terminal nobody reads; at the
+    /// latest when the supervisor process exits.
     pub fn finish(mut self, exit: AgentExit, drain: Duration) {
         if self.output_done.recv_timeout(drain).is_err() {
             tracing::debug!("the agent's terminal is still open after {drain:?}; stopping");

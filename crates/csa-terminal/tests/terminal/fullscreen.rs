@@ -6,10 +6,13 @@ use std::process::{Command, Stdio};
 
 use csa_terminal::asciicast;
 
-use crate::harness::{curses_program, private_dir, Supervisor, Terminal};
+use crate::harness::{curses_program, have_curses, private_dir, Supervisor, Terminal};
 
 #[test]
 fn a_curses_program_runs_attached_and_is_recorded() {
+    if !have_curses("a_curses_program_runs_attached_and_is_recorded") {
+        return;
+    }
     let work = private_dir();
     let program = curses_program(work.path());
     let program = program.to_str().expect("utf-8");
@@ -152,4 +155,42 @@ fn replay_gives_the_first_client_every_byte_from_the_start() {
         client.output(),
         String::from_utf8_lossy(&log)
     );
+}
+
+#[test]
+fn the_agents_death_by_a_signal_reaches_the_client() {
+    let mut sup = Supervisor::start(80, 24, &["sh", "-c", "echo waiting; read x; kill -TERM $$"]);
+    let mut client = Terminal::attach(&sup, 80, 24, &["--replay"]);
+    client.wait_text("waiting");
+    client.send(b"\r");
+    // As a shell reports a child killed by SIGTERM: 128 + 15.
+    assert_eq!(client.wait_exit(), 143, "{}", client.output());
+    assert!(
+        client.output().contains("Signal(15)"),
+        "{}",
+        client.output()
+    );
+    assert_eq!(sup.wait_exit().code(), Some(143));
+}
+
+#[test]
+fn the_detach_prefix_can_still_send_ctrl_backslash() {
+    // The agent puts its terminal in raw mode and shows the next three bytes it reads.
+    let mut sup = Supervisor::start(
+        80,
+        24,
+        &[
+            "sh",
+            "-c",
+            "stty raw -echo; echo ready; od -An -c -N 3; stty sane",
+        ],
+    );
+    let mut client = Terminal::attach(&sup, 80, 24, &["--replay"]);
+    client.wait_text("ready");
+    // Ctrl-\ Ctrl-\ is one Ctrl-\; Ctrl-\ x is both.
+    client.send(b"\x1c\x1c");
+    client.send(b"\x1cx");
+    client.wait_text("034 034   x");
+    assert_eq!(client.wait_exit(), 0, "{}", client.output());
+    assert_eq!(sup.wait_exit().code(), Some(0));
 }

@@ -80,6 +80,21 @@ pub fn curses_program(dir: &Path) -> PathBuf {
     path
 }
 
+/// Whether python3 with its curses module is there (for [`CURSES_PROGRAM`]); prints the skip
+/// reason when not.
+pub fn have_curses(test: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", "import curses"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        eprintln!("skipped: {test}: python3 with the curses module is not installed");
+    }
+    found
+}
+
 /// Whether `program` is on PATH; prints the skip reason when not.
 pub fn have(program: &str, test: &str) -> bool {
     let found = Command::new("sh")

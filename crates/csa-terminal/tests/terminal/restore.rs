@@ -3,7 +3,7 @@
 //! terminal prints `stty -g` before and after the client; the two must be equal, and the
 //! terminal must have been in raw mode in between (so there was something to restore).
 
-use crate::harness::{curses_program, private_dir, wait_dead, Supervisor, Terminal};
+use crate::harness::{curses_program, have_curses, private_dir, wait_dead, Supervisor, Terminal};
 
 /// `stty -g` lines in the output of a shell on the terminal, in order.
 fn stty_lines(output: &str) -> Vec<String> {
@@ -56,6 +56,9 @@ fn assert_restored(term: &mut Terminal, code: i32) {
 
 #[test]
 fn the_terminal_is_restored_after_detach_signals_and_exit() {
+    if !have_curses("the_terminal_is_restored_after_detach_signals_and_exit") {
+        return;
+    }
     let work = private_dir();
     let program = curses_program(work.path());
     let mut sup = Supervisor::start(80, 24, &["python3", program.to_str().expect("utf-8")]);
@@ -94,6 +97,9 @@ fn the_terminal_is_restored_after_detach_signals_and_exit() {
 
 #[test]
 fn when_the_supervisor_dies_the_agent_is_hung_up_and_the_client_restores() {
+    if !have_curses("when_the_supervisor_dies_the_agent_is_hung_up_and_the_client_restores") {
+        return;
+    }
     let work = private_dir();
     let program = curses_program(work.path());
     let mut sup = Supervisor::start(80, 24, &["python3", program.to_str().expect("utf-8")]);

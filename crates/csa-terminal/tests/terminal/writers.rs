@@ -1,10 +1,13 @@
 //! One writer at a time: a read-only watcher sees the output but cannot type, a second writer
 //! is refused, and `--steal` takes the writer's place.
 
-use crate::harness::{curses_program, private_dir, Supervisor, Terminal};
+use crate::harness::{curses_program, have_curses, private_dir, Supervisor, Terminal};
 
 #[test]
 fn a_read_only_watcher_sees_output_and_cannot_type() {
+    if !have_curses("a_read_only_watcher_sees_output_and_cannot_type") {
+        return;
+    }
     let work = private_dir();
     let program = curses_program(work.path());
     let mut sup = Supervisor::start(80, 24, &["python3", program.to_str().expect("utf-8")]);
@@ -43,6 +46,9 @@ fn a_read_only_watcher_sees_output_and_cannot_type() {
 
 #[test]
 fn a_second_writer_is_refused_and_steal_takes_over() {
+    if !have_curses("a_second_writer_is_refused_and_steal_takes_over") {
+        return;
+    }
     let work = private_dir();
     let program = curses_program(work.path());
     let mut sup = Supervisor::start(80, 24, &["python3", program.to_str().expect("utf-8")]);
