@@ -325,7 +325,10 @@ impl Server {
                     pump_output(&shared, log);
                     let _ = done_tx.send(());
                 })
-                .map_err(spawn_err)?
+                .map_err(|e| {
+                    listening.remove();
+                    spawn_err(e)
+                })?
         };
         let mut server = Server {
             shared: shared.clone(),
