@@ -9,7 +9,7 @@
 //! "no internal processes" rule does not apply. Creating it needs write access to the current
 //! cgroup's directory and `cgroup.procs` (root; a delegated subtree such as a container's own
 //! cgroup or a `systemd-run --user --scope`): where that is refused (a login session's
-//! `session-N.scope`, say), [`SessionCgroup::create`] fails and csa falls back to a process
+//! `session-N.scope`, say), [`SessionCgroup::create_and_join`] fails and csa falls back to a process
 //! session ([`crate::Membership`]).
 //!
 //! A session started from inside another session's cgroup (a nested sub-agent) gets a child

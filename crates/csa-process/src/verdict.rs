@@ -2,7 +2,7 @@
 //!
 //! csa-session reads a session's files (daemon.pid, lock bodies, its membership record, the
 //! legacy `.complete` marker, the progress files) and probes what they name (this crate's
-//! [`observe`](crate::observe), [`LockTable`](crate::LockTable), [`Membership`](crate::Membership));
+//! [`observe`](crate::observe()), [`LockTable`](crate::LockTable), [`Membership`](crate::Membership));
 //! [`decide`] turns that [`Evidence`] into a [`Verdict`] with its reasons. Probing and deciding
 //! are separate so that every rule is a table-driven unit test.
 //!
@@ -65,7 +65,7 @@ impl Verdict {
     }
 }
 
-/// What probing a recorded pid found ([`crate::observe`]).
+/// What probing a recorded pid found ([`crate::observe()`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Observed {
     /// The pid cannot name a process (0, or above `i32::MAX`).
