@@ -103,6 +103,8 @@ pub enum SessionCommand {
     Logs(LogsArgs),
     /// Stop a session's agent: SIGTERM to its process group, SIGKILL after the grace period.
     Kill(KillArgs),
+    /// Attach this terminal to an interactive session (detach: Ctrl-\ then d).
+    Attach(AttachArgs),
     /// Start a new turn in a session that is available (or whose last turn crashed).
     Resume(ResumeArgs),
     /// Delete an ended session's directory.
@@ -323,12 +325,51 @@ pub struct RunArgs {
     /// SIGKILL.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub grace: std::time::Duration,
+    /// Run the agent on a pseudo-terminal you can detach from (Ctrl-\ then d) and attach to
+    /// again (`csa session attach`); the default when stdin and stdout are a terminal.
+    #[arg(long, conflicts_with = "no_tty")]
+    pub tty: bool,
+    /// Connect the agent's output to pipes (recorded in the logs) even on a terminal.
+    #[arg(long)]
+    pub no_tty: bool,
+    /// The pseudo-terminal's initial size, COLSxROWS (set by csa for the supervisor it starts).
+    #[arg(long, value_name = "COLSxROWS", hide = true, value_parser = parse_size)]
+    pub tty_size: Option<csa_terminal::WindowSize>,
     /// Output format (for --detach: the session id as JSON).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `COLSxROWS` (`120x40`).
+fn parse_size(s: &str) -> Result<csa_terminal::WindowSize, String> {
+    let (cols, rows) = s
+        .split_once('x')
+        .ok_or_else(|| format!("{s}: write COLSxROWS, like 120x40"))?;
+    let num = |v: &str| v.parse::<u16>().map_err(|e| format!("{s}: {e}"));
+    Ok(csa_terminal::WindowSize {
+        cols: num(cols)?,
+        rows: num(rows)?,
+    }
+    .clamped())
+}
+
+/// `csa session attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The session (ULID or unique prefix).
+    pub session: String,
+    /// Project to look in first (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub cd: Option<PathBuf>,
+    /// Watch only: see the output, type nothing (any number of watchers).
+    #[arg(long, conflicts_with = "steal")]
+    pub read_only: bool,
+    /// Take over from the writer attached now (it is detached).
+    #[arg(long)]
+    pub steal: bool,
 }
 
 /// `csa session kill`.

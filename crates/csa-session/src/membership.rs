@@ -13,6 +13,7 @@
 //! mechanism = "cgroup"              # or "process-session"
 //! cgroup = "/sys/fs/cgroup/…/csa-01J…"
 //! sid = 4242                        # process-session: the agent's pid, once it runs
+//! interactive = true                # csa run --tty: the supervisor serves a pseudo-terminal
 //! [supervisor]
 //! pid = 4200
 //! start_ticks = 123456
@@ -101,6 +102,10 @@ pub struct MembershipRecord {
     /// The process session id (the agent's pid), with [`Mechanism::ProcessSession`] once the
     /// agent runs.
     pub sid: Option<u32>,
+    /// Whether the turn runs on a pseudo-terminal its supervisor serves (`csa run --tty`):
+    /// people can attach to it while its supervisor lives.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
     /// The supervisor.
     pub supervisor: ProcessId,
     /// The agent, once spawned.
@@ -202,6 +207,7 @@ mod tests {
             mechanism: Mechanism::ProcessSession,
             cgroup: None,
             sid: None,
+            interactive: true,
             supervisor: ProcessId {
                 pid: 10,
                 start_ticks: Some(1),

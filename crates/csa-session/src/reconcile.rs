@@ -457,6 +457,10 @@ impl Reconciler {
                     None,
                 )
             }
+            // Deleted meanwhile (`csa session delete` renames it away): nothing to reconcile.
+            // Regression: found by the stress test, where reconcile exited 3 naming the vanished
+            // directory.
+            Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return None,
             Err(err) => return outcome(Action::Error, None, Some(err.to_string())),
         };
         // 3. Re-check under the lock, with fresh liveness data, after putting back a result

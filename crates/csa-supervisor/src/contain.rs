@@ -90,8 +90,9 @@ pub enum EndPolicy {
 }
 
 impl Containment {
-    /// Chooses the mechanism for turn `turn` of session `id` in `dir`, records it (before the
-    /// agent exists), and for a cgroup creates it and moves this process in.
+    /// Chooses the mechanism for turn `turn` of session `id` in `dir`, records it with the claim
+    /// the turn runs under and whether it is interactive (before the agent exists), and for a
+    /// cgroup creates it and moves this process in.
     ///
     /// # Errors
     /// [`ContainError`]: a forced cgroup that cannot be created, or the record's write.
@@ -99,8 +100,8 @@ impl Containment {
         dir: &Path,
         id: &str,
         turn: u32,
-        claim: ClaimRole,
-        nested_in: Option<String>,
+        (claim, nested_in): (ClaimRole, Option<String>),
+        interactive: bool,
         host: &HostIdentity,
         choice: Choice,
     ) -> Result<Self, ContainError> {
@@ -117,6 +118,7 @@ impl Containment {
                 pid: me,
                 start_ticks: csa_process::start_ticks(me),
             },
+            interactive,
             agent: None,
             released: Vec::new(),
         };

@@ -70,6 +70,22 @@ impl Mode<'_> {
     }
 }
 
+/// An interactive turn: the agent runs on a pseudo-terminal this supervisor owns, and people
+/// attach to it (csa-terminal).
+#[derive(Debug, Clone)]
+pub struct Interactive {
+    /// The terminal's initial size (the launching terminal's).
+    pub size: csa_terminal::WindowSize,
+    /// `TERM` for the agent (the launching terminal's), when known.
+    pub term: Option<String>,
+}
+
+/// File name of an interactive turn's asciicast v2 recording, in the session directory.
+pub const CAST_FILE: &str = "output.cast";
+/// File name of csa's record of who is attached to an interactive session (`writer`,
+/// `watchers`), rewritten by its supervisor on every change.
+pub const ATTACH_FILE: &str = "attach.toml";
+
 /// What to do when the agent's main process exits (docs/lifecycle.md, "End of a turn").
 #[derive(Debug, Clone, Copy)]
 pub struct EndOfTurn {
@@ -155,6 +171,8 @@ pub struct Turn<'a> {
     pub host: HostIdentity,
     /// What to do with leftovers.
     pub end: EndOfTurn,
+    /// For an interactive turn, its terminal.
+    pub interactive: Option<Interactive>,
 }
 
 /// How a turn ended.
@@ -189,6 +207,7 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
         mode,
         host,
         end,
+        interactive,
     } = turn;
     let id = created.id.clone();
     let dir = created.dir.clone();
@@ -212,8 +231,8 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
         &dir,
         &id,
         number,
-        role,
-        nested_in,
+        (role, nested_in),
+        interactive.is_some(),
         &host,
         Choice::from_env(),
     ) {
@@ -237,10 +256,26 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
             )
         })
         .unwrap_or((0, 0));
-    let (output, piped_logs) = match (mode.detached(), logs) {
-        (_, Err(err)) => (Err(err), None),
-        (false, Ok(logs)) => (Ok(Output::Piped), Some(logs)),
-        (true, Ok(logs)) => (
+    let pty = match &interactive {
+        Some(terminal) => match csa_terminal::Pty::open(terminal.size) {
+            Ok(pty) => Some(pty),
+            Err(err) => {
+                containment.finish();
+                let spawn = SpawnError::other(format!("cannot open a pseudo-terminal: {err}"));
+                return launch_failed(&created, &tool, started, spawn);
+            }
+        },
+        None => None,
+    };
+    let mut terminal_log = None;
+    let (output, piped_logs) = match (&pty, mode.detached(), logs) {
+        (_, _, Err(err)) => (Err(err), None),
+        (Some(pty), _, Ok(logs)) => {
+            terminal_log = Some(logs.stdout);
+            (Ok(Output::Terminal(pty)), None)
+        }
+        (None, false, Ok(logs)) => (Ok(Output::Piped), Some(logs)),
+        (None, true, Ok(logs)) => (
             Ok(Output::Files {
                 stdout: logs.stdout,
                 stderr: logs.stderr,
@@ -266,6 +301,10 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
     let spawned = spawned.and_then(|output| {
         csa_session::failpoint!("run::spawn").map_err(|e| SpawnError::other(e.to_string()))?;
         let resolved = spawn::resolve(program, &project_dir)?;
+        let mut env = env.clone();
+        if let Some(term) = interactive.as_ref().and_then(|t| t.term.clone()) {
+            env.push(("TERM".to_owned(), term));
+        }
         spawn::spawn(spawn::Launch {
             program: &resolved,
             args: &command[1..],
@@ -304,6 +343,24 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
         // The held flock still marks the session alive; the body is informational.
         tracing::warn!(%err, "could not record the agent in the lock body");
     }
+    // An interactive turn: serve the terminal (the socket exists before "running" is said).
+    let server = match (pty, &interactive) {
+        (Some(pty), Some(terminal)) => {
+            match serve(&dir, number, pty, terminal, terminal_log.take()) {
+                Ok(server) => Some(server),
+                Err(err) => {
+                    // The agent runs but nobody can reach it: stop it, and say why.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    containment.end_turn(EndPolicy::Stop(end.grace), |_| {});
+                    containment.finish();
+                    let spawn = SpawnError::other(format!("cannot serve the terminal: {err}"));
+                    return launch_failed(&created, &tool, started, spawn);
+                }
+            }
+        }
+        _ => None,
+    };
     if let Some(ready) = mode.ready() {
         ready.ok(&id);
     }
@@ -311,6 +368,13 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
     // Supervise.
     let streams = piped_logs.map(|logs| supervise::stream(&mut child, logs));
     let ended = supervise::wait(&mut child, streams, forwarder)?;
+    if let Some(server) = server {
+        let exit = match ended {
+            Ended::Code(code) => csa_terminal::AgentExit::Code(code),
+            Ended::Signal(sig) => csa_terminal::AgentExit::Signal(sig),
+        };
+        server.finish(exit, Duration::from_millis(500));
+    }
 
     // The end of the turn: what the agent left running.
     let policy = if end.leave_running {
@@ -344,6 +408,73 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
         },
         leftovers,
     })
+}
+
+/// Starts the terminal server of an interactive turn: `output.cast` (a previous turn's
+/// recording is moved to `output/turns/turn-NNNNNN/output.cast` first), `attach.sock`, and
+/// `attach.toml` kept up to date.
+fn serve(
+    dir: &Path,
+    number: u32,
+    pty: csa_terminal::Pty,
+    terminal: &Interactive,
+    log: Option<std::fs::File>,
+) -> Result<csa_terminal::Server, String> {
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    let dir_fd = csa_session::secure::open_session_dir(dir).map_err(|e| e.to_string())?;
+    let cast_path = dir.join(CAST_FILE);
+    if number > 1 && fs_err::symlink_metadata(&cast_path).is_ok_and(|m| m.is_file()) {
+        let turns = Path::new("output/turns").join(format!("turn-{:06}", number - 1));
+        let archived = csa_session::secure::create_dirs_under(dir, &turns)
+            .map_err(|e| e.to_string())
+            .and_then(|history| {
+                fs_err::rename(&cast_path, history.join(CAST_FILE)).map_err(|e| e.to_string())
+            });
+        if let Err(err) = archived {
+            tracing::warn!("could not keep the previous turn's recording: {err}");
+        }
+    }
+    let cast_file = fs_err::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&cast_path)
+        .map_err(|e| e.to_string())?
+        .into_parts()
+        .0;
+    let header = csa_terminal::CastHeader::now(terminal.size, terminal.term.clone());
+    let cast = csa_terminal::CastWriter::create(cast_file, &header)
+        .map_err(|e| format!("{}: {e}", cast_path.display()))?;
+    let status_dir = dir.to_owned();
+    let mut on_status: csa_terminal::StatusCallback = Box::new(move |status| {
+        let text = format!(
+            "writer = {}\nwatchers = {}\n",
+            status.writer, status.watchers
+        );
+        if let Err(err) = csa_session::atomic::write_atomic(
+            &status_dir,
+            ATTACH_FILE,
+            text.as_bytes(),
+            0o600,
+            csa_session::atomic::Publish::Replace,
+        ) {
+            tracing::debug!(%err, "could not record who is attached");
+        }
+    });
+    on_status(csa_terminal::AttachStatus::default());
+    csa_terminal::Server::start(
+        pty.into_master(),
+        std::os::fd::AsFd::as_fd(&dir_fd),
+        dir,
+        csa_terminal::ServerOptions {
+            log,
+            cast: Some(cast),
+            on_status: Some(on_status),
+        },
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The turn's result: the main process's exit status, a summary of this turn's own output

@@ -13,7 +13,7 @@ use csa_session::resume::{begin_turn, Refusal};
 use csa_session::state::SessionState;
 
 use crate::error::LaunchError;
-use crate::launch::{launch, session_env, EndOfTurn, Events, Finished, Mode, Turn};
+use crate::launch::{launch, session_env, EndOfTurn, Events, Finished, Interactive, Mode, Turn};
 use crate::run::claim_dir;
 
 /// What to resume.
@@ -25,6 +25,8 @@ pub struct ResumeRequest {
     pub command: Vec<String>,
     /// What to do with leftovers at the end of the turn.
     pub end: EndOfTurn,
+    /// Run the agent on a pseudo-terminal people attach to (`--tty`; a detached supervisor).
+    pub interactive: Option<Interactive>,
 }
 
 /// Starts and supervises a new turn of `session`.
@@ -110,6 +112,7 @@ pub fn resume(
             mode,
             host,
             end: request.end,
+            interactive: request.interactive.clone(),
         },
         events,
     )

@@ -17,7 +17,9 @@ use csa_session::paths::{project_key, Project, StateRoots};
 use csa_session::state::SessionState;
 
 use crate::error::{describe, LaunchError};
-use crate::launch::{launch, session_env, EndOfTurn, Events, Finished, Mode, Turn, TurnClaim};
+use crate::launch::{
+    launch, session_env, EndOfTurn, Events, Finished, Interactive, Mode, Turn, TurnClaim,
+};
 
 /// How long `--wait-for-dir` waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,8 @@ pub struct RunRequest {
     pub parent: Option<String>,
     /// What to do with leftovers at the end of the turn.
     pub end: EndOfTurn,
+    /// Run the agent on a pseudo-terminal people attach to (`--tty`; a detached supervisor).
+    pub interactive: Option<Interactive>,
 }
 
 /// Runs `request` as a new session supervised by this process.
@@ -161,6 +165,7 @@ pub fn run(
             mode,
             host,
             end: request.end,
+            interactive: request.interactive.clone(),
         },
         events,
     )

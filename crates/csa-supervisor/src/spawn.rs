@@ -107,7 +107,10 @@ pub fn resolve(program: &str, cwd: &Path) -> Result<PathBuf, SpawnError> {
 
 /// Where the agent's output goes.
 #[derive(Debug)]
-pub enum Output {
+pub enum Output<'a> {
+    /// A pseudo-terminal: the slave is the agent's stdin, stdout, stderr and controlling
+    /// terminal (an interactive session: csa-terminal).
+    Terminal(&'a csa_terminal::Pty),
     /// Pipes, read by the supervisor (streamed to csa's own stdout/stderr and the logs).
     Piped,
     /// Straight into these files (detached).
@@ -133,7 +136,7 @@ pub struct Launch<'a> {
     /// Environment variables to remove.
     pub env_remove: &'a [&'a str],
     /// Where its output goes.
-    pub output: Output,
+    pub output: Output<'a>,
     /// Whether its stdin is /dev/null (otherwise csa's own).
     pub stdin_null: bool,
 }
@@ -159,18 +162,28 @@ pub fn spawn(launch: Launch<'_>) -> Result<Child, SpawnError> {
         cmd.env_remove(key);
     }
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
-    if stdin_null {
-        cmd.stdin(Stdio::null());
-    }
     match output {
+        Output::Terminal(pty) => {
+            // stdio on the slave, and a new session with it as the controlling terminal.
+            pty.configure(&mut cmd).map_err(|e| {
+                SpawnError::other(format!("cannot set up the pseudo-terminal: {e}"))
+            })?;
+        }
         Output::Piped => {
+            if stdin_null {
+                cmd.stdin(Stdio::null());
+            }
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            new_session(&mut cmd);
         }
         Output::Files { stdout, stderr } => {
+            if stdin_null {
+                cmd.stdin(Stdio::null());
+            }
             cmd.stdout(stdout).stderr(stderr);
+            new_session(&mut cmd);
         }
     }
-    new_session(&mut cmd);
     cmd.spawn().map_err(|e| SpawnError {
         failure: match e.kind() {
             io::ErrorKind::NotFound => SpawnFailure::NotFound,

@@ -4,6 +4,7 @@
 //! `supervisor_args` builds.
 
 pub(crate) mod events;
+mod interactive;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -22,6 +23,9 @@ use crate::CommandResult;
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
     let ready = Ready::from_env();
     if ready.is_none() {
+        if interactive(args) {
+            return interactive::run(global, args);
+        }
         if args.detach {
             return relay(global, args, SupervisorMode::Detached);
         }
@@ -42,6 +46,17 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
         ready.fail(err.exit.code(), &err.render());
     }
     outcome
+}
+
+/// Whether the agent gets a pseudo-terminal: `--tty`, or, unless `--no-tty` or `--detach`,
+/// when csa's stdin and stdout are both terminals.
+fn interactive(args: &RunArgs) -> bool {
+    use std::io::IsTerminal;
+    args.tty
+        || (!args.no_tty
+            && !args.detach
+            && std::io::stdin().is_terminal()
+            && std::io::stdout().is_terminal())
 }
 
 /// Whether this process is a detached supervisor (its stderr is /dev/null).
@@ -68,12 +83,20 @@ fn request(global: &GlobalArgs, args: &RunArgs) -> RunRequest {
             leave_running: args.leave_running,
             grace: args.grace,
         },
+        // A supervisor started for an interactive run gets --tty and the terminal's size.
+        interactive: args.tty.then(|| csa_supervisor::launch::Interactive {
+            size: args.tty_size.unwrap_or(csa_terminal::WindowSize::DEFAULT),
+            term: std::env::var("TERM").ok().filter(|t| !t.is_empty()),
+        }),
     }
 }
 
 /// The `csa run` command line a re-executed supervisor parses: the same request, with the
 /// parent made explicit (the supervisor does not inherit `CSA_SESSION_ID`).
-fn supervisor_args(global: &GlobalArgs, args: &RunArgs) -> Result<Vec<OsString>, CommandError> {
+pub(crate) fn supervisor_args(
+    global: &GlobalArgs,
+    args: &RunArgs,
+) -> Result<Vec<OsString>, CommandError> {
     let mut sub: Vec<OsString> = Vec::new();
     if let Some(dir) = &global.state_dir {
         sub.extend(["--state-dir".into(), dir.clone().into_os_string()]);
@@ -112,6 +135,12 @@ fn supervisor_args(global: &GlobalArgs, args: &RunArgs) -> Result<Vec<OsString>,
         sub.push("--leave-running".into());
     }
     sub.push(format!("--grace={}ms", args.grace.as_millis()).into());
+    if let Some(size) = args.tty_size {
+        sub.extend([
+            "--tty".into(),
+            format!("--tty-size={}x{}", size.cols, size.rows).into(),
+        ]);
+    }
     sub.push("--".into());
     sub.extend(args.command.iter().map(OsString::from));
     Ok(sub)

@@ -6,6 +6,7 @@
 //! owns or can write, or that is a symbolic link inside the root (exit 3, with the fix as a
 //! hint). A session directory is checked when a command is about to change it, under its lock.
 
+pub(crate) mod attach;
 mod clean;
 mod delete;
 mod is_alive;
@@ -52,6 +53,7 @@ fn dispatch(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
         SessionCommand::Wait(args) => wait::run(&roots, args, global.quiet),
         SessionCommand::Logs(args) => logs::run(&roots, args),
         SessionCommand::Kill(args) => kill::run(&roots, args),
+        SessionCommand::Attach(args) => attach::run(&roots, args, global.quiet),
         SessionCommand::Resume(_) => unreachable!("handled above"),
         SessionCommand::Delete(args) => delete::run(&roots, args),
         SessionCommand::Clean(args) => clean::run(&roots, args, global.quiet),

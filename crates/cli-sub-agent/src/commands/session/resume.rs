@@ -65,6 +65,7 @@ fn start(global: &GlobalArgs, args: &ResumeArgs, ready: Option<&Ready>) -> Comma
             leave_running: args.leave_running,
             grace: args.grace,
         },
+        interactive: None,
     };
     let mode = match ready {
         Some(ready) => Mode::Supervisor(ready),

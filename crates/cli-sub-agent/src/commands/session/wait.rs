@@ -157,6 +157,29 @@ impl Waiter<'_> {
             if let Some(result) = load_result(&dir)? {
                 return Ok(Poll::Done(result));
             }
+            // A resume moves the result into the turn history, then makes the session active,
+            // both under the session's lock: decide under it. Regression: found by the stress
+            // test, where wait caught a resume between its two steps and reported a session
+            // run by csa as ended without a result.
+            // (No lock file: no resume ever moved anything, and none is changed by looking.)
+            let lock_file = dir.join(csa_session::lock::RECONCILE_LOCK);
+            let lock = if lock_file.exists() {
+                csa_session::lock::ReconcileLock::try_acquire(&dir)?.map(Some)
+            } else {
+                Some(None)
+            };
+            match lock {
+                None => return Ok(Poll::Pending(Status::derive(phase, None))),
+                Some(_lock) => {
+                    let phase = SessionState::load(&dir)?.view.phase;
+                    if !phase.is_ended() {
+                        return Ok(Poll::Pending(Status::derive(phase, None)));
+                    }
+                    if let Some(result) = load_result(&dir)? {
+                        return Ok(Poll::Done(result));
+                    }
+                }
+            }
             return Err(CommandError::new(
                 Exit::Busy,
                 anyhow!(
