@@ -87,6 +87,8 @@ pub mod raw_mode;
 pub mod server;
 pub mod size;
 pub mod socket;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use asciicast::{CastHeader, CastWriter};
 pub use client::{attach, query_status, AttachOptions, Outcome};

@@ -12,6 +12,7 @@ mod exit_codes;
 mod fixtures;
 mod harness;
 mod hooks;
+mod interactive;
 mod json;
 mod kill;
 mod list_output;

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use csa_terminal::asciicast;
 
-use crate::harness::{curses_program, have_curses, private_dir, Supervisor, Terminal};
+use crate::harness::{curses_program, have_curses, private_dir, Supervisor};
 
 #[test]
 fn a_curses_program_runs_attached_and_is_recorded() {
@@ -31,7 +31,7 @@ fn a_curses_program_runs_attached_and_is_recorded() {
     let mut sup = Supervisor::start(100, 30, &["python3", program]);
 
     // Attach: the terminal takes the client's size, the program redraws at it.
-    let mut client = Terminal::attach(&sup, 80, 24, &[]);
+    let mut client = crate::harness::attach(&sup, 80, 24, &[]);
     client.wait_text("SIZE 80x24");
     client.wait_text("READY");
     sup.wait_status(true, 0);
@@ -55,7 +55,7 @@ fn a_curses_program_runs_attached_and_is_recorded() {
 
     // Re-attach at the same size: no resize, so no SIGWINCH and no redraw by the program;
     // what appears is the supervisor's repaint of the current screen.
-    let mut again = Terminal::attach(&sup, 100, 40, &[]);
+    let mut again = crate::harness::attach(&sup, 100, 40, &[]);
     again.wait_text("KEYS: abc<INT>");
     again.wait_text("SIZE 100x40");
     assert!(
@@ -141,7 +141,7 @@ fn replay_gives_the_first_client_every_byte_from_the_start() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let mut client = Terminal::attach(&sup, 80, 24, &["--replay"]);
+    let mut client = crate::harness::attach(&sup, 80, 24, &["--replay"]);
     client.wait_text("early bold line");
     client.send(b"yes\r");
     client.wait_text("got yes");
@@ -160,7 +160,7 @@ fn replay_gives_the_first_client_every_byte_from_the_start() {
 #[test]
 fn the_agents_death_by_a_signal_reaches_the_client() {
     let mut sup = Supervisor::start(80, 24, &["sh", "-c", "echo waiting; read x; kill -TERM $$"]);
-    let mut client = Terminal::attach(&sup, 80, 24, &["--replay"]);
+    let mut client = crate::harness::attach(&sup, 80, 24, &["--replay"]);
     client.wait_text("waiting");
     client.send(b"\r");
     // As a shell reports a child killed by SIGTERM: 128 + 15.
@@ -185,7 +185,7 @@ fn the_detach_prefix_can_still_send_ctrl_backslash() {
             "stty raw -echo; echo ready; od -An -c -N 3; stty sane",
         ],
     );
-    let mut client = Terminal::attach(&sup, 80, 24, &["--replay"]);
+    let mut client = crate::harness::attach(&sup, 80, 24, &["--replay"]);
     client.wait_text("ready");
     // Ctrl-\ Ctrl-\ is one Ctrl-\; Ctrl-\ x is both.
     client.send(b"\x1c\x1c");

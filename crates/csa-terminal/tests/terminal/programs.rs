@@ -1,6 +1,6 @@
 //! Real full-screen programs, when installed: vim edits a file, less pages through one.
 
-use crate::harness::{have, private_dir, Supervisor, Terminal};
+use crate::harness::{have, private_dir, Supervisor};
 
 #[test]
 fn vim_edits_a_file_through_an_attached_terminal() {
@@ -21,7 +21,7 @@ fn vim_edits_a_file_through_an_attached_terminal() {
             file.to_str().expect("utf-8"),
         ],
     );
-    let mut client = Terminal::attach(&sup, 80, 24, &[]);
+    let mut client = crate::harness::attach(&sup, 80, 24, &[]);
     client.wait_text("notes.txt");
     client.send(b"ihello from csa\x1b");
     client.wait_text("hello from csa");
@@ -44,7 +44,7 @@ fn less_pages_through_a_file_and_quits() {
     let text: String = (1..=100).map(|i| format!("line {i:03}\n")).collect();
     fs_err::write(&file, text).expect("write");
     let mut sup = Supervisor::start(80, 24, &["less", file.to_str().expect("utf-8")]);
-    let mut client = Terminal::attach(&sup, 80, 24, &[]);
+    let mut client = crate::harness::attach(&sup, 80, 24, &[]);
     client.wait_text("line 001");
     assert!(!client.text().contains("line 050"), "{}", client.text());
     // Jump to the end.

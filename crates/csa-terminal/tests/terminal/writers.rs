@@ -1,7 +1,7 @@
 //! One writer at a time: a read-only watcher sees the output but cannot type, a second writer
 //! is refused, and `--steal` takes the writer's place.
 
-use crate::harness::{curses_program, have_curses, private_dir, Supervisor, Terminal};
+use crate::harness::{curses_program, have_curses, private_dir, Supervisor};
 
 #[test]
 fn a_read_only_watcher_sees_output_and_cannot_type() {
@@ -11,13 +11,13 @@ fn a_read_only_watcher_sees_output_and_cannot_type() {
     let work = private_dir();
     let program = curses_program(work.path());
     let mut sup = Supervisor::start(80, 24, &["python3", program.to_str().expect("utf-8")]);
-    let mut writer = Terminal::attach(&sup, 80, 24, &[]);
+    let mut writer = crate::harness::attach(&sup, 80, 24, &[]);
     writer.wait_text("READY");
     sup.wait_status(true, 0);
 
     // A watcher of another size: it gets the screen, and its size is not applied. (A watcher
     // smaller than the writer would see the repaint's bottom rows scroll the top ones away.)
-    let mut watcher = Terminal::attach(&sup, 100, 30, &["--read-only"]);
+    let mut watcher = crate::harness::attach(&sup, 100, 30, &["--read-only"]);
     watcher.wait_text("SIZE 80x24");
     sup.wait_status(true, 1);
 
@@ -52,11 +52,11 @@ fn a_second_writer_is_refused_and_steal_takes_over() {
     let work = private_dir();
     let program = curses_program(work.path());
     let mut sup = Supervisor::start(80, 24, &["python3", program.to_str().expect("utf-8")]);
-    let mut first = Terminal::attach(&sup, 80, 24, &[]);
+    let mut first = crate::harness::attach(&sup, 80, 24, &[]);
     first.wait_text("READY");
     sup.wait_status(true, 0);
 
-    let mut second = Terminal::attach(&sup, 80, 24, &[]);
+    let mut second = crate::harness::attach(&sup, 80, 24, &[]);
     assert_eq!(second.wait_exit(), 75, "{}", second.output());
     let refusal = second.output();
     assert!(refusal.contains("is attached as the writer"), "{refusal}");
@@ -68,7 +68,7 @@ fn a_second_writer_is_refused_and_steal_takes_over() {
     first.wait_text("KEYS: 1");
 
     // A steal: the first writer is told and detached; the thief's size applies.
-    let mut thief = Terminal::attach(&sup, 70, 20, &["--steal"]);
+    let mut thief = crate::harness::attach(&sup, 70, 20, &["--steal"]);
     thief.wait_text("SIZE 70x20");
     assert_eq!(first.wait_exit(), 0, "{}", first.output());
     assert!(
