@@ -58,6 +58,9 @@ pub struct Busy {
     pub role: String,
     /// When the session's turn started (RFC 3339), when recorded.
     pub started_at: Option<String>,
+    /// The holding session's agent has exited and only its supervisor remains, finishing the
+    /// turn (stopping leftovers, publishing the result): the directory is free in a moment.
+    pub finishing: bool,
 }
 
 /// A held claim on a project directory; released on drop, or by the kernel when the
@@ -93,11 +96,15 @@ impl DirClaim {
             Ok(flock) => flock,
             Err((file, Errno::EWOULDBLOCK)) => {
                 let holder = read_holder(file);
+                let finishing = holder
+                    .as_ref()
+                    .is_some_and(|h| agent_exited(&project.session_dir(&h.session_id)));
                 return Ok(ClaimAttempt::Busy(Busy {
                     session_id: holder.as_ref().map(|h| h.session_id.clone()),
                     pid: holder.as_ref().map(|h| h.pid),
                     role: "its supervisor, which holds the claim".to_owned(),
                     started_at: holder.map(|h| h.started_at),
+                    finishing,
                 }));
             }
             Err((_, errno)) => return Err(crate::atomic::with_path(errno.into(), "flock", &path)),
@@ -143,6 +150,7 @@ fn live_claimant(project: &Project) -> Option<Busy> {
                 pid: None,
                 role: format!("the active-session record cannot be read ({err})"),
                 started_at: None,
+                finishing: false,
             })
         }
     };
@@ -160,6 +168,7 @@ fn live_claimant(project: &Project) -> Option<Busy> {
                     pid: None,
                     role: "its membership record cannot be read".to_owned(),
                     started_at: None,
+                    finishing: false,
                 })
             }
         };
@@ -178,15 +187,35 @@ fn live_claimant(project: &Project) -> Option<Busy> {
                 Some((pid, role)) => (Some(pid), role),
                 None => (None, "a process of the session".to_owned()),
             };
+            // Only the supervisor is left when the witness is it and the agent has exited.
+            let finishing = pid == Some(record.supervisor.pid) && agent_exited(&dir);
             return Some(Busy {
                 session_id: Some(id),
                 pid,
                 role,
                 started_at: None,
+                finishing,
             });
         }
     }
     None
+}
+
+/// Whether the agent recorded in the session's membership record has exited (its pid names no
+/// running process with its start ticks). `false` when there is no record or no agent yet.
+fn agent_exited(session_dir: &std::path::Path) -> bool {
+    let Ok(Some(record)) = MembershipRecord::load(session_dir) else {
+        return false;
+    };
+    let Some(agent) = record.agent else {
+        return false;
+    };
+    match csa_process::probe(agent.pid) {
+        csa_process::Probe::Running { start_ticks } => {
+            agent.start_ticks.is_some() && start_ticks.is_some() && start_ticks != agent.start_ticks
+        }
+        _ => true,
+    }
 }
 
 /// How long a loser waits for the holder's record: the holder writes it right after taking

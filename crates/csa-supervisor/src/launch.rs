@@ -397,6 +397,8 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
             tool: &tool,
         },
     )?;
+    // A crash point, and where a test widens the window between the result and the release.
+    let _ = csa_session::failpoint!("run::release_claim");
     drop(claim);
     drop(created);
     containment.finish();

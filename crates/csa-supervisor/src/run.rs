@@ -171,6 +171,9 @@ pub fn run(
     )
 }
 
+/// How long a run waits for a directory whose holder is only finishing its turn.
+const FINISHING: Duration = Duration::from_secs(10);
+
 /// Claims the project directory; runs nested when an ancestor of `parent` holds it and this
 /// process descends from `parent`'s turn; otherwise waits with `--wait-for-dir` or reports it
 /// busy.
@@ -195,6 +198,14 @@ pub fn claim_dir(
         };
         if let Some(holder) = nested_under(roots, &busy, parent) {
             return Ok(TurnClaim::Nested(holder));
+        }
+        // The holder's agent has exited and its supervisor is finishing the turn: the
+        // directory is free in a moment (a script's `csa session wait X && csa run …` must
+        // not fail on it). Bounded: a supervisor still stopping leftovers after FINISHING
+        // reads as busy.
+        if busy.finishing && start.elapsed() < FINISHING {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
         }
         let out_of_time = match wait_for_dir {
             None => true,

@@ -194,6 +194,11 @@ fn leave_running_lets_a_background_child_go_and_frees_the_directory() {
             .parse()
             .expect("pid");
         assert!(csa_process::probe(bg).is_running(), "{mech}: it was let go");
+        // The supervisor exits just after publishing the result.
+        let supervisor = recorded(&env, &id, "supervisor");
+        eventually("the supervisor has exited", || {
+            !csa_process::probe(supervisor).is_running()
+        });
         let result = toml_of(&env.sessions_dir.join(&id).join("result.toml"));
         assert_eq!(
             result["leftover_processes_released"].as_integer(),

@@ -466,3 +466,27 @@ fn every_spelling_of_a_directory_is_the_same_claim() {
         nix::sys::signal::Signal::SIGKILL,
     );
 }
+
+/// Regression: a script's `csa session wait X && csa run …` sometimes exited 75, because `wait`
+/// returns once the result is published and the supervisor releases the directory just after.
+/// A run now waits (bounded) for a holder that is only finishing its turn. The fail point
+/// widens that window to 300 ms so that the race is certain, not rare.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_run_right_after_waiting_for_the_previous_turn_is_never_busy() {
+    let env = TestEnv::new();
+    let mut previous: Option<String> = None;
+    for _ in 0..3 {
+        if let Some(id) = &previous {
+            let out = env.run(&["session", "wait", id, "--timeout", "30s"]);
+            assert_eq!(out.status.code(), Some(0), "{out:?}");
+        }
+        let out = env
+            .csa(&["run", "--detach", "--", "true"])
+            .env("FAILPOINTS", "run::release_claim=sleep(300)")
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        previous = Some(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    }
+}
