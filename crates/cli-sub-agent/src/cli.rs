@@ -105,6 +105,8 @@ pub enum SessionCommand {
     Kill(KillArgs),
     /// Attach this terminal to an interactive session (detach: Ctrl-\ then d).
     Attach(AttachArgs),
+    /// Run an ended session's command again as a new session, its child.
+    Retry(RetryArgs),
     /// Start a new turn in a session that is available (or whose last turn crashed).
     Resume(ResumeArgs),
     /// Delete an ended session's directory.
@@ -354,6 +356,31 @@ fn parse_size(s: &str) -> Result<csa_terminal::WindowSize, String> {
         rows: num(rows)?,
     }
     .clamped())
+}
+
+/// `csa session retry`.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The ended session (ULID or unique prefix).
+    pub session: String,
+    /// Project to look in first (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub cd: Option<PathBuf>,
+    /// Return at once, printing the new session's id.
+    #[arg(long)]
+    pub detach: bool,
+    /// Run the agent on a pseudo-terminal (as `csa run --tty`).
+    #[arg(long, conflicts_with = "no_tty")]
+    pub tty: bool,
+    /// Connect the agent's output to pipes even on a terminal.
+    #[arg(long)]
+    pub no_tty: bool,
+    /// Output format (for --detach: the session id as JSON).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// A command to run instead of the session's last one, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// `csa session attach`.

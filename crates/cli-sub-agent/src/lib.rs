@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod diagnostics;
 pub mod exit;
+pub mod launching;
 pub mod output;
 pub mod progress;
 pub mod version;

@@ -84,6 +84,29 @@ pub struct RunRecord {
 /// File name of csa's run record.
 pub const RUN_FILE: &str = "run.toml";
 
+impl RunRecord {
+    /// Reads `<dir>/run.toml` (at most 16 MiB); an empty record when there is none (a session
+    /// upstream wrote).
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidState`] naming the file when it does not parse; the read's error
+    /// otherwise.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(RUN_FILE);
+        match crate::read_capped(&path, 16 << 20) {
+            Ok((bytes, _)) => {
+                let text = String::from_utf8_lossy(&bytes);
+                toml::from_str(&text).map_err(|e| StoreError::InvalidState {
+                    path,
+                    reason: crate::state::one_line(&e),
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(RunRecord::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// Whether `name` can name a tool: 1–64 characters of `A-Z a-z 0-9 . _ -`, not starting with
 /// `.` (it becomes a file name and a TOML table name).
 pub fn is_valid_tool_name(name: &str) -> bool {

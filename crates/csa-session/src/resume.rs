@@ -284,16 +284,5 @@ pub fn undo_interrupted_archive(lock: &ReconcileLock) -> Result<bool> {
 }
 
 fn read_run(dir: &std::path::Path) -> Result<RunRecord> {
-    let path = dir.join(RUN_FILE);
-    match crate::read_capped(&path, 16 << 20) {
-        Ok((bytes, _)) => {
-            let text = String::from_utf8_lossy(&bytes);
-            toml::from_str(&text).map_err(|e| StoreError::InvalidState {
-                path,
-                reason: crate::state::one_line(&e),
-            })
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(RunRecord::default()),
-        Err(e) => Err(e.into()),
-    }
+    RunRecord::load(dir)
 }

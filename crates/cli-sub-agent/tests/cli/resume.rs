@@ -169,3 +169,81 @@ fn resume_while_the_directory_is_busy_keeps_the_phase() {
         Some(0)
     );
 }
+
+/// Regression (a killed or failed session was a dead end): `resume` of a killed session answered
+/// "not resumable" with no next step. It now points to `retry`, which runs the same command,
+/// tool, directory and description as a new session whose parent is the original.
+#[test]
+fn a_killed_session_is_retried_as_a_new_child_session() {
+    let env = TestEnv::new();
+    let out = env.run(&[
+        "run",
+        "--detach",
+        "--tool",
+        "worker",
+        "--description",
+        "build the thing",
+        "--",
+        "sh",
+        "-c",
+        "echo attempt; sleep 100",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    crate::membership::recorded(&env, &id, "agent");
+    let kill = env.run(&["session", "kill", &id, "--grace", "1s"]);
+    assert_eq!(kill.status.code(), Some(0), "{kill:?}");
+    let resume = env.run(&["session", "resume", &id]);
+    assert_eq!(resume.status.code(), Some(75), "{resume:?}");
+    let stderr = String::from_utf8_lossy(&resume.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "hint: run its command again as a new session: csa session retry {id}"
+        )),
+        "{stderr}"
+    );
+    let before = env.tree_snapshot();
+    // Retry with another command (the recorded one would sleep): same tool, description,
+    // directory; the original is its parent and is left as it was.
+    let retry = env.run(&["session", "retry", &id, "--", "sh", "-c", "echo again"]);
+    assert_eq!(retry.status.code(), Some(0), "{retry:?}");
+    let new_id = String::from_utf8_lossy(&retry.stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("csa: session "))
+        .expect("the new session's banner")
+        .to_owned();
+    assert_ne!(new_id, id);
+    let state = crate::membership::toml_of(&env.sessions_dir.join(&new_id).join("state.toml"));
+    assert_eq!(state["description"].as_str(), Some("build the thing"));
+    assert_eq!(
+        state["genealogy"]["parent_session_id"].as_str(),
+        Some(id.as_str())
+    );
+    assert!(state["tools"].get("worker").is_some(), "{state:?}");
+    let original: Vec<_> = before
+        .iter()
+        .filter(|(p, _)| p.contains(&id))
+        .cloned()
+        .collect();
+    let now: Vec<_> = env
+        .tree_snapshot()
+        .into_iter()
+        .filter(|(p, _)| p.contains(&id) && !p.contains(&new_id))
+        .collect();
+    assert_eq!(original, now, "the original session is left as it was");
+    // An active session is not retried; nor is one with no recorded command.
+    let out = env.run(&["run", "--detach", "--", "sleep", "100"]);
+    let active = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let refused = env.run(&["session", "retry", &active]);
+    assert_eq!(refused.status.code(), Some(75), "{refused:?}");
+    let kill = env.run(&["session", "kill", &active, "--grace", "1s"]);
+    assert_eq!(kill.status.code(), Some(0), "{kill:?}");
+    let upstream = env.session();
+    let text = String::from_utf8(upstream.read("state.toml")).expect("utf8");
+    upstream.write(
+        "state.toml",
+        text.replace("phase = \"active\"", "phase = \"retired\""),
+    );
+    let no_command = env.run(&["session", "retry", &upstream.id]);
+    assert_eq!(no_command.status.code(), Some(2), "{no_command:?}");
+}

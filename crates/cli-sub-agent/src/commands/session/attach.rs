@@ -2,15 +2,12 @@
 //! (csa-terminal's client). One writer at a time; `--read-only` watchers; `--steal` takes over.
 //! Detach with Ctrl-\ then d.
 
-use anyhow::anyhow;
-use csa_session::inventory::SessionRef;
 use csa_session::paths::StateRoots;
-use csa_terminal::{AttachOptions, DetachReason, Mode as AttachMode, Outcome, TerminalError};
+use csa_terminal::{AttachOptions, Mode as AttachMode};
 
 use super::locate;
 use crate::cli::AttachArgs;
-use crate::diagnostics::CommandError;
-use crate::exit::Exit;
+use crate::launching::attach::{connect, outcome_exit};
 use crate::CommandResult;
 
 /// Runs the command.
@@ -31,57 +28,4 @@ pub fn run(roots: &StateRoots, args: &AttachArgs, quiet: bool) -> CommandResult 
         },
     )?;
     outcome_exit(&session.id, outcome, quiet)
-}
-
-/// Attaches to `session` (its directory opened without following a link and verified).
-///
-/// # Errors
-/// A refused session directory; the client's errors, with their exit codes: 75 when the
-/// session has a writer (or another refusal), 1 when it is not attachable, 3 otherwise.
-pub(crate) fn connect(
-    session: &SessionRef,
-    options: AttachOptions,
-) -> Result<Outcome, CommandError> {
-    let dir = session.dir();
-    let fd = csa_session::secure::open_session_dir(&dir)?;
-    csa_terminal::attach(std::os::fd::AsFd::as_fd(&fd), &dir, options).map_err(|err| {
-        let exit = match &err {
-            TerminalError::Refused(_) => Exit::Busy,
-            TerminalError::NotAttachable { .. } => Exit::Negative,
-            _ => Exit::Partial,
-        };
-        let hint = err.hint();
-        let error = CommandError::new(exit, anyhow!("session {}: {err}", session.id));
-        match hint {
-            Some(hint) => error.with_hint(hint),
-            None => error,
-        }
-    })
-}
-
-/// How an attach ended, as csa's exit: the agent's exit status when it ended while attached;
-/// 0 when detached; 128 + N for a signal to this process.
-pub(crate) fn outcome_exit(id: &str, outcome: Outcome, quiet: bool) -> CommandResult {
-    match outcome {
-        Outcome::Exited(exit) => Ok(Exit::Agent(exit.shell_code())),
-        Outcome::Detached(reason) => {
-            if !quiet {
-                let why = match reason {
-                    DetachReason::Stolen => "another client took over",
-                    DetachReason::Shutdown => "the supervisor is shutting down",
-                    _ => "detached",
-                };
-                eprintln!(
-                    "csa: {why}; session {id} runs on (attach again: csa session attach {id})"
-                );
-            }
-            Ok(Exit::Success)
-        }
-        Outcome::Signalled(sig) => Ok(Exit::Signal(u8::try_from(sig).unwrap_or(0))),
-        Outcome::ConnectionLost => Err(CommandError::new(
-            Exit::Negative,
-            anyhow!("the supervisor of session {id} died; its agent lost its terminal (SIGHUP)"),
-        )
-        .with_hint(format!("csa session reconcile; csa session result {id}"))),
-    }
 }

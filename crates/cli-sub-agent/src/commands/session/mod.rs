@@ -17,6 +17,7 @@ mod logs;
 mod reconcile;
 mod result;
 mod resume;
+mod retry;
 mod wait;
 
 use std::path::Path;
@@ -54,6 +55,7 @@ fn dispatch(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
         SessionCommand::Logs(args) => logs::run(&roots, args),
         SessionCommand::Kill(args) => kill::run(&roots, args),
         SessionCommand::Attach(args) => attach::run(&roots, args, global.quiet),
+        SessionCommand::Retry(args) => retry::run(global, &roots, args),
         SessionCommand::Resume(_) => unreachable!("handled above"),
         SessionCommand::Delete(args) => delete::run(&roots, args),
         SessionCommand::Clean(args) => clean::run(&roots, args, global.quiet),
@@ -125,19 +127,6 @@ fn locate(roots: &StateRoots, cd: Option<&Path>, arg: &str) -> Result<SessionRef
         check_project(roots, &session.project)?;
     }
     Ok(session)
-}
-
-/// A refusal of `csa session resume` as the user sees it: 2 for a missing command, the store's
-/// exit and hint for a store error, 75 otherwise.
-pub(crate) fn refused(refusal: csa_session::resume::Refusal) -> CommandError {
-    use csa_session::resume::Refusal;
-    let exit = match refusal {
-        Refusal::NoCommand(_) => Exit::Usage,
-        // The store's error, with its exit code and hint (a refused session directory's fix).
-        Refusal::Store(err) => return err.into(),
-        _ => Exit::Busy,
-    };
-    CommandError::new(exit, refusal)
 }
 
 /// A result as JSON, with the session's id added (`result --format json`, `wait --format json`).

@@ -10,10 +10,8 @@ use csa_supervisor::{EndOfTurn, Mode};
 
 use super::locate;
 use crate::cli::{GlobalArgs, ResumeArgs};
-use crate::commands::run::{
-    detached, events::Printer, inside_a_session, launch_error, relay_report,
-};
 use crate::exit::Exit;
+use crate::launching::{detached, events::Printer, inside_a_session, launch_error, relay_report};
 use crate::CommandResult;
 
 /// Runs the command.

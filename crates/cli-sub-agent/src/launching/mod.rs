@@ -1,8 +1,12 @@
-//! `csa run`: parse, call csa-supervisor, print. The process running a foreground turn is the
-//! session's supervisor; `--detach` and runs started from inside another session re-execute
-//! csa as a supervisor of its own (csa-supervisor `detach`) with the command line
-//! `supervisor_args` builds.
+//! Starting a turn from the command line, shared by `csa run`, `csa session resume` and `csa
+//! session retry` (the commands only parse; they never import each other): which kind of
+//! supervisor runs the turn, the events it prints, how its errors read, and the attach client
+//! of an interactive turn. The process running a foreground turn is the session's supervisor;
+//! `--detach`, `--tty` and runs started from inside another session re-execute csa as a
+//! supervisor of its own (csa-supervisor `detach`) with the command line `supervisor_args`
+//! builds.
 
+pub(crate) mod attach;
 pub(crate) mod events;
 mod interactive;
 
@@ -19,8 +23,8 @@ use crate::diagnostics::CommandError;
 use crate::exit::Exit;
 use crate::CommandResult;
 
-/// Runs the command.
-pub fn run(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
+/// Runs a new session's turn as `args` says (the whole of `csa run`).
+pub fn run_turn(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
     let ready = Ready::from_env();
     if ready.is_none() {
         if interactive(args) {
@@ -216,9 +220,33 @@ pub(crate) fn launch_error(
             }
         }
         LaunchError::Contain(err) => CommandError::new(Exit::Partial, err),
-        LaunchError::Resume(refusal) => crate::commands::session::refused(refusal),
+        LaunchError::Resume(refusal) => refused(refusal),
         LaunchError::Store(err) => err.into(),
         LaunchError::Io(err) => err.into(),
+    }
+}
+
+/// A refusal of `csa session resume` as the user sees it: 2 for a missing command, the store's
+/// exit and hint for a store error, 75 otherwise.
+pub(crate) fn refused(refusal: csa_session::resume::Refusal) -> CommandError {
+    use csa_session::resume::Refusal;
+    let retry = match &refusal {
+        // A killed, failed or exhausted session cannot take a new turn, but can run again.
+        Refusal::NotResumable { id, .. } => Some(format!(
+            "run its command again as a new session: csa session retry {id}"
+        )),
+        _ => None,
+    };
+    let exit = match refusal {
+        Refusal::NoCommand(_) => Exit::Usage,
+        // The store's error, with its exit code and hint (a refused session directory's fix).
+        Refusal::Store(err) => return err.into(),
+        _ => Exit::Busy,
+    };
+    let error = CommandError::new(exit, refusal);
+    match retry {
+        Some(hint) => error.with_hint(hint),
+        None => error,
     }
 }
 

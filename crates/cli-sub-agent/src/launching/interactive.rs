@@ -9,9 +9,9 @@ use csa_session::paths::StateRoots;
 use csa_supervisor::detach::{spawn_supervisor, Report, SupervisorMode};
 use csa_terminal::{AttachOptions, Mode as AttachMode, WindowSize};
 
+use super::attach::{connect, outcome_exit};
 use super::{print_started, supervisor_args};
 use crate::cli::{GlobalArgs, RunArgs};
-use crate::commands::session::attach::{connect, outcome_exit};
 use crate::diagnostics::CommandError;
 use crate::exit::Exit;
 use crate::CommandResult;
