@@ -338,8 +338,10 @@ pub struct RunArgs {
     /// Output format (for --detach: the session id as JSON).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
-    /// The command and its arguments, after `--`.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    /// The command and its arguments: everything from the first argument that is not one of
+    /// csa's options on (`--` before it still works, and is needed for a command starting
+    /// with `-`).
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 
@@ -443,8 +445,9 @@ pub struct ResumeArgs {
     /// Output format (for --detach: the session id as JSON).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
-    /// The new turn's command (default: the previous turn's), after `--`.
-    #[arg(last = true, value_name = "COMMAND")]
+    /// The new turn's command (default: the previous turn's): everything after SESSION and
+    /// csa's options (`--` before it still works).
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 

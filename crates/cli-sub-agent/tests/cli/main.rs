@@ -3,6 +3,7 @@
 
 mod btrfs;
 mod check;
+mod command_line;
 mod corpus;
 #[cfg(feature = "failpoints")]
 mod crash;
