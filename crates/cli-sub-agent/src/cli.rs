@@ -27,6 +27,10 @@ pub struct GlobalArgs {
     /// State root to use instead of $XDG_STATE_HOME/cli-sub-agent (and the legacy …/csa).
     #[arg(long, global = true, value_name = "DIR", env = "CSA_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Whether `state_dir` came from `CSA_STATE_DIR` rather than `--state-dir` (set after
+    /// parsing, for messages).
+    #[arg(skip)]
+    pub state_dir_from_env: bool,
     /// More diagnostics on stderr (-v: info, -vv: debug). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

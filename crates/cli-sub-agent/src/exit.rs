@@ -15,7 +15,8 @@ pub enum Exit {
     Usage,
     /// 3: some sessions could not be processed (the others were); or a directory of the state
     /// root csa refuses (another user's, writable by group or others, or a symbolic link inside
-    /// the state root: csa-session `secure`).
+    /// the state root: csa-session `secure`); or the state directory given explicitly does not
+    /// exist.
     Partial,
     /// 4: no such session, or an ambiguous prefix (the message lists the candidates).
     NotFound,

@@ -13,7 +13,7 @@ pub mod version;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 use crate::cli::{Cli, Command};
 use crate::diagnostics::CommandError;
@@ -24,7 +24,10 @@ pub fn main() -> ExitCode {
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     // clap exits 2 on usage errors, 0 for --help and --version.
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    cli.global.state_dir_from_env =
+        matches.value_source("state_dir") == Some(clap::parser::ValueSource::EnvVariable);
     init_tracing(cli.global.verbose, cli.global.quiet);
     output::init_color(cli.global.color);
     let outcome = match &cli.command {

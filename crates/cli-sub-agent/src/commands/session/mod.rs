@@ -33,6 +33,7 @@ use crate::CommandResult;
 
 /// Runs a `csa session` subcommand.
 pub fn run(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
+    super::require_explicit_state_dir(global)?;
     let outcome = dispatch(global, cmd);
     session_deleted_meanwhile(global, cmd, outcome)
 }
