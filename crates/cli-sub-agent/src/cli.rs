@@ -136,6 +136,10 @@ pub struct ScopeArgs {
     /// Every project under the state root(s).
     #[arg(long, conflicts_with = "cd")]
     pub all_projects: bool,
+    /// The whole git repository of DIR (or the current directory): its top level and every
+    /// directory below it (sessions run with `--cd sub` or from a subdirectory).
+    #[arg(long, conflicts_with = "all_projects")]
+    pub repo: bool,
 }
 
 /// `csa session reconcile`.
@@ -195,7 +199,7 @@ pub struct ListArgs {
     #[arg(long)]
     pub resumable: bool,
     /// Also the projects of directories below DIR (or the current directory).
-    #[arg(long, conflicts_with = "all_projects")]
+    #[arg(long, conflicts_with_all = ["all_projects", "repo"])]
     pub nested: bool,
     /// For hooks: exit 1 if any session is listed, naming each on stderr with the commands to
     /// wait for or stop it; print nothing and exit 0 otherwise.

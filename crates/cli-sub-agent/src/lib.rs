@@ -9,6 +9,7 @@ pub mod diagnostics;
 pub mod exit;
 pub mod output;
 pub mod progress;
+pub mod repository;
 pub mod version;
 
 use std::process::ExitCode;

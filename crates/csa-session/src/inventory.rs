@@ -208,3 +208,43 @@ pub fn summarize(ctx: &LivenessContext, sessions: &DirFd, id: &str) -> Result<Se
         project_path: v.project_path,
     })
 }
+
+/// Most sessions [`lineage`] follows: a longer chain is a loop or a corrupt file, not a real
+/// nesting of agents.
+pub const MAX_LINEAGE: usize = 64;
+
+/// The session `id` and its ancestors, nearest first: each session's parent is its state.toml's
+/// `[genealogy] parent_session_id`, looked up as [`find_session`] does (in `scope` first, then
+/// every project of `roots`). The chain stops at a session that cannot be found or read, at a
+/// parent id that is not a ULID, at a session seen before (a loop), and after
+/// [`MAX_LINEAGE`] sessions. `id` itself is always included (uppercased), found or not, so a
+/// caller can exclude its own session even when it lives under another state root.
+///
+/// Used to leave the caller's own session and the sessions that started it out of `csa session
+/// list --check` (an agent committing from inside csa must not be blocked by itself). Reads
+/// state.toml files only; writes nothing.
+pub fn lineage(roots: &StateRoots, scope: &[Project], id: &str) -> Vec<String> {
+    let mut chain = vec![id.to_ascii_uppercase()];
+    while chain.len() < MAX_LINEAGE {
+        let current = &chain[chain.len() - 1];
+        if !paths::is_ulid(current) {
+            break;
+        }
+        let Ok(session) = find_session(roots, scope, current) else {
+            break;
+        };
+        let parent = match SessionState::load(&session.dir()) {
+            Ok(state) => state
+                .view
+                .genealogy
+                .and_then(|g| g.parent_session_id)
+                .map(|p| p.to_ascii_uppercase()),
+            Err(_) => None,
+        };
+        match parent {
+            Some(parent) if !chain.contains(&parent) => chain.push(parent),
+            _ => break,
+        }
+    }
+    chain
+}

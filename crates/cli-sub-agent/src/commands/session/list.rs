@@ -20,14 +20,13 @@ use std::thread;
 use chrono::Utc;
 use csa_session::active::{ActiveRecord, Fingerprint};
 use csa_session::dirfd::DirFd;
-use csa_session::inventory::{summarize, SessionSummary, Status};
+use csa_session::inventory::{lineage, summarize, SessionSummary, Status};
 use csa_session::liveness::LivenessContext;
-use csa_session::paths::{self, Project, StateRoots};
+use csa_session::paths::{Project, StateRoots};
 use csa_session::secure;
 
-use super::{check_project, scope_projects};
+use super::{scope_projects, with_nested};
 use crate::cli::{Format, GlobalArgs, ListArgs, StatusFilter};
-use crate::diagnostics::CommandError;
 use crate::exit::Exit;
 use crate::output::table::{self, Cell, Column, Fit, Tone};
 use crate::output::time::Ago;
@@ -76,10 +75,27 @@ pub fn run(global: &GlobalArgs, roots: &StateRoots, args: &ListArgs) -> CommandR
     targets.sort_by(|a, b| b.1.cmp(&a.1));
     let (summaries, failures) = summarize_all(&targets);
     errors.extend(failures);
+    // `--check` does not count the caller's own session and the sessions that started it.
+    let excluded = if args.check {
+        callers_lineage(roots, &projects)
+    } else {
+        Vec::new()
+    };
     let summaries: Vec<_> = summaries
         .into_iter()
         .filter(|s| wanted.is_none_or(|w| s.status == w))
         .filter(|s| !args.resumable || s.resumable)
+        .filter(|s| {
+            let own = excluded.contains(&s.session_id);
+            if own {
+                tracing::info!(
+                    session = %s.session_id,
+                    status = s.status.as_str(),
+                    "not counted by --check: the caller's own session (CSA_SESSION_ID) or one of its ancestors"
+                );
+            }
+            !own
+        })
         .collect();
     for e in &errors {
         eprintln!("error: {e}");
@@ -133,29 +149,18 @@ fn may_be_active(project: &Project) -> std::io::Result<Vec<String>> {
     Ok(ids.into_iter().collect())
 }
 
-/// `projects` (the `--cd` directory's project under each root) and the projects of every
-/// directory below them: the directories under `<root>/<key>/` that hold a `sessions/`
-/// directory (one `readdir` per directory of the state root below the key, never inside
-/// `sessions/`), each checked like any project ([`secure::check_project`]).
-fn with_nested(roots: &StateRoots, projects: Vec<Project>) -> Result<Vec<Project>, CommandError> {
-    let mut all = Vec::with_capacity(projects.len());
-    for project in projects {
-        // `<root>/<key>`: the project's own `sessions/` is skipped by the walk.
-        let below = match project.sessions_dir.parent() {
-            Some(base) => paths::all_projects(base)?,
-            None => Vec::new(),
-        };
-        for nested in below {
-            let nested = Project {
-                key: format!("{}/{}", project.key, nested.key),
-                sessions_dir: nested.sessions_dir,
-            };
-            check_project(roots, &nested)?;
-            all.push(nested);
-        }
-        all.push(project);
-    }
-    Ok(all)
+/// The session csa runs in (`CSA_SESSION_ID`, set by `csa run` for its agent and everything
+/// the agent starts) and its ancestors ([`lineage`]); empty outside a session.
+fn callers_lineage(roots: &StateRoots, scope: &[Project]) -> Vec<String> {
+    let Some(id) = std::env::var("CSA_SESSION_ID")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        return Vec::new();
+    };
+    let chain = lineage(roots, scope, &id);
+    tracing::info!(caller = %id, lineage = ?chain, "CSA_SESSION_ID: these sessions are not counted by --check");
+    chain
 }
 
 /// Threads per core for reading sessions: part of each read blocks in the kernel, so a few more

@@ -80,10 +80,40 @@ pub(crate) fn check_project(roots: &StateRoots, project: &Project) -> Result<(),
     Ok(secure::check_project(root, project)?)
 }
 
-/// The projects a command covers: the `--cd` (or current) directory's project under each root,
-/// or with `--all-projects` every project under each root. Each is checked
+/// The projects a command covers: the `--cd` (or current) directory's project under each root;
+/// with `--repo` the project of that directory's git top level and of every directory below it
+/// ([`with_nested`]); with `--all-projects` every project under each root. Each is checked
 /// ([`check_project`]): one refused project refuses the command, before anything is done.
+///
+/// # Errors
+/// Exit 2 when `--cd` names no directory, or with `--repo` when the directory is in no git
+/// work tree; exit 3 for a refused or unreadable directory.
 fn scope_projects(roots: &StateRoots, scope: &ScopeArgs) -> Result<Vec<Project>, CommandError> {
+    if scope.repo {
+        let dir = match scope.cd.as_deref() {
+            Some(dir) => dir.to_owned(),
+            None => std::env::current_dir().context("cannot read the current directory")?,
+        };
+        let top = crate::repository::top_level(&dir)
+            .map_err(|e| {
+                CommandError::new(
+                    Exit::Usage,
+                    anyhow::Error::new(e).context("--cd: no such directory"),
+                )
+            })?
+            .ok_or_else(|| {
+                CommandError::new(
+                    Exit::Usage,
+                    anyhow::anyhow!(
+                        "--repo: {} is not in a git work tree (no .git in it or above it)",
+                        dir.display()
+                    ),
+                )
+                .with_hint("run it inside the repository, or use `--cd DIR --nested` for a directory and those below it")
+            })?;
+        tracing::info!(top = %top.display(), "--repo: the git top level");
+        return with_nested(roots, project_of(roots, Some(&top))?);
+    }
     if scope.all_projects {
         let mut projects = Vec::new();
         for root in roots.iter() {
@@ -115,6 +145,31 @@ fn project_of(roots: &StateRoots, cd: Option<&Path>) -> Result<Vec<Project>, Com
         projects.push(project);
     }
     Ok(projects)
+}
+
+/// `projects` (a directory's project under each root) and the projects of every directory
+/// below them: the directories under `<root>/<key>/` that hold a `sessions/` directory (one
+/// `readdir` per directory of the state root below the key, never inside `sessions/`), each
+/// checked like any project ([`secure::check_project`]).
+fn with_nested(roots: &StateRoots, projects: Vec<Project>) -> Result<Vec<Project>, CommandError> {
+    let mut all = Vec::with_capacity(projects.len());
+    for project in projects {
+        // `<root>/<key>`: the project's own `sessions/` is skipped by the walk.
+        let below = match project.sessions_dir.parent() {
+            Some(base) => paths::all_projects(base)?,
+            None => Vec::new(),
+        };
+        for nested in below {
+            let nested = Project {
+                key: format!("{}/{}", project.key, nested.key),
+                sessions_dir: nested.sessions_dir,
+            };
+            check_project(roots, &nested)?;
+            all.push(nested);
+        }
+        all.push(project);
+    }
+    Ok(all)
 }
 
 /// Finds SESSION in the `--cd` project, or else in any project (whose directories are then
