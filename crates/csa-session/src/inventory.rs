@@ -248,3 +248,57 @@ pub fn lineage(roots: &StateRoots, scope: &[Project], id: &str) -> Vec<String> {
     }
     chain
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session `id` of `project` whose state names `parent`.
+    fn session(project: &Project, id: &str, parent: Option<&str>) {
+        let dir = project.session_dir(id);
+        fs_err::create_dir_all(&dir).expect("mkdir");
+        let genealogy = parent.map_or(String::new(), |p| {
+            format!("\n[genealogy]\ndepth = 1\nparent_session_id = \"{p}\"\n")
+        });
+        fs_err::write(
+            dir.join(STATE_FILE),
+            format!(
+                "meta_session_id = \"{id}\"\nproject_path = \"/p\"\n\
+                 created_at = \"2026-01-01T00:00:00Z\"\nlast_accessed = \"2026-01-01T00:00:00Z\"\n{genealogy}"
+            ),
+        )
+        .expect("write");
+    }
+
+    #[test]
+    fn lineage_follows_parents_across_projects_and_stops_at_loops_and_gaps() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let roots = StateRoots::resolve(Some(tmp.path())).expect("roots");
+        let here = Project::new(tmp.path(), "home/u/repo");
+        let there = Project::new(tmp.path(), "home/u/other");
+        let [a, b, c, d, e] = [
+            "01M90XTCEET4PBPD2FJ7MV21JA",
+            "01M90XTCEET4PBPD2FJ7MV21JB",
+            "01M90XTCEET4PBPD2FJ7MV21JC",
+            "01M90XTCEET4PBPD2FJ7MV21JD",
+            "01M90XTCEET4PBPD2FJ7MV21JE",
+        ];
+        // c (here) -> b (there) -> a (here); d -> e -> d (a loop); a parent that is missing.
+        session(&here, a, None);
+        session(&there, b, Some(a));
+        session(&here, c, Some(b));
+        session(&here, d, Some(e));
+        session(&here, e, Some(d));
+        let scope = [here.clone()];
+        assert_eq!(lineage(&roots, &scope, &c.to_lowercase()), [c, b, a]);
+        assert_eq!(lineage(&roots, &scope, d), [d, e]);
+        let gone = "01M90XTCEET4PBPD2FJ7MV21JF";
+        session(&here, "01M90XTCEET4PBPD2FJ7MV21JG", Some(gone));
+        assert_eq!(
+            lineage(&roots, &scope, "01M90XTCEET4PBPD2FJ7MV21JG"),
+            ["01M90XTCEET4PBPD2FJ7MV21JG", gone]
+        );
+        // Not a session id at all: only itself, nothing looked up.
+        assert_eq!(lineage(&roots, &scope, "../x"), ["../X"]);
+    }
+}

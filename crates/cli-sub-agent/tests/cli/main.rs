@@ -23,6 +23,7 @@ mod pid_reuse;
 mod progress;
 mod real_faults;
 mod reconcile;
+mod repo_scope;
 mod resume;
 mod run;
 mod security;
