@@ -20,6 +20,9 @@ pub enum Exit {
     Partial,
     /// 4: no such session, or an ambiguous prefix (the message lists the candidates).
     NotFound,
+    /// 5: `wait`: the session's owner died without writing a result; the result csa (or
+    /// upstream) synthesized for it is not a success, and its exit code was not observed.
+    Unobserved,
     /// 75 (`EX_TEMPFAIL`): busy, or not in a state that allows the command.
     Busy,
     /// 124: timeout (as timeout(1)).
@@ -43,6 +46,7 @@ impl Exit {
             Exit::Usage => 2,
             Exit::Partial => 3,
             Exit::NotFound => 4,
+            Exit::Unobserved => 5,
             Exit::Busy => 75,
             Exit::Timeout => 124,
             Exit::CannotExecute => 126,

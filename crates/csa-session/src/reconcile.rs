@@ -616,6 +616,21 @@ pub fn is_synthetic(result: &SessionResult) -> bool {
         .any(|p| result.summary.starts_with(p))
 }
 
+/// Whether a result's outcome was observed: written by the process that saw the agent exit
+/// (csa's supervisor, upstream's daemon, a kill that signalled it), rather than synthesized by
+/// csa or upstream for an agent whose owner died without writing one. Not observed: a
+/// synthetic summary ([`is_synthetic`], which covers results built from a legacy `.complete`
+/// marker too), or a session retired with `termination_reason = "orphaned_process"` (its
+/// result was synthesized, whatever its summary says). `termination_reason` is state.toml's,
+/// `None` when absent or unreadable.
+///
+/// Upstream's format fixes `exit_code = 1` for a synthetic failure, so this, not the exit
+/// code, is what tells it from an agent that really exited 1 (`"observed"` in `csa session
+/// result --format json`).
+pub fn is_observed(result: &SessionResult, termination_reason: Option<&str>) -> bool {
+    !is_synthetic(result) && termination_reason != Some("orphaned_process")
+}
+
 /// Name prefix of a result set aside by [`roll_back`].
 const ROLLBACK_PREFIX: &str = ".tmp-rollback-";
 

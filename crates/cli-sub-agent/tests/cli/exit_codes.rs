@@ -10,7 +10,7 @@ use crate::harness::{Agent, Session, TestEnv};
 /// A row of the exit-code table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Code {
-    /// A fixed code (0, 1, 2, 3, 4, 75, 124, 126, 127).
+    /// A fixed code (0, 1, 2, 3, 4, 5, 75, 124, 126, 127).
     Fixed(u8),
     /// 128 + N: the agent was killed by signal N.
     Signal,
@@ -169,6 +169,10 @@ fn every_documented_code_is_produced_and_no_other() {
     write_result(&failed, "failure", 1);
     cases.run(&env, &["session", "reconcile", &failed.id], ok);
     cases.run(&env, &["session", "wait", &failed.id], negative);
+
+    // 5: wait on a session whose owner died without a result (a synthetic one follows).
+    let orphan = env.session();
+    cases.run(&env, &["session", "wait", &orphan.id], Code::Fixed(5));
 
     // 2: usage.
     cases.run(&env, &["session", "frobnicate"], usage);

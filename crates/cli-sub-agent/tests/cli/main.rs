@@ -31,4 +31,5 @@ mod session_commands;
 mod shells;
 mod snapshots;
 mod stress;
+mod synthetic;
 mod wait_logs;

@@ -158,11 +158,16 @@ fn wait_progress_is_one_json_object_per_line() {
     let last = rest.last().expect("a result line");
     assert_eq!(last["event"], "result", "{last}");
     assert_eq!(last["status"], "failure", "{last}");
+    assert_eq!(last["observed"], false, "{last}");
     assert!(
         rest[..rest.len() - 1]
             .iter()
             .all(|v| v["event"] == "waiting"),
         "{rest:?}"
     );
-    assert_eq!(wait.wait().expect("wait").code(), Some(1));
+    assert_eq!(
+        wait.wait().expect("wait").code(),
+        Some(5),
+        "synthetic: not observed"
+    );
 }

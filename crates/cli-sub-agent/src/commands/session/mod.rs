@@ -196,17 +196,33 @@ pub(crate) fn refused(refusal: csa_session::resume::Refusal) -> CommandError {
     CommandError::new(exit, refusal)
 }
 
-/// A result as JSON, with the session's id added (`result --format json`, `wait --format json`).
+/// A result as JSON, with the session's id and whether its outcome was `observed` added
+/// (`result --format json`, `wait --format json`; docs/json.md).
 fn result_json(
     id: &str,
     result: &csa_session::result::SessionResult,
+    observed: bool,
 ) -> Result<serde_json::Value, std::io::Error> {
     let mut value = serde_json::to_value(result)?;
     if let Some(obj) = value.as_object_mut() {
         obj.insert("session_id".into(), id.into());
+        obj.insert("observed".into(), observed.into());
     }
     Ok(value)
 }
+
+/// Whether the result of the session in `dir` was observed
+/// ([`csa_session::reconcile::is_observed`], with state.toml's `termination_reason`; a state
+/// that cannot be read leaves the summary to decide).
+fn observed(dir: &Path, result: &csa_session::result::SessionResult) -> bool {
+    let reason = csa_session::state::SessionState::load(dir)
+        .ok()
+        .and_then(|s| s.view.termination_reason);
+    csa_session::reconcile::is_observed(result, reason.as_deref())
+}
+
+/// What text output says of a result that was not observed.
+const NOT_OBSERVED: &str = "synthetic (not observed)";
 
 /// A command on one SESSION that failed with exit 3 because the session was deleted meanwhile
 /// (`delete` renames its directory away, so its files vanish under a running command) reports
