@@ -185,6 +185,7 @@ pub enum StatusFilter {
 
 /// `csa session list`.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("status_filter").args(["status", "running"]))]
 pub struct ListArgs {
     /// Projects to list.
     #[command(flatten)]
@@ -201,9 +202,15 @@ pub struct ListArgs {
     /// Also the projects of directories below DIR (or the current directory).
     #[arg(long, conflicts_with_all = ["all_projects", "repo"])]
     pub nested: bool,
-    /// For hooks: exit 1 if any session is listed, naming each on stderr with the commands to
-    /// wait for or stop it; print nothing and exit 0 otherwise.
+    /// Only sessions last used (last_accessed) within this long, e.g. 2h, 7d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Print whole session ids even when the table is fitted to a narrow terminal.
     #[arg(long)]
+    pub long_ids: bool,
+    /// For hooks, with --running or --status: exit 1 if any session is listed, naming each on
+    /// stderr with the commands to wait for or stop it; print nothing and exit 0 otherwise.
+    #[arg(long, requires = "status_filter")]
     pub check: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
