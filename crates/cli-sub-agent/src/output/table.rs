@@ -3,8 +3,8 @@
 //!   columns, nothing truncated or hidden, no escape codes, one line per row; scripts can split
 //!   lines on whitespace (the last column may contain spaces);
 //! - **fitted** (a terminal, or colour forced): within the terminal width. Columns are hidden
-//!   whole, in their [`Fit`] order, until the rest fits, and the [`Fit::Truncate`] column is cut
-//!   to the room left, ending in `…`. Colour (anstyle's codes) is added only to cells that also
+//!   whole, in their [`Fit`] order, until the rest fits, and the [`Fit::Truncate`] and
+//!   [`Fit::TruncateStart`] columns are cut to the room left, ending (or starting) in `…`. Colour (anstyle's codes) is added only to cells that also
 //!   print their meaning as text, and only when [`super::Layout`] says so.
 //!
 //! Widths are display widths (unicode-width: a CJK character counts two columns); truncation
