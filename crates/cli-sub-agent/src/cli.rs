@@ -286,6 +286,9 @@ pub struct LogsArgs {
     /// The agent's stderr (stderr.log) instead of its stdout (output.log).
     #[arg(long)]
     pub stderr: bool,
+    /// Only what turn N wrote (1 is the first turn; `csa session resume` starts the next).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub turn: Option<u32>,
     /// Output format (json: one object per line of the log, docs/json.md).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,

@@ -17,6 +17,7 @@ mod interactive;
 mod json;
 mod kill;
 mod list_output;
+mod logs_turns;
 mod membership;
 mod nesting;
 mod pid_reuse;

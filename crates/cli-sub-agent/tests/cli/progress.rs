@@ -7,7 +7,11 @@ use std::process::{Command, Output};
 use crate::harness::{Agent, TestEnv};
 
 /// Runs `csa ARGS` with stdout and stderr on a pseudo-terminal, with `extra_env`.
-fn on_terminal(env: &TestEnv, args: &[&str], extra_env: &[(&str, &str)]) -> Option<Output> {
+pub(crate) fn on_terminal(
+    env: &TestEnv,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> Option<Output> {
     if Command::new("script").arg("--version").output().is_err() {
         eprintln!("skipped: script(1) is not available to provide a terminal");
         return None;

@@ -52,7 +52,7 @@ fn dispatch(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
         SessionCommand::Result(args) => result::run(&roots, args),
         SessionCommand::IsAlive(args) => is_alive::run(&roots, args),
         SessionCommand::Wait(args) => wait::run(&roots, args, global.quiet),
-        SessionCommand::Logs(args) => logs::run(&roots, args),
+        SessionCommand::Logs(args) => logs::run(&roots, args, global.quiet),
         SessionCommand::Kill(args) => kill::run(&roots, args),
         SessionCommand::Attach(args) => attach::run(&roots, args, global.quiet),
         SessionCommand::Resume(_) => unreachable!("handled above"),
