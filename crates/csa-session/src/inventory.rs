@@ -186,6 +186,17 @@ pub fn summarize(ctx: &LivenessContext, sessions: &DirFd, id: &str) -> Result<Se
         None => SessionState::load(&dir)?.view,
     };
     let verdict = (v.phase == Phase::Active).then(|| liveness::assess(ctx, &dir, id, true).verdict);
+    match &verdict {
+        None => tracing::info!(
+            "session {id}: {} (ended): liveness not checked",
+            v.phase.as_str()
+        ),
+        Some(Verdict::Alive(why)) => tracing::info!("session {id}: active: alive: {why}"),
+        Some(Verdict::Foreign(why)) => tracing::info!("session {id}: active: foreign: {why}"),
+        Some(Verdict::Dead { reason, .. }) => {
+            tracing::info!("session {id}: active: dead: {reason}")
+        }
+    }
     let resumable = v.is_resumable();
     Ok(SessionSummary {
         session_id: id.to_owned(),

@@ -381,7 +381,41 @@ impl Reconciler {
         self.report
     }
 
+    /// [`Reconciler::decide_now`], said at `info` level (`csa -v`): which session, whether
+    /// under its lock, and what was found.
     fn decide(&mut self, fresh: bool, dir: &Path, id: &str) -> Decision {
+        let decision = self.decide_now(fresh, dir, id);
+        let when = if fresh {
+            "re-checked under .reconcile.lock"
+        } else {
+            "checked without the lock"
+        };
+        match &decision {
+            Decision::Ended => tracing::info!("session {id}: {when}: ended (phase not active)"),
+            Decision::Invalid(err) => tracing::info!("session {id}: {when}: unreadable: {err}"),
+            Decision::UnreadableResult(err) => {
+                tracing::info!("session {id}: {when}: result.toml does not parse: {err}")
+            }
+            Decision::Alive(why) => tracing::info!("session {id}: {when}: alive: {why}"),
+            Decision::Foreign(why) => tracing::info!("session {id}: {when}: foreign: {why}"),
+            Decision::Retire => {
+                tracing::info!("session {id}: {when}: owner dead, result present: retire")
+            }
+            Decision::Synthesize { reason, marker, .. } => match marker {
+                Some(code) => tracing::info!(
+                    "session {id}: {when}: dead ({reason}); legacy .complete marker records {code}"
+                ),
+                None => tracing::info!(
+                    "session {id}: {when}: dead ({reason}), no result: synthesize a failure"
+                ),
+            },
+        }
+        decision
+    }
+
+    /// What to do with the session in `dir`: its phase, its result and its liveness, read
+    /// afresh (`fresh`: with a refreshed liveness context, for the re-check under the lock).
+    fn decide_now(&mut self, fresh: bool, dir: &Path, id: &str) -> Decision {
         let refreshed;
         let ctx = if fresh {
             refreshed = self.ctx.refreshed();

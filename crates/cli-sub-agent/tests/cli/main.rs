@@ -33,4 +33,5 @@ mod shells;
 mod snapshots;
 mod stress;
 mod synthetic;
+mod verbosity;
 mod wait_logs;

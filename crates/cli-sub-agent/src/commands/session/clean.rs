@@ -126,7 +126,7 @@ pub fn run(roots: &StateRoots, args: &CleanArgs, quiet: bool) -> CommandResult {
     progress.finish();
     report.counts.errors += report.errors.len();
     for w in &warnings {
-        eprintln!("warning: {w}");
+        crate::diagnostics::warning(w);
     }
     match args.format {
         Format::Json => print_json(&report)?,

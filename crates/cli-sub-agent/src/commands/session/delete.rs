@@ -39,7 +39,7 @@ pub fn run(roots: &StateRoots, args: &DeleteArgs) -> CommandResult {
     )
     .map_err(|err| delete_error(id, err))?;
     for w in &deletion.warnings {
-        eprintln!("warning: {w}");
+        crate::diagnostics::warning(w);
     }
     let reason = match deletion.outcome {
         Outcome::Deleted(reason) | Outcome::WouldDelete(reason) => reason,

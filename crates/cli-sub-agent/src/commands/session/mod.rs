@@ -111,7 +111,7 @@ fn scope_projects(roots: &StateRoots, scope: &ScopeArgs) -> Result<Vec<Project>,
                 )
                 .with_hint("run it inside the repository, or use `--cd DIR --nested` for a directory and those below it")
             })?;
-        tracing::info!(top = %top.display(), "--repo: the git top level");
+        tracing::info!("--repo: the git top level is {}", top.display());
         return with_nested(roots, project_of(roots, Some(&top))?);
     }
     if scope.all_projects {

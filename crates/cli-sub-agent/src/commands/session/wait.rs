@@ -242,7 +242,7 @@ impl Waiter<'_> {
     fn warn(&mut self, warnings: Vec<String>) {
         for w in warnings {
             if !self.warned.contains(&w) {
-                eprintln!("warning: {w}");
+                crate::diagnostics::warning(&w);
                 self.warned.insert(w);
             }
         }

@@ -96,9 +96,9 @@ pub fn run(global: &GlobalArgs, roots: &StateRoots, args: &ListArgs) -> CommandR
             let own = excluded.contains(&s.session_id);
             if own {
                 tracing::info!(
-                    session = %s.session_id,
-                    status = s.status.as_str(),
-                    "not counted by --check: the caller's own session (CSA_SESSION_ID) or one of its ancestors"
+                    "session {} ({}): not counted by --check: the caller's own session (CSA_SESSION_ID) or one of its ancestors",
+                    s.session_id,
+                    s.status.as_str()
                 );
             }
             !own
@@ -224,7 +224,10 @@ fn callers_lineage(roots: &StateRoots, scope: &[Project]) -> Vec<String> {
         return Vec::new();
     };
     let chain = lineage(roots, scope, &id);
-    tracing::info!(caller = %id, lineage = ?chain, "CSA_SESSION_ID: these sessions are not counted by --check");
+    tracing::info!(
+        "CSA_SESSION_ID={id}: --check does not count {} (the caller's session and its ancestors)",
+        chain.join(", ")
+    );
     chain
 }
 
