@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "csa",
     version = crate::version::VERSION_LINE,
-    about,
+    // The man page's NAME line reads `csa - <about>`.
+    about = "session manager for coding sub-agents",
     propagate_version = true
 )]
 pub struct Cli {
@@ -146,7 +147,7 @@ pub struct ScopeArgs {
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
     /// Sessions to reconcile (ULID or unique prefix); default: every session of the scope.
-    #[arg(value_name = "SESSION")]
+    #[arg(value_name = "SESSION", add = session_completer())]
     pub sessions: Vec<String>,
     /// Projects to reconcile.
     #[command(flatten)]
@@ -221,6 +222,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct ResultArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -234,6 +236,7 @@ pub struct ResultArgs {
 #[derive(Debug, Args)]
 pub struct IsAliveArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -241,6 +244,11 @@ pub struct IsAliveArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+/// Completes a SESSION argument to the session ids that start with what was typed.
+fn session_completer() -> clap_complete::ArgValueCompleter {
+    clap_complete::ArgValueCompleter::new(crate::complete::session_ids)
 }
 
 /// A duration written like `90s`, `30m`, `2h`, `7d` (humantime).
@@ -253,6 +261,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 #[derive(Debug, Args)]
 pub struct WaitArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -273,6 +282,7 @@ pub struct WaitArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -333,7 +343,7 @@ pub struct RunArgs {
     )]
     pub wait_for_dir: Option<WaitFor>,
     /// Parent session (default: $CSA_SESSION_ID when set).
-    #[arg(long, value_name = "SESSION")]
+    #[arg(long, value_name = "SESSION", add = session_completer())]
     pub parent: Option<String>,
     /// When the agent exits, leave the processes it started running (no longer the
     /// session's) instead of stopping them.
@@ -396,6 +406,7 @@ pub struct AttachArgs {
 #[derive(Debug, Args)]
 pub struct KillArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -412,6 +423,7 @@ pub struct KillArgs {
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -445,6 +457,7 @@ pub struct CleanArgs {
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod complete;
 pub mod diagnostics;
 pub mod exit;
 pub mod output;
@@ -22,6 +23,8 @@ use crate::exit::Exit;
 
 /// Runs csa with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
+    // `COMPLETE=bash csa …`: a completion request, answered before anything else.
+    complete::handle_request();
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     // clap exits 2 on usage errors, 0 for --help and --version.

@@ -24,6 +24,7 @@ mod pid_reuse;
 mod progress;
 mod real_faults;
 mod reconcile;
+mod reference;
 mod repo_scope;
 mod resume;
 mod run;

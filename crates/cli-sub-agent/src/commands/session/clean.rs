@@ -208,7 +208,16 @@ fn clean_project(
                         Action::SkippedAlive,
                         format!("{}, but alive: {signal}", phase.as_str()),
                     ),
-                    Outcome::Kept(Keep::Running(_) | Keep::Orphaned(_) | Keep::Recent(_)) => {
+                    Outcome::Kept(Keep::Foreign { phase, signal }) if phase.is_ended() => row(
+                        Action::SkippedAlive,
+                        format!("{}, but foreign: {signal}", phase.as_str()),
+                    ),
+                    Outcome::Kept(
+                        Keep::Running(_)
+                        | Keep::Foreign { .. }
+                        | Keep::Orphaned(_)
+                        | Keep::Recent(_),
+                    ) => {
                         report.counts.kept += 1;
                         None
                     }

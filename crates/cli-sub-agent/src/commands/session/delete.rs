@@ -75,6 +75,10 @@ fn refusal(id: &str, keep: Keep) -> CommandError {
             format!("session {id} is active and its agent is alive ({signal})"),
             format!("stop it first with `csa session kill {id}`, or wait for it with `csa session wait {id}`"),
         ),
+        Keep::Foreign { signal, .. } => (
+            format!("session {id} is foreign: it is owned from another machine or PID namespace ({signal}), so whether it still runs cannot be told from here"),
+            "delete it from the machine (or PID namespace) that runs it".to_owned(),
+        ),
         Keep::Orphaned(reason) => (
             format!("session {id} is still active, though its agent is dead ({reason})"),
             format!("finalize it with `csa session reconcile {id}` first, or delete it as it is with `csa session delete --force {id}`"),
