@@ -629,7 +629,7 @@ fn since_keeps_the_sessions_used_within_the_duration() {
             .map(|l| l.split_whitespace().next().expect("id").to_owned())
             .collect()
     };
-    assert_eq!(ids(&["--since", "2h"]), [recent.id.clone()]);
+    assert_eq!(ids(&["--since", "2h"]), [recent.id.as_str()]);
     assert_eq!(ids(&["--since", "4h"]), [recent.id.clone(), old.id.clone()]);
     assert!(ids(&["--since", "1m"]).is_empty());
     let out = list(&env, &["--since", "soon"], &[]);

@@ -165,12 +165,15 @@ fn completion_completes_session_ids_and_prefixes() {
         .max()
         .unwrap_or(0);
     let prefix = id[..=shared].to_ascii_lowercase();
-    assert_eq!(complete(&["csa", "session", "kill", &prefix]), [id.clone()]);
-    assert_eq!(complete(&["csa", "session", "logs", id]), [id.clone()]);
+    assert_eq!(
+        complete(&["csa", "session", "kill", &prefix]),
+        [id.as_str()]
+    );
+    assert_eq!(complete(&["csa", "session", "logs", id]), [id.as_str()]);
     assert!(complete(&["csa", "session", "result", "nope"]).is_empty());
     assert_eq!(
         complete(&["csa", "run", "--parent", &prefix]),
-        [id.clone()],
+        [id.as_str()],
         "--parent SESSION too"
     );
 
