@@ -284,7 +284,7 @@ fn style(tone: Tone) -> Style {
     }
 }
 
-/// The width of the table with every column shown whole ([`GAP`]s included): what the fitted
+/// The width of the table with every column shown whole (two spaces between columns): what the fitted
 /// layout needs to hide and cut nothing.
 pub fn natural_width(columns: &[Column], rows: &[Vec<Cell>]) -> usize {
     let widths = content_widths(columns, rows);
