@@ -482,14 +482,17 @@ fn tail_start(file: &impl FileExt, len: u64, lines: usize, buf: &mut [u8]) -> io
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
             Err(e) => return Err(e),
         }
-        for (i, &byte) in part.iter().enumerate().rev() {
+        // memrchr: a 100 MiB log without a newline is scanned in milliseconds, not seconds.
+        let mut rest: &[u8] = part;
+        while let Some(i) = memchr::memrchr(b'\n', rest) {
             let offset = start + i as u64;
-            if byte == b'\n' && offset + 1 != len {
+            if offset + 1 != len {
                 found += 1;
                 if found == lines {
                     return Ok(offset + 1);
                 }
             }
+            rest = &rest[..i];
         }
         end = start;
     }
