@@ -390,6 +390,7 @@ fn parse_size(s: &str) -> Result<csa_terminal::WindowSize, String> {
 #[derive(Debug, Args)]
 pub struct AttachArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]
