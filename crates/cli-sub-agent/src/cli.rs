@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "csa",
     version = crate::version::VERSION_LINE,
-    about,
+    // The man page's NAME line reads `csa - <about>`.
+    about = "session manager for coding sub-agents",
     propagate_version = true
 )]
 pub struct Cli {
@@ -27,6 +28,10 @@ pub struct GlobalArgs {
     /// State root to use instead of $XDG_STATE_HOME/cli-sub-agent (and the legacy …/csa).
     #[arg(long, global = true, value_name = "DIR", env = "CSA_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Whether `state_dir` came from `CSA_STATE_DIR` rather than `--state-dir` (set after
+    /// parsing, for messages).
+    #[arg(skip)]
+    pub state_dir_from_env: bool,
     /// More diagnostics on stderr (-v: info, -vv: debug). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -134,13 +139,17 @@ pub struct ScopeArgs {
     /// Every project under the state root(s).
     #[arg(long, conflicts_with = "cd")]
     pub all_projects: bool,
+    /// The whole git repository of DIR (or the current directory): its top level and every
+    /// directory below it (sessions run with `--cd sub` or from a subdirectory).
+    #[arg(long, conflicts_with = "all_projects")]
+    pub repo: bool,
 }
 
 /// `csa session reconcile`.
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
     /// Sessions to reconcile (ULID or unique prefix); default: every session of the scope.
-    #[arg(value_name = "SESSION")]
+    #[arg(value_name = "SESSION", add = session_completer())]
     pub sessions: Vec<String>,
     /// Projects to reconcile.
     #[command(flatten)]
@@ -179,6 +188,7 @@ pub enum StatusFilter {
 
 /// `csa session list`.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("status_filter").args(["status", "running"]))]
 pub struct ListArgs {
     /// Projects to list.
     #[command(flatten)]
@@ -193,11 +203,17 @@ pub struct ListArgs {
     #[arg(long)]
     pub resumable: bool,
     /// Also the projects of directories below DIR (or the current directory).
-    #[arg(long, conflicts_with = "all_projects")]
+    #[arg(long, conflicts_with_all = ["all_projects", "repo"])]
     pub nested: bool,
-    /// For hooks: exit 1 if any session is listed, naming each on stderr with the commands to
-    /// wait for or stop it; print nothing and exit 0 otherwise.
+    /// Only sessions last used (last_accessed) within this long, e.g. 2h, 7d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Print whole session ids even when the table is fitted to a narrow terminal.
     #[arg(long)]
+    pub long_ids: bool,
+    /// For hooks, with --running or --status: exit 1 if any session is listed, naming each on
+    /// stderr with the commands to wait for or stop it; print nothing and exit 0 otherwise.
+    #[arg(long, requires = "status_filter")]
     pub check: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
@@ -208,6 +224,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct ResultArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -221,6 +238,7 @@ pub struct ResultArgs {
 #[derive(Debug, Args)]
 pub struct IsAliveArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -228,6 +246,11 @@ pub struct IsAliveArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+/// Completes a SESSION argument to the session ids that start with what was typed.
+fn session_completer() -> clap_complete::ArgValueCompleter {
+    clap_complete::ArgValueCompleter::new(crate::complete::session_ids)
 }
 
 /// A duration written like `90s`, `30m`, `2h`, `7d` (humantime).
@@ -240,6 +263,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 #[derive(Debug, Args)]
 pub struct WaitArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -260,6 +284,7 @@ pub struct WaitArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -273,6 +298,9 @@ pub struct LogsArgs {
     /// The agent's stderr (stderr.log) instead of its stdout (output.log).
     #[arg(long)]
     pub stderr: bool,
+    /// Only what turn N wrote (1 is the first turn; `csa session resume` starts the next).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub turn: Option<u32>,
     /// Output format (json: one object per line of the log, docs/json.md).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -317,7 +345,7 @@ pub struct RunArgs {
     )]
     pub wait_for_dir: Option<WaitFor>,
     /// Parent session (default: $CSA_SESSION_ID when set).
-    #[arg(long, value_name = "SESSION")]
+    #[arg(long, value_name = "SESSION", add = session_completer())]
     pub parent: Option<String>,
     /// When the agent exits, leave the processes it started running (no longer the
     /// session's) instead of stopping them.
@@ -340,8 +368,10 @@ pub struct RunArgs {
     /// Output format (for --detach: the session id as JSON).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
-    /// The command and its arguments, after `--`.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    /// The command and its arguments: everything from the first argument that is not one of
+    /// csa's options on (`--` before it still works, and is needed for a command starting
+    /// with `-`).
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 
@@ -387,6 +417,7 @@ pub struct RetryArgs {
 #[derive(Debug, Args)]
 pub struct AttachArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -403,6 +434,7 @@ pub struct AttachArgs {
 #[derive(Debug, Args)]
 pub struct KillArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -419,6 +451,7 @@ pub struct KillArgs {
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -452,6 +485,7 @@ pub struct CleanArgs {
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     /// The session (ULID or unique prefix).
+    #[arg(add = session_completer())]
     pub session: String,
     /// Project to look in first (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -470,8 +504,9 @@ pub struct ResumeArgs {
     /// Output format (for --detach: the session id as JSON).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
-    /// The new turn's command (default: the previous turn's), after `--`.
-    #[arg(last = true, value_name = "COMMAND")]
+    /// The new turn's command (default: the previous turn's): everything after SESSION and
+    /// csa's options (`--` before it still works).
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 

@@ -47,6 +47,14 @@ impl CommandError {
     }
 }
 
+/// Prints `warning: <message>` on stderr, unless warnings are off (`-q`, or a `RUST_LOG` that
+/// drops them): a warning is neither an error nor data, the two things `-q` keeps.
+pub fn warning(message: impl std::fmt::Display) {
+    if tracing::enabled!(tracing::Level::WARN) {
+        eprintln!("warning: {message}");
+    }
+}
+
 impl From<StoreError> for CommandError {
     fn from(err: StoreError) -> Self {
         let (exit, hint) = match &err {

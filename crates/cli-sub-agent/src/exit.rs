@@ -15,10 +15,14 @@ pub enum Exit {
     Usage,
     /// 3: some sessions could not be processed (the others were); or a directory of the state
     /// root csa refuses (another user's, writable by group or others, or a symbolic link inside
-    /// the state root: csa-session `secure`).
+    /// the state root: csa-session `secure`); or the state directory given explicitly does not
+    /// exist.
     Partial,
     /// 4: no such session, or an ambiguous prefix (the message lists the candidates).
     NotFound,
+    /// 5: `wait`: the session's owner died without writing a result; the result csa (or
+    /// upstream) synthesized for it is not a success, and its exit code was not observed.
+    Unobserved,
     /// 75 (`EX_TEMPFAIL`): busy, or not in a state that allows the command.
     Busy,
     /// 124: timeout (as timeout(1)).
@@ -42,6 +46,7 @@ impl Exit {
             Exit::Usage => 2,
             Exit::Partial => 3,
             Exit::NotFound => 4,
+            Exit::Unobserved => 5,
             Exit::Busy => 75,
             Exit::Timeout => 124,
             Exit::CannotExecute => 126,
@@ -71,8 +76,78 @@ impl Exit {
     }
 }
 
+/// The exit-code table as users read it: each code (or `126 / 127`, `128+N`) with its meaning,
+/// in order. The man pages' EXIT STATUS section is rendered from it; docs/cli.md and the README
+/// carry the same rows (tests/cli/exit_codes.rs and the unit test below keep them together).
+pub const TABLE: &[(&str, &str)] = &[
+    (
+        "0",
+        "success, or nothing to do (a busy lock and an unreadable result are not errors)",
+    ),
+    (
+        "1",
+        "--check found work; is-alive found the session dead; wait saw a result other than \
+         success; doctor found a problem",
+    ),
+    ("2", "usage error (including a malformed SESSION)"),
+    (
+        "3",
+        "some sessions could not be processed (the others were); or a directory csa refuses \
+         (another user's, writable by group or others, or a symbolic link inside the state \
+         root); or the state directory given with --state-dir/CSA_STATE_DIR does not exist",
+    ),
+    (
+        "4",
+        "no such session, or an ambiguous prefix (the message lists the candidates)",
+    ),
+    (
+        "5",
+        "wait: the agent's owner died without writing a result, so the result is synthetic \
+         (not observed) and not a success",
+    ),
+    ("75", "busy, or not in a state that allows it"),
+    ("124", "timeout"),
+    ("126", "the agent command could not be executed"),
+    ("127", "the agent command was not found"),
+    (
+        "128+N",
+        "the agent was killed by signal N (foreground csa run); foreground csa run otherwise \
+         exits with the agent's own exit code",
+    ),
+];
+
 impl From<Exit> for ExitCode {
     fn from(exit: Exit) -> Self {
         ExitCode::from(exit.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_a_row_for_every_code() {
+        let rows: Vec<&str> = TABLE.iter().map(|(code, _)| *code).collect();
+        for exit in [
+            Exit::Success,
+            Exit::Negative,
+            Exit::Usage,
+            Exit::Partial,
+            Exit::NotFound,
+            Exit::Unobserved,
+            Exit::Busy,
+            Exit::Timeout,
+            Exit::CannotExecute,
+            Exit::CommandNotFound,
+        ] {
+            let code = exit.code().to_string();
+            assert!(
+                rows.contains(&code.as_str()),
+                "no row for {exit:?} ({code})"
+            );
+        }
+        assert!(rows.contains(&"128+N"));
+        assert_eq!(rows.len(), 11, "a row without a code: {rows:?}");
     }
 }

@@ -5,16 +5,18 @@
 
 pub mod cli;
 pub mod commands;
+pub mod complete;
 pub mod diagnostics;
 pub mod exit;
 pub mod launching;
 pub mod output;
 pub mod progress;
+pub mod repository;
 pub mod version;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 use crate::cli::{Cli, Command};
 use crate::diagnostics::CommandError;
@@ -22,10 +24,15 @@ use crate::exit::Exit;
 
 /// Runs csa with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
+    // `COMPLETE=bash csa …`: a completion request, answered before anything else.
+    complete::handle_request();
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     // clap exits 2 on usage errors, 0 for --help and --version.
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    cli.global.state_dir_from_env =
+        matches.value_source("state_dir") == Some(clap::parser::ValueSource::EnvVariable);
     init_tracing(cli.global.verbose, cli.global.quiet);
     output::init_color(cli.global.color);
     let outcome = match &cli.command {

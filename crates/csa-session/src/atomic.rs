@@ -97,7 +97,17 @@ pub fn write_atomic(
             fs_err::hard_link(temp.path(), &target)?;
         }
     }
-    sync_dir(dir)
+    sync_dir(dir)?;
+    tracing::debug!(
+        path = %target.display(),
+        bytes = bytes.len(),
+        how = match publish {
+            Publish::Replace => "temp, fsync, rename, fsync dir",
+            Publish::CreateNew => "temp, fsync, link, fsync dir",
+        },
+        "wrote"
+    );
+    Ok(())
 }
 
 /// `fsync`s a directory, making the names created or removed in it durable.

@@ -72,6 +72,14 @@ pub struct TurnRecord {
     pub env: BTreeMap<String, String>,
     /// When it started (RFC 3339).
     pub started_at: String,
+    /// Size in bytes of output.log when the turn started: where this turn's stdout begins in
+    /// it (the logs are appended to across turns; see [`crate::turns`]). Absent in run.toml
+    /// files written before csa recorded it, or when the size could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_offset: Option<u64>,
+    /// Size in bytes of stderr.log when the turn started, as [`TurnRecord::stdout_offset`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_offset: Option<u64>,
 }
 
 /// run.toml: csa's own record of a session's turns.
@@ -427,6 +435,8 @@ mod tests {
                 cwd: "/".into(),
                 env: BTreeMap::new(),
                 started_at: timestamp(Utc::now()),
+                stdout_offset: Some(0),
+                stderr_offset: None,
             },
         };
         let me = std::process::id();

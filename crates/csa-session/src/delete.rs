@@ -70,15 +70,21 @@ pub struct Policy {
 /// Why a session is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Keep {
-    /// Active and its owner is alive, or owned from another machine or PID namespace (which
-    /// cannot be checked from here, so counts as alive). Never deleted. The string names the
-    /// deciding signal.
+    /// Active and its owner is alive. Never deleted. The string names the deciding signal.
     Running(String),
+    /// Foreign: its owner (or, ended, a process of it) is on another machine or in another PID
+    /// namespace, which cannot be checked from here, so it counts as alive. Never deleted.
+    Foreign {
+        /// The session's phase.
+        phase: Phase,
+        /// The deciding signal.
+        signal: String,
+    },
     /// Active and its owner is dead: deleted only with [`Policy::force`]. The string says why it
     /// is dead.
     Orphaned(String),
-    /// Ended, but a process of the session (daemon.pid or a held tool lock) is still alive, or
-    /// foreign. Never deleted. The string names the signal.
+    /// Ended, but a process of the session (daemon.pid or a held tool lock) is still alive.
+    /// Never deleted. The string names the signal.
     EndedAlive {
         /// The session's phase.
         phase: Phase,
@@ -122,13 +128,15 @@ pub fn decide(
     let active = state.phase == Phase::Active;
     let assessment = liveness::assess(ctx, dir, id, active);
     let decision = match (assessment.verdict, active) {
-        (Verdict::Alive(why) | Verdict::Foreign(why), true) => Decision::Keep(Keep::Running(why)),
-        (Verdict::Alive(signal) | Verdict::Foreign(signal), false) => {
-            Decision::Keep(Keep::EndedAlive {
-                phase: state.phase,
-                signal,
-            })
-        }
+        (Verdict::Foreign(signal), _) => Decision::Keep(Keep::Foreign {
+            phase: state.phase,
+            signal,
+        }),
+        (Verdict::Alive(why), true) => Decision::Keep(Keep::Running(why)),
+        (Verdict::Alive(signal), false) => Decision::Keep(Keep::EndedAlive {
+            phase: state.phase,
+            signal,
+        }),
         (Verdict::Dead { reason, .. }, true) if !policy.force => {
             Decision::Keep(Keep::Orphaned(reason))
         }

@@ -186,6 +186,17 @@ pub fn summarize(ctx: &LivenessContext, sessions: &DirFd, id: &str) -> Result<Se
         None => SessionState::load(&dir)?.view,
     };
     let verdict = (v.phase == Phase::Active).then(|| liveness::assess(ctx, &dir, id, true).verdict);
+    match &verdict {
+        None => tracing::info!(
+            "session {id}: {} (ended): liveness not checked",
+            v.phase.as_str()
+        ),
+        Some(Verdict::Alive(why)) => tracing::info!("session {id}: active: alive: {why}"),
+        Some(Verdict::Foreign(why)) => tracing::info!("session {id}: active: foreign: {why}"),
+        Some(Verdict::Dead { reason, .. }) => {
+            tracing::info!("session {id}: active: dead: {reason}")
+        }
+    }
     let resumable = v.is_resumable();
     Ok(SessionSummary {
         session_id: id.to_owned(),
@@ -207,4 +218,98 @@ pub fn summarize(ctx: &LivenessContext, sessions: &DirFd, id: &str) -> Result<Se
         resumable,
         project_path: v.project_path,
     })
+}
+
+/// Most sessions [`lineage`] follows: a longer chain is a loop or a corrupt file, not a real
+/// nesting of agents.
+pub const MAX_LINEAGE: usize = 64;
+
+/// The session `id` and its ancestors, nearest first: each session's parent is its state.toml's
+/// `[genealogy] parent_session_id`, looked up as [`find_session`] does (in `scope` first, then
+/// every project of `roots`). The chain stops at a session that cannot be found or read, at a
+/// parent id that is not a ULID, at a session seen before (a loop), and after
+/// [`MAX_LINEAGE`] sessions. `id` itself is always included (uppercased), found or not, so a
+/// caller can exclude its own session even when it lives under another state root.
+///
+/// Used to leave the caller's own session and the sessions that started it out of `csa session
+/// list --check` (an agent committing from inside csa must not be blocked by itself). Reads
+/// state.toml files only; writes nothing.
+pub fn lineage(roots: &StateRoots, scope: &[Project], id: &str) -> Vec<String> {
+    let mut chain = vec![id.to_ascii_uppercase()];
+    while chain.len() < MAX_LINEAGE {
+        let current = &chain[chain.len() - 1];
+        if !paths::is_ulid(current) {
+            break;
+        }
+        let Ok(session) = find_session(roots, scope, current) else {
+            break;
+        };
+        let parent = match SessionState::load(&session.dir()) {
+            Ok(state) => state
+                .view
+                .genealogy
+                .and_then(|g| g.parent_session_id)
+                .map(|p| p.to_ascii_uppercase()),
+            Err(_) => None,
+        };
+        match parent {
+            Some(parent) if !chain.contains(&parent) => chain.push(parent),
+            _ => break,
+        }
+    }
+    chain
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session `id` of `project` whose state names `parent`.
+    fn session(project: &Project, id: &str, parent: Option<&str>) {
+        let dir = project.session_dir(id);
+        fs_err::create_dir_all(&dir).expect("mkdir");
+        let genealogy = parent.map_or(String::new(), |p| {
+            format!("\n[genealogy]\ndepth = 1\nparent_session_id = \"{p}\"\n")
+        });
+        fs_err::write(
+            dir.join(STATE_FILE),
+            format!(
+                "meta_session_id = \"{id}\"\nproject_path = \"/p\"\n\
+                 created_at = \"2026-01-01T00:00:00Z\"\nlast_accessed = \"2026-01-01T00:00:00Z\"\n{genealogy}"
+            ),
+        )
+        .expect("write");
+    }
+
+    #[test]
+    fn lineage_follows_parents_across_projects_and_stops_at_loops_and_gaps() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let roots = StateRoots::resolve(Some(tmp.path())).expect("roots");
+        let here = Project::new(tmp.path(), "home/u/repo");
+        let there = Project::new(tmp.path(), "home/u/other");
+        let [a, b, c, d, e] = [
+            "01M90XTCEET4PBPD2FJ7MV21JA",
+            "01M90XTCEET4PBPD2FJ7MV21JB",
+            "01M90XTCEET4PBPD2FJ7MV21JC",
+            "01M90XTCEET4PBPD2FJ7MV21JD",
+            "01M90XTCEET4PBPD2FJ7MV21JE",
+        ];
+        // c (here) -> b (there) -> a (here); d -> e -> d (a loop); a parent that is missing.
+        session(&here, a, None);
+        session(&there, b, Some(a));
+        session(&here, c, Some(b));
+        session(&here, d, Some(e));
+        session(&here, e, Some(d));
+        let scope = [here.clone()];
+        assert_eq!(lineage(&roots, &scope, &c.to_lowercase()), [c, b, a]);
+        assert_eq!(lineage(&roots, &scope, d), [d, e]);
+        let gone = "01M90XTCEET4PBPD2FJ7MV21JF";
+        session(&here, "01M90XTCEET4PBPD2FJ7MV21JG", Some(gone));
+        assert_eq!(
+            lineage(&roots, &scope, "01M90XTCEET4PBPD2FJ7MV21JG"),
+            ["01M90XTCEET4PBPD2FJ7MV21JG", gone]
+        );
+        // Not a session id at all: only itself, nothing looked up.
+        assert_eq!(lineage(&roots, &scope, "../x"), ["../X"]);
+    }
 }

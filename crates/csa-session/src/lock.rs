@@ -46,11 +46,17 @@ impl ReconcileLock {
         let path = session_dir.join(RECONCILE_LOCK);
         let file = open_session_lock(session_dir, &path)?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(flock) => Ok(Some(ReconcileLock {
-                _flock: flock,
-                session_dir: session_dir.to_owned(),
-            })),
-            Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+            Ok(flock) => {
+                tracing::debug!(path = %path.display(), "locked (flock, exclusive)");
+                Ok(Some(ReconcileLock {
+                    _flock: flock,
+                    session_dir: session_dir.to_owned(),
+                }))
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                tracing::debug!(path = %path.display(), "busy: another process holds the flock");
+                Ok(None)
+            }
             Err((_, errno)) => {
                 Err(crate::atomic::with_path(io::Error::from(errno), "flock", &path).into())
             }
@@ -70,10 +76,13 @@ impl ReconcileLock {
         let path = session_dir.join(RECONCILE_LOCK);
         let file = open_session_lock(session_dir, &path)?;
         match Flock::lock(file, FlockArg::LockExclusive) {
-            Ok(flock) => Ok(ReconcileLock {
-                _flock: flock,
-                session_dir: session_dir.to_owned(),
-            }),
+            Ok(flock) => {
+                tracing::debug!(path = %path.display(), "locked (flock, exclusive, waited)");
+                Ok(ReconcileLock {
+                    _flock: flock,
+                    session_dir: session_dir.to_owned(),
+                })
+            }
             Err((_, errno)) => {
                 Err(crate::atomic::with_path(io::Error::from(errno), "flock", &path).into())
             }
@@ -83,6 +92,15 @@ impl ReconcileLock {
     /// The session directory this lock protects.
     pub fn session_dir(&self) -> &Path {
         &self.session_dir
+    }
+}
+
+impl Drop for ReconcileLock {
+    fn drop(&mut self) {
+        tracing::debug!(
+            path = %self.session_dir.join(RECONCILE_LOCK).display(),
+            "unlocked"
+        );
     }
 }
 

@@ -381,7 +381,41 @@ impl Reconciler {
         self.report
     }
 
+    /// [`Reconciler::decide_now`], said at `info` level (`csa -v`): which session, whether
+    /// under its lock, and what was found.
     fn decide(&mut self, fresh: bool, dir: &Path, id: &str) -> Decision {
+        let decision = self.decide_now(fresh, dir, id);
+        let when = if fresh {
+            "re-checked under .reconcile.lock"
+        } else {
+            "checked without the lock"
+        };
+        match &decision {
+            Decision::Ended => tracing::info!("session {id}: {when}: ended (phase not active)"),
+            Decision::Invalid(err) => tracing::info!("session {id}: {when}: unreadable: {err}"),
+            Decision::UnreadableResult(err) => {
+                tracing::info!("session {id}: {when}: result.toml does not parse: {err}")
+            }
+            Decision::Alive(why) => tracing::info!("session {id}: {when}: alive: {why}"),
+            Decision::Foreign(why) => tracing::info!("session {id}: {when}: foreign: {why}"),
+            Decision::Retire => {
+                tracing::info!("session {id}: {when}: owner dead, result present: retire")
+            }
+            Decision::Synthesize { reason, marker, .. } => match marker {
+                Some(code) => tracing::info!(
+                    "session {id}: {when}: dead ({reason}); legacy .complete marker records {code}"
+                ),
+                None => tracing::info!(
+                    "session {id}: {when}: dead ({reason}), no result: synthesize a failure"
+                ),
+            },
+        }
+        decision
+    }
+
+    /// What to do with the session in `dir`: its phase, its result and its liveness, read
+    /// afresh (`fresh`: with a refreshed liveness context, for the re-check under the lock).
+    fn decide_now(&mut self, fresh: bool, dir: &Path, id: &str) -> Decision {
         let refreshed;
         let ctx = if fresh {
             refreshed = self.ctx.refreshed();
@@ -614,6 +648,21 @@ pub fn is_synthetic(result: &SessionResult) -> bool {
     SYNTHETIC_PREFIXES
         .iter()
         .any(|p| result.summary.starts_with(p))
+}
+
+/// Whether a result's outcome was observed: written by the process that saw the agent exit
+/// (csa's supervisor, upstream's daemon, a kill that signalled it), rather than synthesized by
+/// csa or upstream for an agent whose owner died without writing one. Not observed: a
+/// synthetic summary ([`is_synthetic`], which covers results built from a legacy `.complete`
+/// marker too), or a session retired with `termination_reason = "orphaned_process"` (its
+/// result was synthesized, whatever its summary says). `termination_reason` is state.toml's,
+/// `None` when absent or unreadable.
+///
+/// Upstream's format fixes `exit_code = 1` for a synthetic failure, so this, not the exit
+/// code, is what tells it from an agent that really exited 1 (`"observed"` in `csa session
+/// result --format json`).
+pub fn is_observed(result: &SessionResult, termination_reason: Option<&str>) -> bool {
+    !is_synthetic(result) && termination_reason != Some("orphaned_process")
 }
 
 /// Name prefix of a result set aside by [`roll_back`].

@@ -57,6 +57,15 @@ pub enum Refusal {
         /// The liveness signal.
         why: String,
     },
+    /// Its owner is foreign: on another machine or in another PID namespace, so whether its
+    /// previous turn still runs cannot be told from here.
+    #[error("not resumable: session {id} is foreign: its owner runs on another machine or in another PID namespace ({why})")]
+    Foreign {
+        /// The session.
+        id: String,
+        /// The liveness signal naming the other machine or namespace.
+        why: String,
+    },
     /// It has no recorded command and none was given.
     #[error("session {0} has no recorded command to resume: give one after --")]
     NoCommand(String),
@@ -115,13 +124,20 @@ pub fn begin_turn(
             reason: view.termination_reason.clone(),
         });
     }
-    if let Verdict::Alive(why) | Verdict::Foreign(why) =
-        assess(&LivenessContext::new(), &dir, id, false).verdict
-    {
-        return Err(Refusal::Alive {
-            id: id.to_owned(),
-            why,
-        });
+    match assess(&LivenessContext::new(), &dir, id, false).verdict {
+        Verdict::Alive(why) => {
+            return Err(Refusal::Alive {
+                id: id.to_owned(),
+                why,
+            })
+        }
+        Verdict::Foreign(why) => {
+            return Err(Refusal::Foreign {
+                id: id.to_owned(),
+                why,
+            })
+        }
+        Verdict::Dead { .. } => {}
     }
     let mut run = read_run(&dir)?;
     let command = match command.or_else(|| run.turns.last().map(|t| t.command.clone())) {

@@ -88,12 +88,17 @@ pub fn resume(
         &session.project,
         &session.id,
         command,
-        |turn, command| TurnRecord {
-            turn,
-            command: command.to_vec(),
-            cwd,
-            env: record_env.into_iter().collect(),
-            started_at: timestamp(started),
+        |turn, command| {
+            let (stdout_offset, stderr_offset) = csa_session::turns::log_offsets(&dir);
+            TurnRecord {
+                turn,
+                command: command.to_vec(),
+                cwd,
+                env: record_env.into_iter().collect(),
+                started_at: timestamp(started),
+                stdout_offset,
+                stderr_offset,
+            }
         },
         (me, csa_process::start_ticks(me)),
         &host,

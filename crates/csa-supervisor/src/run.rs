@@ -133,6 +133,9 @@ pub fn run(
             cwd: project_dir.to_string_lossy().into_owned(),
             env: env.iter().cloned().collect::<BTreeMap<_, _>>(),
             started_at: timestamp(started),
+            // A new session: its logs start empty.
+            stdout_offset: Some(0),
+            stderr_offset: Some(0),
         },
     };
     let me = std::process::id();

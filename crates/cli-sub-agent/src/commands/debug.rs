@@ -12,6 +12,7 @@ use crate::CommandResult;
 /// Runs a `csa debug` subcommand.
 pub fn run(global: &GlobalArgs, cmd: &DebugCommand) -> CommandResult {
     let DebugCommand::Check { format } = cmd;
+    super::require_explicit_state_dir(global)?;
     let roots = StateRoots::resolve(global.state_dir.as_deref())?;
     let violations = check_roots(&roots);
     let mut out = std::io::stdout().lock();

@@ -137,9 +137,23 @@ pub enum Check {
 /// Runs the checks and prints the report (text, or JSON with `--format json`).
 ///
 /// # Errors
-/// Exit 3 only when stdout cannot be written; problems found are not errors (exit 1).
+/// Exit 3 when stdout cannot be written, or when the state directory given explicitly
+/// (`--state-dir`, `CSA_STATE_DIR`) does not exist (reported as a `state_root` problem first,
+/// like every other command refuses it); other problems found are not errors (exit 1).
 pub fn run(global: &GlobalArgs, args: &DoctorArgs) -> CommandResult {
-    let report = diagnose(global.state_dir.as_deref());
+    let mut report = diagnose(global.state_dir.as_deref());
+    let missing = super::missing_state_dir(global);
+    if let Some((message, hint)) = &missing {
+        report.problems.insert(
+            0,
+            Problem {
+                check: Check::StateRoot,
+                path: global.state_dir.clone(),
+                message: message.clone(),
+                hint: hint.clone(),
+            },
+        );
+    }
     let mut out = io::stdout().lock();
     match args.format {
         Format::Json => {
@@ -148,7 +162,9 @@ pub fn run(global: &GlobalArgs, args: &DoctorArgs) -> CommandResult {
         }
         Format::Text => print_text(&mut out, &report, global.state_dir.is_some())?,
     }
-    Ok(if report.problems.is_empty() {
+    Ok(if missing.is_some() {
+        Exit::Partial
+    } else if report.problems.is_empty() {
         Exit::Success
     } else {
         Exit::Negative
@@ -487,6 +503,7 @@ fn print_text(out: &mut impl Write, report: &Report, state_dir_given: bool) -> i
         };
         if !root.exists {
             let note = match root.kind {
+                RootKind::Primary if state_dir_given => "does not exist",
                 RootKind::Primary => "does not exist yet (the first `csa run` creates it)",
                 RootKind::Legacy => "absent",
             };

@@ -3,8 +3,8 @@
 //!   columns, nothing truncated or hidden, no escape codes, one line per row; scripts can split
 //!   lines on whitespace (the last column may contain spaces);
 //! - **fitted** (a terminal, or colour forced): within the terminal width. Columns are hidden
-//!   whole, in their [`Fit`] order, until the rest fits, and the [`Fit::Truncate`] column is cut
-//!   to the room left, ending in `…`. Colour (anstyle's codes) is added only to cells that also
+//!   whole, in their [`Fit`] order, until the rest fits, and the [`Fit::Truncate`] and
+//!   [`Fit::TruncateStart`] columns are cut to the room left, ending (or starting) in `…`. Colour (anstyle's codes) is added only to cells that also
 //!   print their meaning as text, and only when [`super::Layout`] says so.
 //!
 //! Widths are display widths (unicode-width: a CJK character counts two columns); truncation
@@ -46,6 +46,16 @@ pub enum Fit {
     /// Cut to the room the other columns leave (`…` marks the cut), down to
     /// [`MIN_TRUNCATED`] columns; below that, hidden at its rank like [`Fit::Hide`].
     Truncate(u8),
+    /// Like [`Fit::Truncate`], but the start is cut (`…/repo/sub`): for paths, whose end says
+    /// the most.
+    TruncateStart(u8),
+}
+
+impl Fit {
+    /// Whether the column is cut to fit rather than shown whole.
+    fn truncates(self) -> bool {
+        matches!(self, Fit::Truncate(_) | Fit::TruncateStart(_))
+    }
 }
 
 /// The narrowest a [`Fit::Truncate`] column is cut to before it is hidden instead.
@@ -155,18 +165,23 @@ pub fn write_fitted(
     let shown = fit(columns, &content_widths(columns, rows), width);
     let paint = |tone| if color { style(tone) } else { Style::new() };
     let mut line = Lines::new(out, &shown);
-    let cut = |text, w: &Option<usize>| w.map_or(Cow::Borrowed(""), |w| truncate(text, w));
+    let cut = |text, column: &Column, w: &Option<usize>| match (w, column.fit) {
+        (None, _) => Cow::Borrowed(""),
+        (Some(w), Fit::TruncateStart(_)) => truncate_start(text, *w),
+        (Some(w), _) => truncate(text, *w),
+    };
     line.write(
         columns
             .iter()
             .zip(&shown)
-            .map(|(c, w)| (cut(c.header, w), paint(Tone::Heading))),
+            .map(|(c, w)| (cut(c.header, c, w), paint(Tone::Heading))),
     )?;
     for row in rows {
         line.write(
             row.iter()
+                .zip(columns)
                 .zip(&shown)
-                .map(|(cell, w)| (cut(&cell.text, w), paint(cell.tone))),
+                .map(|((cell, c), w)| (cut(&cell.text, c, w), paint(cell.tone))),
         )?;
     }
     Ok(())
@@ -233,6 +248,27 @@ fn truncate(text: &str, width: usize) -> Cow<'_, str> {
     Cow::Owned(cut)
 }
 
+/// `text` cut to `width` display columns by dropping its start, the cut marked by `…`.
+fn truncate_start(text: &str, width: usize) -> Cow<'_, str> {
+    if text.width() <= width {
+        return Cow::Borrowed(text);
+    }
+    let mut kept = Vec::new();
+    let mut used = 0;
+    for c in text.chars().rev() {
+        let w = c.width().unwrap_or(0);
+        if used + w + 1 > width {
+            break;
+        }
+        kept.push(c);
+        used += w;
+    }
+    let mut cut = String::with_capacity(width + 3);
+    cut.push('…');
+    cut.extend(kept.into_iter().rev());
+    Cow::Owned(cut)
+}
+
 /// The colour of a tone (basic ANSI colours, which every colour terminal has).
 fn style(tone: Tone) -> Style {
     let fg = |c: AnsiColor| Style::new().fg_color(Some(c.into()));
@@ -246,6 +282,13 @@ fn style(tone: Tone) -> Style {
         Tone::Muted => Style::new().effects(Effects::DIMMED),
         Tone::Heading => Style::new().effects(Effects::BOLD),
     }
+}
+
+/// The width of the table with every column shown whole (two spaces between columns): what the fitted
+/// layout needs to hide and cut nothing.
+pub fn natural_width(columns: &[Column], rows: &[Vec<Cell>]) -> usize {
+    let widths = content_widths(columns, rows);
+    widths.iter().sum::<usize>() + GAP * widths.len().saturating_sub(1)
 }
 
 /// The display width of each column's widest cell, header included.
@@ -262,11 +305,14 @@ fn content_widths(columns: &[Column], rows: &[Vec<Cell>]) -> Vec<usize> {
 /// Which columns the fitted layout shows, and how wide: `None` for a hidden column. Hides
 /// [`Fit::Hide`] and [`Fit::Truncate`] columns, lowest rank first, until the shown columns fit
 /// in `width` with truncated columns at their narrowest; then gives truncated columns the room
-/// left (never more than their content).
+/// left, in column order (never more than their content).
 fn fit(columns: &[Column], content: &[usize], width: usize) -> Vec<Option<usize>> {
-    let narrowest = |i: usize| match columns[i].fit {
-        Fit::Truncate(_) => content[i].min(MIN_TRUNCATED),
-        Fit::Keep | Fit::Hide(_) => content[i],
+    let narrowest = |i: usize| {
+        if columns[i].fit.truncates() {
+            content[i].min(MIN_TRUNCATED)
+        } else {
+            content[i]
+        }
     };
     let mut shown: Vec<bool> = vec![true; columns.len()];
     let needed = |shown: &[bool], each: &dyn Fn(usize) -> usize| -> usize {
@@ -278,7 +324,7 @@ fn fit(columns: &[Column], content: &[usize], width: usize) -> Vec<Option<usize>
         .enumerate()
         .filter_map(|(i, c)| match c.fit {
             Fit::Keep => None,
-            Fit::Hide(rank) | Fit::Truncate(rank) => Some((rank, i)),
+            Fit::Hide(rank) | Fit::Truncate(rank) | Fit::TruncateStart(rank) => Some((rank, i)),
         })
         .collect();
     ranked.sort_unstable();
@@ -289,23 +335,32 @@ fn fit(columns: &[Column], content: &[usize], width: usize) -> Vec<Option<usize>
             None => break,
         }
     }
-    let fixed = needed(&shown, &|i| match columns[i].fit {
-        Fit::Truncate(_) => 0,
-        Fit::Keep | Fit::Hide(_) => content[i],
+    let fixed = needed(&shown, &|i| {
+        if columns[i].fit.truncates() {
+            0
+        } else {
+            content[i]
+        }
     });
-    let mut room = width.saturating_sub(fixed);
+    // Each shown truncated column gets its narrowest width, then the room left goes to them in
+    // column order, each up to its content.
+    let truncated = |i: usize| shown[i] && columns[i].fit.truncates();
+    let reserved: usize = (0..columns.len())
+        .filter(|&i| truncated(i))
+        .map(narrowest)
+        .sum();
+    let mut extra = width.saturating_sub(fixed).saturating_sub(reserved);
     (0..columns.len())
         .map(|i| {
             if !shown[i] {
                 return None;
             }
-            Some(match columns[i].fit {
-                Fit::Truncate(_) => {
-                    let w = content[i].min(room.max(narrowest(i)));
-                    room = room.saturating_sub(w);
-                    w
-                }
-                Fit::Keep | Fit::Hide(_) => content[i],
+            Some(if truncated(i) {
+                let more = (content[i] - narrowest(i)).min(extra);
+                extra -= more;
+                narrowest(i) + more
+            } else {
+                content[i]
             })
         })
         .collect()

@@ -9,8 +9,8 @@ use crate::harness::{Agent, Session, TestEnv};
 
 /// A row of the exit-code table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Code {
-    /// A fixed code (0, 1, 2, 3, 4, 75, 124, 126, 127).
+pub(crate) enum Code {
+    /// A fixed code (0, 1, 2, 3, 4, 5, 75, 124, 126, 127).
     Fixed(u8),
     /// 128 + N: the agent was killed by signal N.
     Signal,
@@ -29,7 +29,7 @@ impl Code {
     }
 }
 
-fn read(rel: &str) -> String {
+pub(crate) fn read(rel: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     fs_err::read_to_string(root.join(rel)).expect("read")
 }
@@ -37,7 +37,7 @@ fn read(rel: &str) -> String {
 /// The rows of the `## Exit codes` table of a markdown file (a first cell like `126 / 127`
 /// names two rows), plus [`Code::Agent`] when the section says foreground `csa run` otherwise
 /// exits with the agent's own code.
-fn documented(markdown: &str) -> BTreeSet<Code> {
+pub(crate) fn documented(markdown: &str) -> BTreeSet<Code> {
     let start = markdown
         .find("\n## Exit codes\n")
         .expect("an `## Exit codes` section");
@@ -169,6 +169,10 @@ fn every_documented_code_is_produced_and_no_other() {
     write_result(&failed, "failure", 1);
     cases.run(&env, &["session", "reconcile", &failed.id], ok);
     cases.run(&env, &["session", "wait", &failed.id], negative);
+
+    // 5: wait on a session whose owner died without a result (a synthetic one follows).
+    let orphan = env.session();
+    cases.run(&env, &["session", "wait", &orphan.id], Code::Fixed(5));
 
     // 2: usage.
     cases.run(&env, &["session", "frobnicate"], usage);

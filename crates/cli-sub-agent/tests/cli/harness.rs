@@ -110,11 +110,35 @@ impl TestEnv {
 
     /// Creates an Active session in upstream's format, files backdated 120 s.
     pub fn session(&self) -> Session {
-        let id = next_ulid();
-        let dir = self.sessions_dir.join(&id);
+        self.session_at(&self.sessions_dir, &self.project, &next_ulid())
+    }
+
+    /// The `sessions/` directory of the project of `dir` (created 0700, with the directories
+    /// of its key), for sessions of other projects than [`TestEnv::project`].
+    pub fn sessions_dir_of(&self, dir: &Path) -> PathBuf {
+        let key = fs_err::canonicalize(dir)
+            .expect("canonicalize")
+            .to_string_lossy()
+            .trim_start_matches('/')
+            .to_owned();
+        let sessions_dir = self.state_root.join(key).join("sessions");
+        fs_err::create_dir_all(&sessions_dir).expect("mkdir");
+        for dir in sessions_dir
+            .ancestors()
+            .take_while(|d| d.starts_with(&self.state_root))
+        {
+            private(dir);
+        }
+        sessions_dir
+    }
+
+    /// [`TestEnv::session`] with the id `id`, in `sessions_dir` (the project of `project`).
+    pub fn session_at(&self, sessions_dir: &Path, project: &Path, id: &str) -> Session {
+        let id = id.to_owned();
+        let dir = sessions_dir.join(&id);
         fs_err::create_dir(&dir).expect("mkdir");
         private(&dir);
-        let project = self.project.display();
+        let project = project.display();
         fs_err::write(
             dir.join("state.toml"),
             format!(

@@ -90,6 +90,14 @@ fn list(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Output {
     cmd.output().expect("run csa")
 }
 
+/// Whether `line`'s first word is `id` or a prefix of it of at least 8 characters (the fitted
+/// table shortens ids when narrow).
+pub(crate) fn starts_with_id(line: &str, id: &str) -> bool {
+    line.split_whitespace()
+        .next()
+        .is_some_and(|w| w.len() >= 8 && id.starts_with(w))
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).expect("utf8 stdout")
 }
@@ -208,7 +216,7 @@ fn color_follows_the_flag_then_no_color_then_clicolor_force() {
         for (s, word) in [(&running, "running"), (&retired, "retired")] {
             let row = plain
                 .lines()
-                .find(|l| l.starts_with(&s.id))
+                .find(|l| starts_with_id(l, &s.id))
                 .unwrap_or_else(|| panic!("{what}: no row for {word}: {plain}"));
             assert_eq!(row.split_whitespace().nth(1), Some(word), "{what}: {row}");
         }
@@ -248,12 +256,16 @@ fn fitted_table_fits_the_terminal_width() {
         for (s, word) in [(&running, "running"), (&retired, "retired")] {
             assert!(
                 text.lines()
-                    .any(|l| l.starts_with(&s.id) && l.contains(word)),
-                "{columns}: the whole id and status stay: {text}"
+                    .any(|l| starts_with_id(l, &s.id) && l.contains(word)),
+                "{columns}: the id (or a prefix of 8 or more) and status stay: {text}"
             );
         }
     }
     let wide = fitted("200");
+    assert!(
+        wide.lines().any(|l| l.starts_with(&running.id)),
+        "200 columns: whole ids: {wide}"
+    );
     assert!(wide.contains(LONG), "200 columns show everything: {wide}");
     assert!(wide.contains("codex") && wide.contains("failure"), "{wide}");
     let cut = fitted("100");
@@ -262,10 +274,16 @@ fn fitted_table_fits_the_terminal_width() {
         "{cut}"
     );
     assert!(cut.contains('…'), "a cut description says so: {cut}");
+    // At 60 columns the ids are shortened (issue 12: they took half the width), which leaves
+    // room for part of the description once TOOL has given way.
     let narrow = fitted("60");
     assert!(
-        !narrow.contains("refactor"),
-        "no room for the description: {narrow}"
+        narrow.contains("refactor the") && !narrow.contains(LONG) && narrow.contains('…'),
+        "the description is cut: {narrow}"
+    );
+    assert!(
+        !narrow.contains(&running.id),
+        "ids are shortened when narrow: {narrow}"
     );
     assert!(!narrow.contains("codex"), "TOOL gives way first: {narrow}");
     assert!(narrow.contains("LAST ACCESSED"), "{narrow}");
@@ -552,4 +570,87 @@ fn running_reads_only_the_sessions_the_active_record_may_hold() {
     let out = list(&env, &["--running", "--format", "json"], &[]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(ids(&out), [newer.id.clone(), running.id.clone()]);
+}
+
+/// Regression (issue 12): from a directory with no sessions, `list` printed a bare header with
+/// no hint that other projects had sessions. Now a `hint:` on stderr names the command that
+/// lists them; stdout keeps the header only.
+#[test]
+fn an_empty_project_hints_at_the_sessions_of_other_projects() {
+    let env = TestEnv::new();
+    let out = list(&env, &[], &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(stderr(&out).is_empty(), "nowhere has sessions: {out:?}");
+    let elsewhere = env.project.join("elsewhere");
+    fs_err::create_dir(&elsewhere).expect("mkdir");
+    let run = env.run(&["run", "--cd", elsewhere.to_str().expect("utf8"), "true"]);
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    let out = list(&env, &[], &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(stdout(&out).lines().count(), 1, "the header only: {out:?}");
+    let hint = stderr(&out);
+    assert!(
+        hint.starts_with("hint: no sessions in /")
+            && hint.contains("1 other project has sessions: csa session list --all-projects"),
+        "{hint}"
+    );
+    // Not for hooks, scripts reading JSON, or -q.
+    for args in [
+        &["--running", "--check"][..],
+        &["--format", "json"],
+        &["-q"],
+    ] {
+        let out = list(&env, args, &[]);
+        assert!(stderr(&out).is_empty(), "{args:?}: {out:?}");
+    }
+}
+
+/// Regression (issue 12): `list --since 2h` did not exist although durations are accepted
+/// everywhere else. It keeps the sessions last used within the duration.
+#[test]
+fn since_keeps_the_sessions_used_within_the_duration() {
+    let env = TestEnv::new();
+    let old = ended(&env, "retired", "failure", 1);
+    let recent = ended(&env, "available", "success", 0);
+    let now =
+        |ago: chrono::Duration| (Utc::now() - ago).to_rfc3339_opts(SecondsFormat::Nanos, true);
+    set_state_key(&old, "last_accessed", &now(chrono::Duration::hours(3)));
+    set_state_key(
+        &recent,
+        "last_accessed",
+        &now(chrono::Duration::minutes(90)),
+    );
+    let ids = |args: &[&str]| -> Vec<String> {
+        let out = list(&env, args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        stdout(&out)
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().next().expect("id").to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&["--since", "2h"]), [recent.id.as_str()]);
+    assert_eq!(ids(&["--since", "4h"]), [recent.id.clone(), old.id.clone()]);
+    assert!(ids(&["--since", "1m"]).is_empty());
+    let out = list(&env, &["--since", "soon"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// Regression (issue 12): `list --check` without `--running` printed every ended session as an
+/// error and exited 1. `--check` now needs a status filter: without one it is a usage error.
+#[test]
+fn check_without_a_status_filter_is_a_usage_error() {
+    let env = TestEnv::new();
+    let _ended = ended(&env, "retired", "failure", 1);
+    let out = list(&env, &["--check"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr(&out).contains("--running"), "{out:?}");
+    assert!(!stderr(&out).contains("is retired"), "{out:?}");
+    for args in [
+        &["--check", "--running"][..],
+        &["--check", "--status", "orphaned"],
+    ] {
+        let out = list(&env, args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    }
 }

@@ -3,6 +3,7 @@
 
 mod btrfs;
 mod check;
+mod command_line;
 mod corpus;
 #[cfg(feature = "failpoints")]
 mod crash;
@@ -16,12 +17,15 @@ mod interactive;
 mod json;
 mod kill;
 mod list_output;
+mod logs_turns;
 mod membership;
 mod nesting;
 mod pid_reuse;
 mod progress;
 mod real_faults;
 mod reconcile;
+mod reference;
+mod repo_scope;
 mod resume;
 mod run;
 mod security;
@@ -29,4 +33,6 @@ mod session_commands;
 mod shells;
 mod snapshots;
 mod stress;
+mod synthetic;
+mod verbosity;
 mod wait_logs;

@@ -7,7 +7,11 @@ use std::process::{Command, Output};
 use crate::harness::{Agent, TestEnv};
 
 /// Runs `csa ARGS` with stdout and stderr on a pseudo-terminal, with `extra_env`.
-fn on_terminal(env: &TestEnv, args: &[&str], extra_env: &[(&str, &str)]) -> Option<Output> {
+pub(crate) fn on_terminal(
+    env: &TestEnv,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> Option<Output> {
     if Command::new("script").arg("--version").output().is_err() {
         eprintln!("skipped: script(1) is not available to provide a terminal");
         return None;
@@ -158,11 +162,16 @@ fn wait_progress_is_one_json_object_per_line() {
     let last = rest.last().expect("a result line");
     assert_eq!(last["event"], "result", "{last}");
     assert_eq!(last["status"], "failure", "{last}");
+    assert_eq!(last["observed"], false, "{last}");
     assert!(
         rest[..rest.len() - 1]
             .iter()
             .all(|v| v["event"] == "waiting"),
         "{rest:?}"
     );
-    assert_eq!(wait.wait().expect("wait").code(), Some(1));
+    assert_eq!(
+        wait.wait().expect("wait").code(),
+        Some(5),
+        "synthetic: not observed"
+    );
 }

@@ -401,7 +401,7 @@ fn agent_pid(env: &TestEnv, id: &str, tool: &str) -> i32 {
 }
 
 #[test]
-fn wait_whose_owner_is_killed_returns_1_with_a_synthetic_result() {
+fn wait_whose_owner_is_killed_returns_5_with_a_synthetic_result() {
     let env = TestEnv::new();
     let out = env.run(&["run", "--detach", "--", "sleep", "1000"]);
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -427,7 +427,7 @@ fn wait_whose_owner_is_killed_returns_1_with_a_synthetic_result() {
     let out = waiter.wait_with_output().expect("wait");
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(5),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -1633,10 +1633,13 @@ fn foreign_owners_are_never_acted_on_and_a_rebooted_one_is_dead() {
                 &json,
             );
         }
+        // Every refusal says "foreign", the word `list` uses (issue 12: kill said "not owned
+        // from this machine", delete "its agent is alive", resume "still has a live process").
+        let says_foreign = |out: &std::process::Output| text(&out.stderr).contains(" is foreign");
         let out = env.run(&["session", "kill", &s.id, "--grace", "1s"]);
         l.check(
-            &format!("{what}: kill is refused (75)"),
-            code(&out) == Some(75) && text(&out.stderr).contains("is foreign"),
+            &format!("{what}: kill is refused (75), saying foreign"),
+            code(&out) == Some(75) && says_foreign(&out),
             shown(&out),
         );
         l.check(
@@ -1652,14 +1655,14 @@ fn foreign_owners_are_never_acted_on_and_a_rebooted_one_is_dead() {
         );
         let out = env.run(&["session", "delete", "--force", &s.id]);
         l.check(
-            &format!("{what}: delete --force is refused (75)"),
-            code(&out) == Some(75),
+            &format!("{what}: delete --force is refused (75), saying foreign"),
+            code(&out) == Some(75) && says_foreign(&out),
             shown(&out),
         );
         let out = env.run(&["session", "resume", &old.id, "--", "true"]);
         l.check(
-            &format!("{what}: resume of an ended session it owns is refused (75)"),
-            code(&out) == Some(75),
+            &format!("{what}: resume of an ended session it owns is refused (75), saying foreign"),
+            code(&out) == Some(75) && says_foreign(&out),
             shown(&out),
         );
         let out = env.run(&["session", "clean", "--older-than", "1s", "--format", "json"]);

@@ -102,6 +102,7 @@ impl Op {
             Op::Wait => &[
                 (0, &[]),
                 (1, &[]),
+                (5, &[]),
                 (4, NOT_FOUND),
                 (75, &["and has no result"]),
                 (124, &["has no result after"]),

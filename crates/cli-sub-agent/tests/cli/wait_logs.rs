@@ -107,13 +107,13 @@ fn wait_on_a_failure_result_exits_1_and_json_carries_the_result() {
 }
 
 #[test]
-fn wait_whose_owner_is_killed_finalizes_it_and_exits_1() {
+fn wait_whose_owner_is_killed_finalizes_it_and_exits_5() {
     let env = TestEnv::new();
     let (mut agent, s) = live_session(&env);
     let child = spawn(&env, &["session", "wait", &s.id]);
     agent.kill9();
     let out = child.wait_with_output().expect("wait");
-    assert_eq!(code(&out), Some(1), "{}", text(&out.stderr));
+    assert_eq!(code(&out), Some(5), "{}", text(&out.stderr));
     let result = s.result().expect("synthetic result");
     let summary = result["summary"].as_str().expect("summary");
     assert!(
@@ -121,7 +121,10 @@ fn wait_whose_owner_is_killed_finalizes_it_and_exits_1() {
         "{summary}"
     );
     assert!(
-        text(&out.stdout).starts_with(&format!("session {}: failure (exit 1)\n", s.id)),
+        text(&out.stdout).starts_with(&format!(
+            "session {}: failure (exit 1), synthetic (not observed)\n",
+            s.id
+        )),
         "{}",
         text(&out.stdout)
     );

@@ -354,14 +354,19 @@ fn gen_run() -> impl Strategy<Value = RunRecord> {
         any::<String>(),
         prop::collection::btree_map("[A-Z_]{1,8}", any::<String>(), 0..3),
         any::<String>(),
+        any::<(Option<u64>, Option<u64>)>(),
     )
-        .prop_map(|(turn, command, cwd, env, started_at)| TurnRecord {
-            turn,
-            command,
-            cwd,
-            env,
-            started_at,
-        });
+        .prop_map(
+            |(turn, command, cwd, env, started_at, (stdout_offset, stderr_offset))| TurnRecord {
+                turn,
+                command,
+                cwd,
+                env,
+                started_at,
+                stdout_offset,
+                stderr_offset,
+            },
+        );
     prop::collection::vec(turn, 0..4).prop_map(|turns| RunRecord { turns })
 }
 

@@ -126,7 +126,7 @@ pub fn run(roots: &StateRoots, args: &CleanArgs, quiet: bool) -> CommandResult {
     progress.finish();
     report.counts.errors += report.errors.len();
     for w in &warnings {
-        eprintln!("warning: {w}");
+        crate::diagnostics::warning(w);
     }
     match args.format {
         Format::Json => print_json(&report)?,
@@ -208,7 +208,16 @@ fn clean_project(
                         Action::SkippedAlive,
                         format!("{}, but alive: {signal}", phase.as_str()),
                     ),
-                    Outcome::Kept(Keep::Running(_) | Keep::Orphaned(_) | Keep::Recent(_)) => {
+                    Outcome::Kept(Keep::Foreign { phase, signal }) if phase.is_ended() => row(
+                        Action::SkippedAlive,
+                        format!("{}, but foreign: {signal}", phase.as_str()),
+                    ),
+                    Outcome::Kept(
+                        Keep::Running(_)
+                        | Keep::Foreign { .. }
+                        | Keep::Orphaned(_)
+                        | Keep::Recent(_),
+                    ) => {
                         report.counts.kept += 1;
                         None
                     }

@@ -39,7 +39,7 @@ pub fn run(roots: &StateRoots, args: &DeleteArgs) -> CommandResult {
     )
     .map_err(|err| delete_error(id, err))?;
     for w in &deletion.warnings {
-        eprintln!("warning: {w}");
+        crate::diagnostics::warning(w);
     }
     let reason = match deletion.outcome {
         Outcome::Deleted(reason) | Outcome::WouldDelete(reason) => reason,
@@ -74,6 +74,10 @@ fn refusal(id: &str, keep: Keep) -> CommandError {
         Keep::Running(signal) => (
             format!("session {id} is active and its agent is alive ({signal})"),
             format!("stop it first with `csa session kill {id}`, or wait for it with `csa session wait {id}`"),
+        ),
+        Keep::Foreign { signal, .. } => (
+            format!("session {id} is foreign: it is owned from another machine or PID namespace ({signal}), so whether it still runs cannot be told from here"),
+            "delete it from the machine (or PID namespace) that runs it".to_owned(),
         ),
         Keep::Orphaned(reason) => (
             format!("session {id} is still active, though its agent is dead ({reason})"),

@@ -6,7 +6,9 @@
 //! ```
 //!
 //! `offset` is the byte offset in the log of the line's first byte, `text` the line without its
-//! `\n`, decoded as UTF-8 (invalid bytes become U+FFFD), and `eol` whether a `\n` ended it. A
+//! `\n`, decoded as UTF-8 (invalid bytes become U+FFFD), `eol` whether a `\n` ended it, and
+//! `turn` the turn that wrote it (null when run.toml does not prove it; the caller cuts a line
+//! where a turn starts, so that each piece has one turn). A
 //! line is printed once its `\n` arrives; bytes after the last `\n` are printed when the command
 //! ends ([`LineEncoder::finish`], `eol: false`). So that memory stays bounded, a line longer
 //! than [`MAX_PIECE`] bytes is printed in pieces of at most that size (every piece but the last
@@ -14,6 +16,7 @@
 
 use std::io::{self, Write};
 
+use csa_session::turns::Turns;
 use serde::Serialize;
 
 /// Largest piece of a line printed as one object, in bytes of the log.
@@ -28,6 +31,8 @@ pub struct LineEncoder {
     offset: u64,
     /// Bytes of the current line read so far.
     pending: Vec<u8>,
+    /// Which turn wrote which bytes.
+    turns: Turns,
 }
 
 /// One printed object.
@@ -38,6 +43,7 @@ struct Piece<'a> {
     offset: u64,
     text: &'a str,
     eol: bool,
+    turn: Option<u32>,
 }
 
 impl LineEncoder {
@@ -49,7 +55,14 @@ impl LineEncoder {
             stream,
             offset: 0,
             pending: Vec::new(),
+            turns: Turns::default(),
         }
+    }
+
+    /// This encoder, giving each line the turn `turns` says wrote its first byte.
+    pub fn with_turns(mut self, turns: Turns) -> Self {
+        self.turns = turns;
+        self
     }
 
     /// Says where the next byte fed comes from in the log. Only honoured between lines (no
@@ -106,6 +119,7 @@ impl LineEncoder {
             offset: self.offset,
             text: &text,
             eol,
+            turn: self.turns.turn_at(self.offset),
         };
         serde_json::to_writer(&mut *out, &piece)?;
         out.write_all(b"\n")?;

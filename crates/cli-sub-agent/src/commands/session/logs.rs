@@ -7,17 +7,27 @@
 //! so every byte is printed exactly once (partial lines included, as they come). With
 //! `--format json` the same bytes are printed as one JSON object per line ([`log_lines`]).
 //!
+//! Turns: every turn appends to the same logs, and run.toml records where each turn starts
+//! (csa-session [`turns`]). `--turn N` prints only turn N's bytes. On a terminal (stdout), a
+//! session of several turns gets a marker line on stderr before each turn's first byte,
+//! `── turn 2 (started …) ──`, so stdout stays the log's bytes exactly; in JSON each line
+//! carries its `turn`, and a line is cut in two pieces where a turn starts in its middle.
+//! When stdout wrote nothing and stderr did, a hint on stderr says so and how to see it.
+//!
 //! [`log_lines`]: super::log_lines
+//! [`turns`]: csa_session::turns
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
+use anyhow::anyhow;
 use csa_session::inventory::SessionRef;
 use csa_session::liveness::{assess, LivenessContext, Verdict};
 use csa_session::paths::StateRoots;
 use csa_session::state::SessionState;
+use csa_session::turns::{self, Log, TurnError, Turns};
 use fs_err::os::unix::fs::FileExt;
 
 use super::locate;
@@ -27,10 +37,6 @@ use crate::diagnostics::CommandError;
 use crate::exit::Exit;
 use crate::CommandResult;
 
-/// The agent's stdout log, in the session directory.
-pub const OUTPUT_LOG: &str = "output.log";
-/// The agent's stderr log, in the session directory.
-pub const STDERR_LOG: &str = "stderr.log";
 /// Time between two looks at the log and the session with `--follow`.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Bytes read at a time, forwards or (for `--tail`) backwards.
@@ -38,38 +44,148 @@ pub const CHUNK: usize = 64 << 10;
 
 /// Runs the command. A missing log prints nothing (exit 0) unless following, which waits for it
 /// to appear. A closed stdout (`csa session logs … | head`) ends the command quietly with 0.
+/// `quiet` (`-q`) drops the notes on stderr (turn markers, hints, waiting).
 ///
 /// # Errors
 /// Exit 3 when the log cannot be read, or, while following, `state.toml` cannot be read (after
-/// printing what the log holds); 2/4 for a bad SESSION argument.
-pub fn run(roots: &StateRoots, args: &LogsArgs) -> CommandResult {
+/// printing what the log holds); with `--turn`, 4 when run.toml lists no such turn and 3 when
+/// it cannot be read or does not record where the turn lies; 2/4 for a bad SESSION argument.
+pub fn run(roots: &StateRoots, args: &LogsArgs, quiet: bool) -> CommandResult {
     let session = locate(roots, args.cd.as_deref(), &args.session)?;
-    let path = session
-        .dir()
-        .join(if args.stderr { STDERR_LOG } else { OUTPUT_LOG });
+    let dir = session.dir();
+    let log = if args.stderr {
+        Log::Stderr
+    } else {
+        Log::Stdout
+    };
+    let path = dir.join(log.file_name());
     let stream = if args.stderr { "stderr" } else { "stdout" };
+    let record = match turns::load_run(&dir) {
+        Ok(record) => record,
+        Err(err) if args.turn.is_some() => return Err(err.into()),
+        Err(err) => {
+            // Only turn boundaries are lost: the log itself is still printed.
+            tracing::warn!("{err}: turn boundaries are not shown");
+            None
+        }
+    };
+    let turns = record.as_ref().map(|r| Turns::of(r, log));
+    let range = match args.turn {
+        Some(n) => Some(turn_range(&session.id, turns.as_ref(), n)?),
+        None => None,
+    };
+    let markers = args.format == Format::Text
+        && !quiet
+        && io::IsTerminal::is_terminal(&io::stdout())
+        && turns.as_ref().is_some_and(|t| t.starts().len() > 1);
     let mut printer = Printer {
         out: io::stdout().lock(),
         buf: vec![0; CHUNK],
-        lines: (args.format == Format::Json).then(|| LineEncoder::new(&session.id, stream)),
+        lines: (args.format == Format::Json).then(|| {
+            LineEncoder::new(&session.id, stream).with_turns(turns.clone().unwrap_or_default())
+        }),
+        turns: turns.unwrap_or_default(),
+        markers,
+        next_mark: None,
+        pos: 0,
+        end: range.and_then(|(_, end)| end),
+        last_newline: true,
     };
-    let outcome = if args.follow {
-        follow(&session, &path, args.tail, &mut printer)
+    let start = range.map_or(0, |(start, _)| start);
+    // An earlier turn has ended: nothing more will be appended to it.
+    let outcome = if args.follow && range.is_none_or(|(_, end)| end.is_none()) {
+        follow(&session, &path, args.tail, start, &mut printer, quiet)
     } else {
-        print_once(&path, args.tail, &mut printer)
+        print_once(&path, args.tail, start, &mut printer)
     };
     // JSON: the bytes after the last newline, once nothing more will be read.
     let outcome = outcome.and_then(|exit| Ok(printer.finish().map(|()| exit)?));
-    match outcome {
-        Err(err) if is_broken_pipe(&err) => Ok(Exit::Success),
+    let outcome = match outcome {
+        Err(err) if is_broken_pipe(&err) => return Ok(Exit::Success),
         other => other,
+    };
+    if log == Log::Stdout && !quiet {
+        hint_stderr(&session.id, &dir, args.turn, record.as_ref());
+    }
+    outcome
+}
+
+/// The bytes of turn `n` in the log.
+///
+/// # Errors
+/// Exit 4 when run.toml (or its absence) lists no turn `n`, with the turns it does list; 3
+/// when run.toml does not record where it lies.
+fn turn_range(id: &str, turns: Option<&Turns>, n: u32) -> Result<(u64, Option<u64>), CommandError> {
+    let Some(turns) = turns else {
+        return Err(CommandError::new(
+            Exit::NotFound,
+            anyhow!("session {id} has no run.toml: its turns are not recorded (upstream wrote it)"),
+        )
+        .with_hint(format!("print the whole log: csa session logs {id}")));
+    };
+    turns.range(n).map_err(|err| {
+        let exit = match err {
+            TurnError::NoSuchTurn { .. } => Exit::NotFound,
+            TurnError::Unrecorded { .. } => Exit::Partial,
+        };
+        CommandError::new(exit, anyhow!("session {id}: {err}"))
+            .with_hint(format!("print the whole log: csa session logs {id}"))
+    })
+}
+
+/// When the agent wrote nothing on stdout but something on stderr, says so on stderr with the
+/// command that shows it: agent CLIs such as gemini-cli and codex write their errors to stderr
+/// only. Looks at turn `turn` (`--turn`), else at the last turn when the session has several
+/// and run.toml says where it lies, else at the whole logs.
+fn hint_stderr(
+    id: &str,
+    dir: &Path,
+    turn: Option<u32>,
+    record: Option<&csa_session::create::RunRecord>,
+) {
+    let size = |log: Log| fs_err::metadata(dir.join(log.file_name())).map_or(0, |m| m.len());
+    let (out_len, err_len) = (size(Log::Stdout), size(Log::Stderr));
+    let last = record
+        .filter(|r| r.turns.len() > 1)
+        .and_then(|r| r.turns.last())
+        .map(|t| t.turn);
+    let bytes_of = |log: Log, t: u32, len: u64| {
+        let (start, end) = Turns::of(record?, log).range(t).ok()?;
+        Some(end.unwrap_or(len).min(len).saturating_sub(start))
+    };
+    let per_turn = turn.or(last).and_then(|t| {
+        Some((
+            t,
+            bytes_of(Log::Stdout, t, out_len)?,
+            bytes_of(Log::Stderr, t, err_len)?,
+        ))
+    });
+    let (what, flag, out_bytes, err_bytes) = match per_turn {
+        Some((t, out, err)) => (
+            format!("turn {t} of session {id}"),
+            format!(" --turn {t}"),
+            out,
+            err,
+        ),
+        None if turn.is_some() => return,
+        None => (format!("session {id}"), String::new(), out_len, err_len),
+    };
+    if out_bytes == 0 && err_bytes > 0 {
+        eprintln!(
+            "hint: {what} wrote nothing on stdout but {err_bytes} bytes on stderr: csa session logs {id} --stderr{flag}"
+        );
     }
 }
 
-/// Prints the log as it is now (nothing when it does not exist).
-fn print_once(path: &Path, tail: Option<usize>, printer: &mut Printer<'_>) -> CommandResult {
+/// Prints the log as it is now, from `start` (nothing when it does not exist).
+fn print_once(
+    path: &Path,
+    tail: Option<usize>,
+    start: u64,
+    printer: &mut Printer<'_>,
+) -> CommandResult {
     if let Some(mut file) = open_log(path)? {
-        printer.print_from_tail(&mut file, tail)?;
+        printer.print_from_tail(&mut file, tail, start)?;
     }
     Ok(Exit::Success)
 }
@@ -82,7 +198,9 @@ fn follow(
     session: &SessionRef,
     path: &Path,
     tail: Option<usize>,
+    start: u64,
     printer: &mut Printer<'_>,
+    quiet: bool,
 ) -> CommandResult {
     let ctx = LivenessContext::new();
     let mut file = None;
@@ -94,8 +212,8 @@ fn follow(
             None => {
                 file = open_log(path)?;
                 match &mut file {
-                    Some(file) => printer.print_from_tail(file, tail)?,
-                    None if !announced && tracing::enabled!(tracing::Level::WARN) => {
+                    Some(file) => printer.print_from_tail(file, tail, start)?,
+                    None if !announced && !quiet => {
                         eprintln!("csa: waiting for {} to appear…", path.display());
                         announced = true;
                     }
@@ -154,25 +272,46 @@ fn open_log(path: &Path) -> io::Result<Option<fs_err::File>> {
     Ok(Some(file))
 }
 
-/// Copies log bytes to stdout through one reused [`CHUNK`]-byte buffer.
+/// Copies log bytes to stdout through one reused [`CHUNK`]-byte buffer, stopping at `end`, and
+/// marking where each turn starts (a line on stderr, or a cut JSON line).
 struct Printer<'a> {
     out: io::StdoutLock<'a>,
     buf: Vec<u8>,
     /// With `--format json`: the bytes as JSON lines instead of raw.
     lines: Option<LineEncoder>,
+    /// The log's turns (empty when unknown).
+    turns: Turns,
+    /// Whether to print a marker line on stderr where a turn starts.
+    markers: bool,
+    /// Index in `turns.starts()` of the next turn start to mark; `None` before the first byte.
+    next_mark: Option<usize>,
+    /// Log offset of the next byte read.
+    pos: u64,
+    /// Log offset to stop before (`--turn` of a turn that has ended).
+    end: Option<u64>,
+    /// Whether the last byte printed (raw) was a newline, or nothing was printed.
+    last_newline: bool,
 }
 
 impl Printer<'_> {
-    /// Prints `file` from the start of its last `tail` lines (from its start without `tail`) to
-    /// its end, leaving its position at the end.
-    fn print_from_tail(&mut self, file: &mut fs_err::File, tail: Option<usize>) -> io::Result<()> {
+    /// Prints `file` from the start of its last `tail` lines (from its start without `tail`)
+    /// at or after `start`, to its end (or [`Printer::end`]), leaving its position there.
+    fn print_from_tail(
+        &mut self,
+        file: &mut fs_err::File,
+        tail: Option<usize>,
+        start: u64,
+    ) -> io::Result<()> {
+        let len = file.metadata()?.len();
+        let mut from = start.min(len);
         if let Some(lines) = tail {
-            let len = file.metadata()?.len();
-            let start = tail_start(file, len, lines, &mut self.buf)?;
-            file.seek(SeekFrom::Start(start))?;
-            if let Some(lines) = &mut self.lines {
-                lines.seek(start);
-            }
+            let end = self.end.map_or(len, |end| end.min(len));
+            from = tail_start(file, end, lines, &mut self.buf)?.max(from);
+        }
+        file.seek(SeekFrom::Start(from))?;
+        self.pos = from;
+        if let Some(lines) = &mut self.lines {
+            lines.seek(from);
         }
         self.copy_to_end(file)
     }
@@ -187,6 +326,8 @@ impl Printer<'_> {
                 path.display()
             );
             file.rewind()?;
+            self.pos = 0;
+            self.next_mark = None;
             if let Some(lines) = &mut self.lines {
                 lines.finish(&mut self.out)?;
                 lines.seek(0);
@@ -195,8 +336,18 @@ impl Printer<'_> {
         self.copy_to_end(file)
     }
 
-    /// With `--format json`, prints the bytes after the last newline read (nothing otherwise).
+    /// Marks the turns that start at the end of what was printed (they wrote nothing here);
+    /// with `--format json`, prints the bytes after the last newline read.
     fn finish(&mut self) -> io::Result<()> {
+        if let (Some(next), None, true) = (self.next_mark, self.end, self.markers) {
+            let pos = self.pos;
+            let count = self.turns.starts().len();
+            for i in next..count {
+                if self.turns.starts()[i].offset.is_some_and(|o| o <= pos) {
+                    self.mark(i)?;
+                }
+            }
+        }
         if let Some(lines) = &mut self.lines {
             lines.finish(&mut self.out)?;
             self.out.flush()?;
@@ -204,21 +355,107 @@ impl Printer<'_> {
         Ok(())
     }
 
-    /// Copies from `file`'s position to its end, flushing stdout after each chunk.
+    /// Copies from `file`'s position to its end (or [`Printer::end`]), flushing stdout after
+    /// each chunk.
     fn copy_to_end(&mut self, file: &mut fs_err::File) -> io::Result<()> {
         loop {
-            let n = match file.read(&mut self.buf) {
+            let room = self.end.map_or(self.buf.len() as u64, |end| {
+                end.saturating_sub(self.pos).min(self.buf.len() as u64)
+            });
+            if room == 0 {
+                return Ok(());
+            }
+            // At most buf.len(), so it fits in usize.
+            let room = usize::try_from(room).unwrap_or(self.buf.len());
+            let n = match file.read(&mut self.buf[..room]) {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            match &mut self.lines {
-                Some(lines) => lines.push(&self.buf[..n], &mut self.out)?,
-                None => self.out.write_all(&self.buf[..n])?,
-            }
+            self.emit(n)?;
             self.out.flush()?;
         }
+    }
+
+    /// Prints the first `n` bytes of the buffer (the log's bytes from [`Printer::pos`]),
+    /// marking every turn that starts among them.
+    fn emit(&mut self, n: usize) -> io::Result<()> {
+        let starts: Vec<Option<u64>> = self.turns.starts().iter().map(|s| s.offset).collect();
+        let pos = self.pos;
+        let next = match self.next_mark {
+            Some(next) => next,
+            None => {
+                // The first byte printed: say which turn it belongs to, when that is known.
+                if self.turns.turn_at(pos).is_some() {
+                    if let Some(i) = starts.iter().rposition(|o| o.is_some_and(|o| o <= pos)) {
+                        self.mark(i)?;
+                    }
+                }
+                starts
+                    .iter()
+                    .position(|o| o.is_some_and(|o| o > pos))
+                    .unwrap_or(starts.len())
+            }
+        };
+        let mut next = next;
+        let mut done = 0;
+        while let Some(at) = starts
+            .get(next)
+            .copied()
+            .flatten()
+            .filter(|&o| o < pos + n as u64)
+        {
+            let upto = usize::try_from(at.saturating_sub(pos))
+                .unwrap_or(n)
+                .max(done);
+            self.write(done, upto)?;
+            done = upto;
+            self.mark(next)?;
+            next += 1;
+            // Skip starts whose offset is unknown: they cannot be placed.
+            while starts.get(next).is_some_and(Option::is_none) {
+                next += 1;
+            }
+        }
+        self.next_mark = Some(next);
+        self.write(done, n)?;
+        self.pos += n as u64;
+        Ok(())
+    }
+
+    /// Prints `buf[from..to]` (raw, or as JSON lines).
+    fn write(&mut self, from: usize, to: usize) -> io::Result<()> {
+        if from >= to {
+            return Ok(());
+        }
+        let bytes = &self.buf[from..to];
+        match &mut self.lines {
+            Some(lines) => lines.push(bytes, &mut self.out)?,
+            None => self.out.write_all(bytes)?,
+        }
+        self.last_newline = bytes.last() == Some(&b'\n');
+        Ok(())
+    }
+
+    /// Marks the start of the turn `starts()[i]`: in JSON, the line being built ends there (so
+    /// each line has one turn); on a terminal, a marker line on stderr.
+    fn mark(&mut self, i: usize) -> io::Result<()> {
+        if let Some(lines) = &mut self.lines {
+            return lines.finish(&mut self.out);
+        }
+        if !self.markers {
+            return Ok(());
+        }
+        self.out.flush()?;
+        let start = &self.turns.starts()[i];
+        // A turn that started in the middle of a line: the marker goes on a line of its own.
+        let newline = if self.last_newline { "" } else { "\n" };
+        eprintln!(
+            "{newline}── turn {} (started {}) ──",
+            start.turn, start.started_at
+        );
+        Ok(())
     }
 }
 
@@ -245,14 +482,17 @@ fn tail_start(file: &impl FileExt, len: u64, lines: usize, buf: &mut [u8]) -> io
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
             Err(e) => return Err(e),
         }
-        for (i, &byte) in part.iter().enumerate().rev() {
+        // memrchr: a 100 MiB log without a newline is scanned in milliseconds, not seconds.
+        let mut rest: &[u8] = part;
+        while let Some(i) = memchr::memrchr(b'\n', rest) {
             let offset = start + i as u64;
-            if byte == b'\n' && offset + 1 != len {
+            if offset + 1 != len {
                 found += 1;
                 if found == lines {
                     return Ok(offset + 1);
                 }
             }
+            rest = &rest[..i];
         }
         end = start;
     }

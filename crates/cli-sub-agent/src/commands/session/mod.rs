@@ -34,6 +34,7 @@ use crate::CommandResult;
 
 /// Runs a `csa session` subcommand.
 pub fn run(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
+    super::require_explicit_state_dir(global)?;
     let outcome = dispatch(global, cmd);
     session_deleted_meanwhile(global, cmd, outcome)
 }
@@ -52,7 +53,7 @@ fn dispatch(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
         SessionCommand::Result(args) => result::run(&roots, args),
         SessionCommand::IsAlive(args) => is_alive::run(&roots, args),
         SessionCommand::Wait(args) => wait::run(&roots, args, global.quiet),
-        SessionCommand::Logs(args) => logs::run(&roots, args),
+        SessionCommand::Logs(args) => logs::run(&roots, args, global.quiet),
         SessionCommand::Kill(args) => kill::run(&roots, args),
         SessionCommand::Attach(args) => attach::run(&roots, args, global.quiet),
         SessionCommand::Retry(args) => retry::run(global, &roots, args),
@@ -81,10 +82,40 @@ pub(crate) fn check_project(roots: &StateRoots, project: &Project) -> Result<(),
     Ok(secure::check_project(root, project)?)
 }
 
-/// The projects a command covers: the `--cd` (or current) directory's project under each root,
-/// or with `--all-projects` every project under each root. Each is checked
+/// The projects a command covers: the `--cd` (or current) directory's project under each root;
+/// with `--repo` the project of that directory's git top level and of every directory below it
+/// ([`with_nested`]); with `--all-projects` every project under each root. Each is checked
 /// ([`check_project`]): one refused project refuses the command, before anything is done.
+///
+/// # Errors
+/// Exit 2 when `--cd` names no directory, or with `--repo` when the directory is in no git
+/// work tree; exit 3 for a refused or unreadable directory.
 fn scope_projects(roots: &StateRoots, scope: &ScopeArgs) -> Result<Vec<Project>, CommandError> {
+    if scope.repo {
+        let dir = match scope.cd.as_deref() {
+            Some(dir) => dir.to_owned(),
+            None => std::env::current_dir().context("cannot read the current directory")?,
+        };
+        let top = crate::repository::top_level(&dir)
+            .map_err(|e| {
+                CommandError::new(
+                    Exit::Usage,
+                    anyhow::Error::new(e).context("--cd: no such directory"),
+                )
+            })?
+            .ok_or_else(|| {
+                CommandError::new(
+                    Exit::Usage,
+                    anyhow::anyhow!(
+                        "--repo: {} is not in a git work tree (no .git in it or above it)",
+                        dir.display()
+                    ),
+                )
+                .with_hint("run it inside the repository, or use `--cd DIR --nested` for a directory and those below it")
+            })?;
+        tracing::info!("--repo: the git top level is {}", top.display());
+        return with_nested(roots, project_of(roots, Some(&top))?);
+    }
     if scope.all_projects {
         let mut projects = Vec::new();
         for root in roots.iter() {
@@ -118,6 +149,31 @@ fn project_of(roots: &StateRoots, cd: Option<&Path>) -> Result<Vec<Project>, Com
     Ok(projects)
 }
 
+/// `projects` (a directory's project under each root) and the projects of every directory
+/// below them: the directories under `<root>/<key>/` that hold a `sessions/` directory (one
+/// `readdir` per directory of the state root below the key, never inside `sessions/`), each
+/// checked like any project ([`secure::check_project`]).
+fn with_nested(roots: &StateRoots, projects: Vec<Project>) -> Result<Vec<Project>, CommandError> {
+    let mut all = Vec::with_capacity(projects.len());
+    for project in projects {
+        // `<root>/<key>`: the project's own `sessions/` is skipped by the walk.
+        let below = match project.sessions_dir.parent() {
+            Some(base) => paths::all_projects(base)?,
+            None => Vec::new(),
+        };
+        for nested in below {
+            let nested = Project {
+                key: format!("{}/{}", project.key, nested.key),
+                sessions_dir: nested.sessions_dir,
+            };
+            check_project(roots, &nested)?;
+            all.push(nested);
+        }
+        all.push(project);
+    }
+    Ok(all)
+}
+
 /// Finds SESSION in the `--cd` project, or else in any project (whose directories are then
 /// checked too).
 fn locate(roots: &StateRoots, cd: Option<&Path>, arg: &str) -> Result<SessionRef, CommandError> {
@@ -129,17 +185,33 @@ fn locate(roots: &StateRoots, cd: Option<&Path>, arg: &str) -> Result<SessionRef
     Ok(session)
 }
 
-/// A result as JSON, with the session's id added (`result --format json`, `wait --format json`).
+/// A result as JSON, with the session's id and whether its outcome was `observed` added
+/// (`result --format json`, `wait --format json`; docs/json.md).
 fn result_json(
     id: &str,
     result: &csa_session::result::SessionResult,
+    observed: bool,
 ) -> Result<serde_json::Value, std::io::Error> {
     let mut value = serde_json::to_value(result)?;
     if let Some(obj) = value.as_object_mut() {
         obj.insert("session_id".into(), id.into());
+        obj.insert("observed".into(), observed.into());
     }
     Ok(value)
 }
+
+/// Whether the result of the session in `dir` was observed
+/// ([`csa_session::reconcile::is_observed`], with state.toml's `termination_reason`; a state
+/// that cannot be read leaves the summary to decide).
+fn observed(dir: &Path, result: &csa_session::result::SessionResult) -> bool {
+    let reason = csa_session::state::SessionState::load(dir)
+        .ok()
+        .and_then(|s| s.view.termination_reason);
+    csa_session::reconcile::is_observed(result, reason.as_deref())
+}
+
+/// What text output says of a result that was not observed.
+const NOT_OBSERVED: &str = "synthetic (not observed)";
 
 /// A command on one SESSION that failed with exit 3 because the session was deleted meanwhile
 /// (`delete` renames its directory away, so its files vanish under a running command) reports

@@ -46,7 +46,7 @@ pub fn run(roots: &StateRoots, args: &ReconcileArgs, verbose: bool, quiet: bool)
     progress.finish();
     let counts = report.counts();
     for warning in &report.warnings {
-        eprintln!("warning: {warning}");
+        crate::diagnostics::warning(warning);
     }
     match args.format {
         Format::Json => print_json(&report, &counts)?,

@@ -7,7 +7,7 @@ use csa_session::paths::StateRoots;
 use csa_session::result::SessionResult;
 use csa_session::state::SessionState;
 
-use super::{locate, result_json};
+use super::{locate, observed, result_json, NOT_OBSERVED};
 use crate::cli::{Format, ResultArgs};
 use crate::diagnostics::CommandError;
 use crate::exit::Exit;
@@ -31,21 +31,35 @@ pub fn run(roots: &StateRoots, args: &ResultArgs) -> CommandResult {
             session.id
         )));
     };
+    let observed = observed(&dir, &result);
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &result_json(&session.id, &result)?)
+            serde_json::to_writer_pretty(&mut out, &result_json(&session.id, &result, observed)?)
                 .map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
-        Format::Text => print_text(&mut out, &session.id, &result)?,
+        Format::Text => print_text(&mut out, &session.id, &result, observed)?,
     }
     Ok(Exit::Success)
 }
 
-fn print_text(out: &mut impl Write, id: &str, r: &SessionResult) -> std::io::Result<()> {
+fn print_text(
+    out: &mut impl Write,
+    id: &str,
+    r: &SessionResult,
+    observed: bool,
+) -> std::io::Result<()> {
     writeln!(out, "session:      {id}")?;
-    writeln!(out, "status:       {}", r.status)?;
+    if observed {
+        writeln!(out, "status:       {}", r.status)?;
+    } else {
+        writeln!(
+            out,
+            "status:       {} ({NOT_OBSERVED}: the agent's owner died without writing a result)",
+            r.status
+        )?;
+    }
     writeln!(out, "exit_code:    {}", r.exit_code)?;
     writeln!(out, "tool:         {}", r.tool)?;
     writeln!(out, "started_at:   {}", r.started_at.to_rfc3339())?;

@@ -22,7 +22,7 @@ use csa_session::result::{ResultStatus, SessionResult};
 use csa_session::state::{Phase, SessionState};
 use serde_json::json;
 
-use super::{locate, result_json};
+use super::{locate, observed, result_json, NOT_OBSERVED};
 use crate::cli::{Format, WaitArgs};
 use crate::diagnostics::CommandError;
 use crate::exit::Exit;
@@ -65,7 +65,7 @@ pub fn run(roots: &StateRoots, args: &WaitArgs, quiet: bool) -> CommandResult {
     let mut last_status: Option<Status> = None;
     loop {
         let status = match waiter.poll()? {
-            Poll::Done(result) => return finish(&session.id, &result, args),
+            Poll::Done(result) => return finish(&session.id, &session.dir(), &result, args),
             // Look again at once: the reconcile just published a result or saw one appear.
             // (Only once in a row, so that nothing can make this loop spin.)
             Poll::LookAgain if !looked_again => {
@@ -242,7 +242,7 @@ impl Waiter<'_> {
     fn warn(&mut self, warnings: Vec<String>) {
         for w in warnings {
             if !self.warned.contains(&w) {
-                eprintln!("warning: {w}");
+                crate::diagnostics::warning(&w);
                 self.warned.insert(w);
             }
         }
@@ -268,25 +268,38 @@ fn print_line(value: &serde_json::Value) -> std::io::Result<()> {
     out.flush()
 }
 
-/// Prints the result and maps its status to the exit code.
-fn finish(id: &str, result: &SessionResult, args: &WaitArgs) -> CommandResult {
+/// Prints the result and maps it to the exit code: 0 for `success`, 5 for any other result
+/// that was not observed (the owner died without writing one: csa or upstream synthesized
+/// it), 1 otherwise.
+fn finish(
+    id: &str,
+    dir: &std::path::Path,
+    result: &SessionResult,
+    args: &WaitArgs,
+) -> CommandResult {
+    let observed = observed(dir, result);
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json if args.progress => {
-            let mut value = result_json(id, result)?;
+            let mut value = result_json(id, result, observed)?;
             value["event"] = json!("result");
             drop(out);
             print_line(&value)?;
         }
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &result_json(id, result)?)
+            serde_json::to_writer_pretty(&mut out, &result_json(id, result, observed)?)
                 .map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
         Format::Text => {
+            let how = if observed {
+                String::new()
+            } else {
+                format!(", {NOT_OBSERVED}")
+            };
             writeln!(
                 out,
-                "session {id}: {} (exit {})",
+                "session {id}: {} (exit {}){how}",
                 result.status, result.exit_code
             )?;
             if let Some(first) = result.summary.lines().next() {
@@ -296,6 +309,8 @@ fn finish(id: &str, result: &SessionResult, args: &WaitArgs) -> CommandResult {
     }
     Ok(if result.status == ResultStatus::Success {
         Exit::Success
+    } else if !observed {
+        Exit::Unobserved
     } else {
         Exit::Negative
     })

@@ -428,6 +428,8 @@ pub(super) fn run_body() -> String {
             cwd: "/".into(),
             env: BTreeMap::new(),
             started_at: "2026-01-01T00:00:00.000000000Z".into(),
+            stdout_offset: Some(0),
+            stderr_offset: Some(0),
         }],
     })
     .expect("run.toml")

@@ -9,9 +9,11 @@
 //! `reconcile --full`). That keeps the `csa-idle` pre-commit hook (`list --running --check`) at a
 //! few file reads however many sessions have ended. Every other listing reads every session.
 //!
-//! Output: `--format json` (unchanged, documented in docs/cli.md), or a table in the layout of
-//! [`crate::output::Layout`]: plain aligned text when stdout is not a terminal, else fitted to
-//! the terminal with relative times and status colours.
+//! Output: `--format json` (documented in docs/json.md), or a table ([`table`]) in the layout
+//! of [`crate::output::Layout`]: plain aligned text when stdout is not a terminal, else fitted
+//! to the terminal with relative times, status colours and, when narrow, shortened ids.
+
+mod table;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -20,17 +22,15 @@ use std::thread;
 use chrono::Utc;
 use csa_session::active::{ActiveRecord, Fingerprint};
 use csa_session::dirfd::DirFd;
-use csa_session::inventory::{summarize, SessionSummary, Status};
+use csa_session::inventory::{lineage, summarize, SessionSummary, Status};
 use csa_session::liveness::LivenessContext;
 use csa_session::paths::{self, Project, StateRoots};
 use csa_session::secure;
 
-use super::{check_project, scope_projects};
+use super::{scope_projects, with_nested};
 use crate::cli::{Format, GlobalArgs, ListArgs, StatusFilter};
-use crate::diagnostics::CommandError;
 use crate::exit::Exit;
-use crate::output::table::{self, Cell, Column, Fit, Tone};
-use crate::output::time::Ago;
+use crate::output::table as cells;
 use crate::output::Layout;
 use crate::CommandResult;
 
@@ -76,10 +76,33 @@ pub fn run(global: &GlobalArgs, roots: &StateRoots, args: &ListArgs) -> CommandR
     targets.sort_by(|a, b| b.1.cmp(&a.1));
     let (summaries, failures) = summarize_all(&targets);
     errors.extend(failures);
+    // `--check` does not count the caller's own session and the sessions that started it.
+    let excluded = if args.check {
+        callers_lineage(roots, &projects)
+    } else {
+        Vec::new()
+    };
+    let cutoff = args.since.and_then(|since| {
+        chrono::Duration::from_std(since)
+            .ok()
+            .and_then(|since| Utc::now().checked_sub_signed(since))
+    });
     let summaries: Vec<_> = summaries
         .into_iter()
         .filter(|s| wanted.is_none_or(|w| s.status == w))
+        .filter(|s| cutoff.is_none_or(|cutoff| used_since(s, cutoff)))
         .filter(|s| !args.resumable || s.resumable)
+        .filter(|s| {
+            let own = excluded.contains(&s.session_id);
+            if own {
+                tracing::info!(
+                    "session {} ({}): not counted by --check: the caller's own session (CSA_SESSION_ID) or one of its ancestors",
+                    s.session_id,
+                    s.status.as_str()
+                );
+            }
+            !own
+        })
         .collect();
     for e in &errors {
         eprintln!("error: {e}");
@@ -92,9 +115,24 @@ pub fn run(global: &GlobalArgs, roots: &StateRoots, args: &ListArgs) -> CommandR
         }
         // With --check the stderr lines say it all; stdout stays empty.
         Format::Text if args.check => {}
-        Format::Text => print_table(&mut out, &summaries, Layout::of_stdout())?,
+        Format::Text => {
+            let options = table::Options {
+                project: args.scope.all_projects || args.scope.repo || args.nested,
+                long_ids: args.long_ids,
+                roots,
+            };
+            table::print(&mut out, &summaries, Layout::of_stdout(), options)?;
+        }
     }
     out.flush()?;
+    if summaries.is_empty()
+        && args.format == Format::Text
+        && !args.check
+        && !args.scope.all_projects
+        && !global.quiet
+    {
+        hint_other_projects(roots, &projects);
+    }
     if args.check {
         report_check(global, &summaries);
     }
@@ -105,6 +143,49 @@ pub fn run(global: &GlobalArgs, roots: &StateRoots, args: &ListArgs) -> CommandR
     } else {
         Exit::Success
     })
+}
+
+/// Whether `s` was last used at or after `cutoff` (`--since`). A `last_accessed` that does not
+/// parse (it did when the summary was made) keeps the session listed.
+fn used_since(s: &SessionSummary, cutoff: chrono::DateTime<Utc>) -> bool {
+    chrono::DateTime::parse_from_rfc3339(&s.last_accessed).map_or(true, |at| at >= cutoff)
+}
+
+/// When the scope's projects have no session at all but other projects do, says so on stderr
+/// with the command that lists them (a user in the wrong directory otherwise sees a bare
+/// header). Only called for an empty text listing; costs a walk of the state roots then.
+fn hint_other_projects(roots: &StateRoots, scope: &[Project]) {
+    let has_sessions = |p: &Project| p.session_ids().is_ok_and(|ids| !ids.is_empty());
+    if scope.iter().any(has_sessions) {
+        return;
+    }
+    let mut others = BTreeSet::new();
+    for root in roots.iter() {
+        let Ok(projects) = paths::all_projects(root) else {
+            return;
+        };
+        others.extend(
+            projects
+                .iter()
+                .filter(|p| !scope.iter().any(|s| s.key == p.key) && has_sessions(p))
+                .map(|p| p.key.clone()),
+        );
+    }
+    if others.is_empty() {
+        return;
+    }
+    let here = scope
+        .last()
+        .map_or_else(String::new, |p| format!(" in /{}", p.key));
+    let n = others.len();
+    let projects = if n == 1 {
+        "project has"
+    } else {
+        "projects have"
+    };
+    eprintln!(
+        "hint: no sessions{here}; {n} other {projects} sessions: csa session list --all-projects"
+    );
 }
 
 /// The sessions of `project` that may be Active (see the module documentation), unsorted.
@@ -133,29 +214,21 @@ fn may_be_active(project: &Project) -> std::io::Result<Vec<String>> {
     Ok(ids.into_iter().collect())
 }
 
-/// `projects` (the `--cd` directory's project under each root) and the projects of every
-/// directory below them: the directories under `<root>/<key>/` that hold a `sessions/`
-/// directory (one `readdir` per directory of the state root below the key, never inside
-/// `sessions/`), each checked like any project ([`secure::check_project`]).
-fn with_nested(roots: &StateRoots, projects: Vec<Project>) -> Result<Vec<Project>, CommandError> {
-    let mut all = Vec::with_capacity(projects.len());
-    for project in projects {
-        // `<root>/<key>`: the project's own `sessions/` is skipped by the walk.
-        let below = match project.sessions_dir.parent() {
-            Some(base) => paths::all_projects(base)?,
-            None => Vec::new(),
-        };
-        for nested in below {
-            let nested = Project {
-                key: format!("{}/{}", project.key, nested.key),
-                sessions_dir: nested.sessions_dir,
-            };
-            check_project(roots, &nested)?;
-            all.push(nested);
-        }
-        all.push(project);
-    }
-    Ok(all)
+/// The session csa runs in (`CSA_SESSION_ID`, set by `csa run` for its agent and everything
+/// the agent starts) and its ancestors ([`lineage`]); empty outside a session.
+fn callers_lineage(roots: &StateRoots, scope: &[Project]) -> Vec<String> {
+    let Some(id) = std::env::var("CSA_SESSION_ID")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        return Vec::new();
+    };
+    let chain = lineage(roots, scope, &id);
+    tracing::info!(
+        "CSA_SESSION_ID={id}: --check does not count {} (the caller's session and its ancestors)",
+        chain.join(", ")
+    );
+    chain
 }
 
 /// Threads per core for reading sessions: part of each read blocks in the kernel, so a few more
@@ -214,78 +287,6 @@ fn status_of_filter(f: StatusFilter) -> Status {
     }
 }
 
-/// The table's columns. When the terminal is narrow, TOOL goes first, then the description
-/// (after being cut down), then RESULT, then LAST ACCESSED; SESSION and STATUS always stay.
-const COLUMNS: [Column; 6] = [
-    Column {
-        header: "SESSION",
-        fit: Fit::Keep,
-    },
-    Column {
-        header: "STATUS",
-        fit: Fit::Keep,
-    },
-    Column {
-        header: "RESULT",
-        fit: Fit::Hide(2),
-    },
-    Column {
-        header: "TOOL",
-        fit: Fit::Hide(0),
-    },
-    Column {
-        header: "LAST ACCESSED",
-        fit: Fit::Hide(3),
-    },
-    Column {
-        header: "DESCRIPTION",
-        fit: Fit::Truncate(1),
-    },
-];
-
-/// The colour of each status; the word is always printed too.
-fn tone(status: Status) -> Tone {
-    match status {
-        Status::Running => Tone::Good,
-        Status::Orphaned => Tone::Bad,
-        Status::Foreign => Tone::Remote,
-        Status::Available => Tone::Info,
-        Status::Retired => Tone::Muted,
-        Status::ToolExhausted => Tone::Warning,
-    }
-}
-
-fn print_table(
-    out: &mut impl Write,
-    rows: &[SessionSummary],
-    layout: Layout,
-) -> std::io::Result<()> {
-    let ago = Ago::new(Utc::now());
-    let fitted = matches!(layout, Layout::Fitted { .. });
-    let cells: Vec<Vec<Cell>> = rows
-        .iter()
-        .map(|s| {
-            let last = if fitted {
-                Cell::new(ago.format_rfc3339(&s.last_accessed))
-            } else {
-                Cell::new(s.last_accessed.as_str())
-            };
-            vec![
-                Cell::new(s.session_id.as_str()),
-                Cell::toned(s.status.as_str(), tone(s.status)),
-                Cell::new(s.result_status.as_deref().unwrap_or("-")),
-                Cell::new(s.tool.as_deref().unwrap_or("-")),
-                last,
-                Cell::new(s.description.as_deref().unwrap_or_default()),
-            ]
-        })
-        .collect();
-    match layout {
-        Layout::Plain => table::write_plain(out, &COLUMNS, &cells),
-        Layout::Fitted { width, color } => table::write_fitted(out, &COLUMNS, &cells, width, color),
-    }
-}
-
 /// `--check`: one `error:` line per listed session, naming it and its directory, then `hint:`
 /// lines with the commands that end it (each line on its own, for hooks that show stderr).
 fn report_check(global: &GlobalArgs, rows: &[SessionSummary]) {
@@ -297,7 +298,7 @@ fn report_check(global: &GlobalArgs, rows: &[SessionSummary]) {
     let mut err = std::io::stderr().lock();
     for s in rows {
         let id = &s.session_id;
-        let dir = table::one_line(&s.project_path);
+        let dir = cells::one_line(&s.project_path);
         let (what, hints): (&str, &[(&str, &str)]) = match s.status {
             Status::Running => (
                 "is running",
