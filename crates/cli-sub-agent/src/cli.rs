@@ -301,6 +301,10 @@ pub struct LogsArgs {
     /// Only what turn N wrote (1 is the first turn; `csa session resume` starts the next).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub turn: Option<u32>,
+    /// For an interactive session, the output as the agent wrote it to its terminal, escape
+    /// sequences and all (default: its text).
+    #[arg(long)]
+    pub raw: bool,
     /// Output format (json: one object per line of the log, docs/json.md).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -428,6 +432,10 @@ pub struct AttachArgs {
     /// Take over from the writer attached now (it is detached).
     #[arg(long)]
     pub steal: bool,
+    /// Output format of the line printed when the attach ends (the terminal itself is the
+    /// agent's).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 /// `csa session kill`.

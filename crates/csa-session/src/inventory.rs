@@ -156,6 +156,58 @@ pub struct SessionSummary {
     pub project_path: String,
     /// Whether `csa session resume` would accept it ([`StateView::is_resumable`]).
     pub resumable: bool,
+    /// For a running interactive session (`csa run --tty`): whether one can attach to it and
+    /// who is attached. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub terminal: Option<TerminalStatus>,
+}
+
+/// Who is attached to a running interactive session (`attach.toml`, which its supervisor
+/// rewrites on every change; docs/format.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TerminalStatus {
+    /// Its supervisor runs and serves the terminal: `csa session attach` can connect.
+    #[serde(default)]
+    pub attachable: bool,
+    /// A writer is attached.
+    #[serde(default)]
+    pub writer: bool,
+    /// How many read-only watchers are attached.
+    #[serde(default)]
+    pub watchers: u32,
+}
+
+impl TerminalStatus {
+    /// The status of the interactive session in `dir`, when its membership record says it is
+    /// interactive and the verdict says it runs: attachable while its recorded supervisor runs
+    /// (pid and start ticks), with `attach.toml`'s counts. Reads two small files.
+    pub fn of(dir: &std::path::Path, verdict: Option<&Verdict>) -> Option<Self> {
+        if !verdict.is_some_and(Verdict::is_alive) {
+            return None;
+        }
+        let record = crate::membership::MembershipRecord::load(dir).ok()??;
+        if !record.interactive {
+            return None;
+        }
+        let supervisor = record.supervisor;
+        let attachable = match csa_process::probe(supervisor.pid) {
+            csa_process::Probe::Running { start_ticks } => {
+                supervisor.start_ticks.is_none() || start_ticks == supervisor.start_ticks
+            }
+            _ => false,
+        };
+        let counts = crate::read_capped(&dir.join("attach.toml"), 4096)
+            .ok()
+            .and_then(|(bytes, _)| {
+                toml::from_str::<TerminalStatus>(&String::from_utf8_lossy(&bytes)).ok()
+            })
+            .unwrap_or_default();
+        Some(TerminalStatus {
+            attachable,
+            writer: attachable && counts.writer,
+            watchers: if attachable { counts.watchers } else { 0 },
+        })
+    }
 }
 
 /// Reads one session for `list`, through `sessions` (the project's open `sessions/`
@@ -217,6 +269,7 @@ pub fn summarize(ctx: &LivenessContext, sessions: &DirFd, id: &str) -> Result<Se
             .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         resumable,
         project_path: v.project_path,
+        terminal: TerminalStatus::of(&dir, verdict.as_ref()),
     })
 }
 

@@ -5,7 +5,7 @@
 //! A run is nested when all of these hold (docs/lifecycle.md, "Nesting"):
 //! - it has a parent session `P` (`--parent`, or the `CSA_SESSION_ID` it was started with);
 //! - the directory's claim is held by `P` or by one of `P`'s ancestors (`[genealogy]
-//!   parent_session_id`, followed up to 64 levels);
+//!   parent_session_id`: csa-session `inventory::lineage`);
 //! - this process descends from `P`'s turn: it is inside `P`'s cgroup, in `P`'s process session,
 //!   or one of its ancestors is `P`'s recorded agent or supervisor (pid and start ticks). An
 //!   inherited `CSA_SESSION_ID` alone (a shell that exported it, a stray variable) is not
@@ -14,31 +14,6 @@
 use std::path::Path;
 
 use csa_session::membership::MembershipRecord;
-use csa_session::paths::StateRoots;
-use csa_session::state::SessionState;
-
-/// The sessions from `parent` up its genealogy: `parent` first. Sessions that cannot be found
-/// or read end the chain.
-pub fn ancestry(roots: &StateRoots, parent: &str) -> Vec<String> {
-    let mut chain = vec![parent.to_owned()];
-    let mut current = parent.to_owned();
-    for _ in 0..64 {
-        let Ok(found) = csa_session::inventory::find_session(roots, &[], &current) else {
-            break;
-        };
-        let Ok(state) = SessionState::load(&found.dir()) else {
-            break;
-        };
-        match state.view.genealogy.and_then(|g| g.parent_session_id) {
-            Some(next) if !chain.contains(&next) => {
-                chain.push(next.clone());
-                current = next;
-            }
-            _ => break,
-        }
-    }
-    chain
-}
 
 /// Whether this process descends from the turn recorded in `session_dir`'s membership record
 /// (see the module docs). Fails towards "no": a run that cannot prove it is nested waits or

@@ -233,7 +233,7 @@ pub fn claim_dir(
 fn nested_under(roots: &StateRoots, busy: &Busy, parent: Option<&Parent>) -> Option<String> {
     let holder = busy.session_id.as_deref()?;
     let parent = parent?;
-    let chain = crate::nesting::ancestry(roots, &parent.session_id);
+    let chain = csa_session::inventory::lineage(roots, &[], &parent.session_id);
     if !chain.iter().any(|s| s == holder) {
         return None;
     }

@@ -94,7 +94,7 @@ pub use asciicast::{CastHeader, CastWriter};
 pub use client::{attach, query_status, AttachOptions, Outcome};
 pub use error::{Result, TerminalError};
 pub use exit::AgentExit;
-pub use plain_text::strip_escapes;
+pub use plain_text::{strip_escapes, PlainText};
 pub use protocol::{AttachStatus, DetachReason, Mode, Refusal};
 pub use pty::{Pty, PtyMaster};
 pub use raw_mode::RawMode;

@@ -12,10 +12,38 @@
 
 /// `raw` (bytes a program wrote to its terminal) as text, per the module doc.
 pub fn strip_escapes(raw: &[u8]) -> Vec<u8> {
-    let mut text = Text::default();
-    vte::Parser::new().advance(&mut text, raw);
-    text.end_line_if_cr();
-    text.out
+    let mut plain = PlainText::default();
+    let mut out = plain.push(raw);
+    out.extend(plain.finish());
+    out
+}
+
+/// [`strip_escapes`] for output read in chunks: a sequence (or a UTF-8 character) split
+/// between two chunks is taken apart whole.
+#[derive(Default)]
+pub struct PlainText {
+    parser: vte::Parser,
+    text: Text,
+}
+
+impl std::fmt::Debug for PlainText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlainText").finish_non_exhaustive()
+    }
+}
+
+impl PlainText {
+    /// The text of the next `raw` bytes.
+    pub fn push(&mut self, raw: &[u8]) -> Vec<u8> {
+        self.parser.advance(&mut self.text, raw);
+        std::mem::take(&mut self.text.out)
+    }
+
+    /// The text still held back at the end (a line ended by a lone `\r`).
+    pub fn finish(&mut self) -> Vec<u8> {
+        self.text.end_line_if_cr();
+        std::mem::take(&mut self.text.out)
+    }
 }
 
 #[derive(Default)]
@@ -59,6 +87,19 @@ impl vte::Perform for Text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_give_the_text_of_the_whole() {
+        let raw: &[u8] = b"\x1b]0;title\x07\x1b[1;31mred\x1b[0m caf\xc3\xa9\r\n10%\r50%\r";
+        let whole = strip_escapes(raw);
+        for cut in 0..raw.len() {
+            let mut plain = PlainText::default();
+            let mut out = plain.push(&raw[..cut]);
+            out.extend(plain.push(&raw[cut..]));
+            out.extend(plain.finish());
+            assert_eq!(out, whole, "cut at {cut}");
+        }
+    }
 
     #[test]
     fn keeps_text_and_drops_sequences() {

@@ -25,39 +25,44 @@ import curses, os, signal, sys
 if not (sys.stdin.isatty() and sys.stdout.isatty()):
     sys.stderr.write("refusing to run without a terminal\n")
     sys.exit(2)
-class Interrupted(Exception): pass
-class Resized(Exception): pass
-def raiser(exc):
-    def handler(sig, frame):
-        raise exc()
-    return handler
-signal.signal(signal.SIGINT, raiser(Interrupted))
-signal.signal(signal.SIGWINCH, raiser(Resized))
+# Signal handlers only set flags: an exception raised from a handler could land anywhere (in
+# the middle of a redraw) and end the program. The input wait wakes up every 50 ms to look.
+pending = {"int": 0, "winch": False}
+def on_int(sig, frame):
+    pending["int"] += 1
+def on_winch(sig, frame):
+    pending["winch"] = True
+signal.signal(signal.SIGINT, on_int)
+signal.signal(signal.SIGWINCH, on_winch)
 def main(scr):
     keys = ""
+    scr.timeout(50)
     def draw():
         rows, cols = scr.getmaxyx()
         scr.erase()
-        scr.addstr(0, 0, f"SIZE {cols}x{rows}")
-        scr.addstr(1, 0, f"KEYS: {keys}")
-        scr.addstr(2, 0, "READY")
+        for y, text in enumerate([f"SIZE {cols}x{rows}", f"KEYS: {keys}", "READY"]):
+            try:
+                scr.addstr(y, 0, text[: max(cols - 1, 0)])
+            except curses.error:
+                pass
         scr.refresh()
     draw()
     while True:
         try:
             ch = scr.get_wch()
-        except Interrupted:
-            keys += "<INT>"
-        except Resized:
+        except curses.error:
+            ch = None
+        if pending["winch"]:
+            pending["winch"] = False
             size = os.get_terminal_size(sys.stdin.fileno())
             curses.resizeterm(size.lines, size.columns)
-        except curses.error:
-            pass
-        else:
-            if ch == "q":
-                return 7
-            if isinstance(ch, str):
-                keys += ch
+        while pending["int"] > 0:
+            pending["int"] -= 1
+            keys += "<INT>"
+        if ch == "q":
+            return 7
+        if isinstance(ch, str):
+            keys += ch
         draw()
 sys.exit(curses.wrapper(main))
 "#;

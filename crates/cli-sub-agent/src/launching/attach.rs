@@ -37,8 +37,26 @@ pub(crate) fn connect(
 }
 
 /// How an attach ended, as csa's exit: the agent's exit status when it ended while attached;
-/// 0 when detached; 128 + N for a signal to this process.
-pub(crate) fn outcome_exit(id: &str, outcome: Outcome, quiet: bool) -> CommandResult {
+/// 0 when detached; 128 + N for a signal to this process. With `--format json`, one object on
+/// stdout: `{"session_id", "ended": "agent_exited"|"detached"|"signalled", "exit_code"}`.
+pub(crate) fn outcome_exit(
+    id: &str,
+    outcome: Outcome,
+    quiet: bool,
+    format: crate::cli::Format,
+) -> CommandResult {
+    if format == crate::cli::Format::Json {
+        let (ended, code) = match outcome {
+            Outcome::Exited(exit) => ("agent_exited", Some(exit.shell_code())),
+            Outcome::Detached(_) => ("detached", Some(0)),
+            Outcome::Signalled(sig) => ("signalled", u8::try_from(128 + sig).ok()),
+            Outcome::ConnectionLost => ("supervisor_died", None),
+        };
+        println!(
+            "{}",
+            serde_json::json!({ "session_id": id, "ended": ended, "exit_code": code })
+        );
+    }
     match outcome {
         Outcome::Exited(exit) => Ok(Exit::Agent(exit.shell_code())),
         Outcome::Detached(reason) => {

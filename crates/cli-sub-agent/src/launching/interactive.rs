@@ -65,7 +65,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
             args.grace + std::time::Duration::from_secs(30),
         );
     }
-    outcome_exit(&session.id, outcome, global.quiet)
+    outcome_exit(&session.id, outcome, global.quiet, args.format)
 }
 
 /// Polls the session's phase until it has ended, at most `limit` (the supervisor stops the

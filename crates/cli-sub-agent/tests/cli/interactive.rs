@@ -84,15 +84,24 @@ fn a_full_screen_agent_runs_detaches_and_is_attached_again() {
     assert_eq!(alive.status.code(), Some(0), "{alive:?}");
     let membership = toml_of(&env.sessions_dir.join(&id).join("membership.toml"));
     assert_eq!(membership["interactive"].as_bool(), Some(true));
+    // list shows it attachable, nobody attached.
+    let list = env.run(&["session", "list", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    assert_eq!(
+        json[0]["terminal"],
+        serde_json::json!({"attachable": true, "writer": false, "watchers": 0}),
+        "{json}"
+    );
+    let text = String::from_utf8_lossy(&env.run(&["session", "list"]).stdout).into_owned();
+    assert!(text.contains("running, attachable"), "{text}");
 
     // Attach again: the current screen is shown, and typing reaches the agent.
     let mut writer = csa_on_terminal(&env, 100, 30, &["session", "attach", &id]);
     writer.wait_text("KEYS: ab<INT>");
     writer.send(b"c");
     writer.wait_text("KEYS: ab<INT>c");
-    eventually("attach.toml names the writer", || {
-        fs_err::read_to_string(env.sessions_dir.join(&id).join("attach.toml"))
-            .is_ok_and(|t| t.contains("writer = true"))
+    eventually("list shows the writer attached", || {
+        String::from_utf8_lossy(&env.run(&["session", "list"]).stdout).contains("running, attached")
     });
     // A read-only watcher sees the screen and its keys do not reach the agent.
     let mut watcher = csa_on_terminal(&env, 100, 30, &["session", "attach", "--read-only", &id]);
@@ -139,6 +148,19 @@ fn a_full_screen_agent_runs_detaches_and_is_attached_again() {
         cast.resizes().iter().any(|r| (r.cols, r.rows) == (100, 30)),
         "{:?}",
         cast.resizes()
+    );
+    // logs shows the text without escape sequences; --raw, the bytes as recorded.
+    let text = env.run(&["session", "logs", &id]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    // (curses redraws only what changed, so the text comes in drawing order, not as lines.)
+    assert!(
+        text.contains("SIZE 100x30") && text.contains("KEYS:") && !text.contains('\x1b'),
+        "{text:?}"
+    );
+    let raw = env.run(&["session", "logs", &id, "--raw"]);
+    assert_eq!(
+        raw.stdout,
+        fs_err::read(dir.join("output.log")).expect("log")
     );
 }
 

@@ -27,5 +27,5 @@ pub fn run(roots: &StateRoots, args: &AttachArgs, quiet: bool) -> CommandResult 
             replay: false,
         },
     )?;
-    outcome_exit(&session.id, outcome, quiet)
+    outcome_exit(&session.id, outcome, quiet, args.format)
 }

@@ -78,7 +78,11 @@ pub fn run(roots: &StateRoots, args: &LogsArgs, quiet: bool) -> CommandResult {
         && !quiet
         && io::IsTerminal::is_terminal(&io::stdout())
         && turns.as_ref().is_some_and(|t| t.starts().len() > 1);
+    // An interactive turn's log holds what the agent drew on its terminal: shown as text
+    // unless --raw (csa-terminal PlainText).
+    let interactive = dir.join(csa_supervisor::launch::CAST_FILE).exists();
     let mut printer = Printer {
+        plain: (interactive && !args.raw).then(csa_terminal::PlainText::default),
         out: io::stdout().lock(),
         buf: vec![0; CHUNK],
         lines: (args.format == Format::Json).then(|| {
@@ -275,6 +279,8 @@ fn open_log(path: &Path) -> io::Result<Option<fs_err::File>> {
 /// Copies log bytes to stdout through one reused [`CHUNK`]-byte buffer, stopping at `end`, and
 /// marking where each turn starts (a line on stderr, or a cut JSON line).
 struct Printer<'a> {
+    /// For an interactive session's log: escape sequences taken out.
+    plain: Option<csa_terminal::PlainText>,
     out: io::StdoutLock<'a>,
     buf: Vec<u8>,
     /// With `--format json`: the bytes as JSON lines instead of raw.
@@ -346,6 +352,13 @@ impl Printer<'_> {
                 if self.turns.starts()[i].offset.is_some_and(|o| o <= pos) {
                     self.mark(i)?;
                 }
+            }
+        }
+        if let Some(plain) = &mut self.plain {
+            let rest = plain.finish();
+            match &mut self.lines {
+                Some(lines) => lines.push(&rest, &mut self.out)?,
+                None => self.out.write_all(&rest)?,
             }
         }
         if let Some(lines) = &mut self.lines {
@@ -429,12 +442,21 @@ impl Printer<'_> {
         if from >= to {
             return Ok(());
         }
-        let bytes = &self.buf[from..to];
+        let text;
+        let bytes = match &mut self.plain {
+            Some(plain) => {
+                text = plain.push(&self.buf[from..to]);
+                &text[..]
+            }
+            None => &self.buf[from..to],
+        };
         match &mut self.lines {
             Some(lines) => lines.push(bytes, &mut self.out)?,
             None => self.out.write_all(bytes)?,
         }
-        self.last_newline = bytes.last() == Some(&b'\n');
+        if let Some(&last) = bytes.last() {
+            self.last_newline = last == b'\n';
+        }
         Ok(())
     }
 

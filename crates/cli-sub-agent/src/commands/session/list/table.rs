@@ -88,7 +88,7 @@ pub fn print(
             .map(|(s, id)| {
                 let mut row = vec![
                     Cell::new((*id).to_owned()),
-                    Cell::toned(s.status.as_str(), tone(s.status)),
+                    Cell::toned(status_text(s), tone(s.status)),
                 ];
                 if options.project {
                     row.push(Cell::new(abbreviate_home(&s.project_path, home.as_deref())));
@@ -171,6 +171,22 @@ pub fn shortest_prefixes(ids: &[&str], universe: &[String]) -> Vec<String> {
             id[..len].to_owned()
         })
         .collect()
+}
+
+/// The STATUS cell: the status, and for a running interactive session whether one can attach
+/// (`running, attachable`) or who is (`running, attached`, `running, attached +2 watching`).
+fn status_text(s: &SessionSummary) -> String {
+    match s.terminal {
+        Some(t) if t.writer || t.watchers > 0 => {
+            let mut text = format!("{}, attached", s.status.as_str());
+            if t.watchers > 0 {
+                text.push_str(&format!(" +{} watching", t.watchers));
+            }
+            text
+        }
+        Some(t) if t.attachable => format!("{}, attachable", s.status.as_str()),
+        _ => s.status.as_str().to_owned(),
+    }
 }
 
 #[cfg(test)]
