@@ -91,11 +91,26 @@ impl DirClaim {
         let sessions_dir = &project.sessions_dir;
         crate::create::create_private_dirs(sessions_dir)?;
         let path = sessions_dir.join(CLAIM_FILE);
-        let file = open_lock_file(&path)?;
-        let flock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(flock) => flock,
-            Err((file, Errno::EWOULDBLOCK)) => {
-                let holder = read_holder(file);
+        let mut file = open_lock_file(&path)?;
+        // Busy: read who holds it. A holder that is letting go clears its record just before
+        // its flock goes (and a crashed one leaves a stale record): while the record is empty
+        // or names a supervisor that is not running, try the flock again, for at most
+        // HOLDER_WAIT. Regression: a run right after the previous turn was told "busy: another
+        // csa run", because it read the cleared record in that instant.
+        let deadline = Instant::now() + HOLDER_WAIT;
+        let flock = loop {
+            file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(flock) => break flock,
+                Err((file, Errno::EWOULDBLOCK)) => file,
+                Err((_, errno)) => {
+                    return Err(crate::atomic::with_path(errno.into(), "flock", &path))
+                }
+            };
+            let holder = read_holder(&mut file);
+            let live = holder
+                .as_ref()
+                .is_some_and(|h| csa_process::probe(h.pid).is_running());
+            if live || Instant::now() >= deadline {
                 let finishing = holder
                     .as_ref()
                     .is_some_and(|h| agent_exited(&project.session_dir(&h.session_id)));
@@ -107,7 +122,7 @@ impl DirClaim {
                     finishing,
                 }));
             }
-            Err((_, errno)) => return Err(crate::atomic::with_path(errno.into(), "flock", &path)),
+            std::thread::sleep(Duration::from_millis(5));
         };
         let claim = DirClaim { flock, path };
         match live_claimant(project) {
@@ -218,40 +233,26 @@ fn agent_exited(session_dir: &std::path::Path) -> bool {
     }
 }
 
-/// How long a loser waits for the holder's record: the holder writes it right after taking
-/// the flock, so an empty or stale record is only ever seen for microseconds, except after a
-/// holder crashed.
+/// How long a loser looks again at a busy claim whose record is empty or names a supervisor
+/// that is not running: the holder writes it right after taking the flock and clears it just
+/// before letting go, so that is only ever seen for microseconds, except after a holder
+/// crashed.
 const HOLDER_WAIT: Duration = Duration::from_secs(1);
 
 /// Largest holder record read (bytes); csa writes about a hundred. Regression: a 100 MB claim
 /// file was read whole by every loser (tests/cli/corpus.rs).
 pub(crate) const MAX_HOLDER_BYTES: u64 = 64 << 10;
 
-/// Reads the holder record of a busy claim: retried (every 5 ms, at most [`HOLDER_WAIT`])
-/// while it is empty or names a supervisor that is not running, then the last record read.
-/// At most [`MAX_HOLDER_BYTES`] are read (a longer record does not parse).
-fn read_holder(mut file: File) -> Option<ClaimHolder> {
-    let deadline = Instant::now() + HOLDER_WAIT;
-    let mut last = None;
-    loop {
-        let mut body = Vec::new();
-        let read = file
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| file.by_ref().take(MAX_HOLDER_BYTES).read_to_end(&mut body));
-        if let Ok(holder) = read
-            .map_err(drop)
-            .and_then(|_| serde_json::from_slice::<ClaimHolder>(&body).map_err(drop))
-        {
-            if csa_process::probe(holder.pid).is_running() {
-                return Some(holder);
-            }
-            last = Some(holder);
-        }
-        if Instant::now() >= deadline {
-            return last;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// Reads the holder record of a busy claim, at most [`MAX_HOLDER_BYTES`] (a longer record does
+/// not parse); `None` when it is empty or does not parse.
+fn read_holder(file: &mut File) -> Option<ClaimHolder> {
+    let mut body = Vec::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.by_ref()
+        .take(MAX_HOLDER_BYTES)
+        .read_to_end(&mut body)
+        .ok()?;
+    serde_json::from_slice::<ClaimHolder>(&body).ok()
 }
 
 #[cfg(test)]
