@@ -35,6 +35,7 @@ pub mod result;
 pub mod resume;
 pub mod secure;
 pub mod state;
+pub mod turn_end;
 pub mod turns;
 
 pub use error::{Result, StoreError};

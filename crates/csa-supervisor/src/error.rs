@@ -34,6 +34,21 @@ pub enum LaunchError {
         /// Why the session could not be retired, if it could not.
         retire_error: Option<String>,
     },
+    /// The turn ended but could not be finalized (a full disk, say; exit 3): its outcome is
+    /// kept in its completion record (`kept`, csa-session `turn_end`), from which reconcile
+    /// finalizes it once it can write.
+    #[error("session {session_id}'s turn ended (exit status {exit_code}) but could not be finalized: {error}")]
+    Unfinalized {
+        /// The session.
+        session_id: String,
+        /// The agent's exit status (its code, or 128 + N).
+        exit_code: u8,
+        /// The completion record holding the outcome, when it could be written.
+        kept: Option<PathBuf>,
+        /// Why finalizing failed.
+        #[source]
+        error: StoreError,
+    },
     /// The turn's processes could not be contained (exit 3).
     #[error(transparent)]
     Contain(#[from] ContainError),

@@ -242,6 +242,18 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
             return launch_failed(&created, &tool, started, spawn);
         }
     };
+    // The turn's completion record is reserved before the agent exists, so that its outcome
+    // survives a disk that fills up meanwhile (csa-session turn_end).
+    let reservation = match csa_session::turn_end::Reservation::create(&dir) {
+        Ok(reservation) => reservation,
+        Err(err) => {
+            containment.finish();
+            let spawn = SpawnError::other(format!(
+                "cannot reserve the turn's completion record: {err}"
+            ));
+            return launch_failed(&created, &tool, started, spawn);
+        }
+    };
     // The session's logs are opened before the agent exists, in every mode (never through a
     // symlink): a log csa cannot open is a launch failure, not an agent left running
     // unsupervised. Regression: a foreground turn whose output.log was a symlink spawned the
@@ -384,19 +396,51 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
     };
     let leftovers = containment.end_turn(policy, |n| events.stopping_leftovers(n, end.grace));
 
-    // Finalize.
+    // Finalize: first into the reserved record (no new space needed), then as usual.
     let result = turn_result(&dir, program, &tool, started, ended, leftovers, offsets);
-    csa_session::failpoint!("run::finalize").map_err(csa_session::StoreError::from)?;
-    finalize_turn(
-        &dir,
-        &id,
-        &TurnEnd {
-            result: &result,
-            phase: Phase::Available,
-            termination_reason: None,
-            tool: &tool,
-        },
-    )?;
+    let exit_code = match ended {
+        Ended::Code(code) => u8::try_from(code & 0xff).unwrap_or(1),
+        Ended::Signal(sig) => 128u8.saturating_add(u8::try_from(sig).unwrap_or(0)),
+    };
+    let kept = match reservation.fill(&csa_session::turn_end::TurnEnd {
+        turn: number,
+        phase: Phase::Available,
+        termination_reason: None,
+        result: result.to_toml(),
+    }) {
+        Ok(()) => Some(reservation.path().to_owned()),
+        Err(err) => {
+            tracing::warn!("{err}: the turn's outcome is not kept if finalizing fails");
+            None
+        }
+    };
+    let finalized = csa_session::failpoint!("run::finalize")
+        .map_err(csa_session::StoreError::from)
+        .and_then(|()| {
+            finalize_turn(
+                &dir,
+                &id,
+                &TurnEnd {
+                    result: &result,
+                    phase: Phase::Available,
+                    termination_reason: None,
+                    tool: &tool,
+                },
+            )
+        });
+    if let Err(error) = finalized {
+        let _ = csa_session::failpoint!("run::release_claim");
+        drop(claim);
+        drop(created);
+        containment.finish();
+        return Err(LaunchError::Unfinalized {
+            session_id: id,
+            exit_code,
+            kept,
+            error,
+        });
+    }
+    reservation.remove();
     // A crash point, and where a test widens the window between the result and the release.
     let _ = csa_session::failpoint!("run::release_claim");
     drop(claim);
@@ -404,10 +448,7 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
     containment.finish();
     Ok(Finished {
         session_id: id,
-        exit_code: match ended {
-            Ended::Code(code) => u8::try_from(code & 0xff).unwrap_or(1),
-            Ended::Signal(sig) => 128u8.saturating_add(u8::try_from(sig).unwrap_or(0)),
-        },
+        exit_code,
         leftovers,
     })
 }

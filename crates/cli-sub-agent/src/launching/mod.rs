@@ -219,6 +219,16 @@ pub(crate) fn launch_error(
                 ),
             }
         }
+        LaunchError::Unfinalized { ref kept, .. } => {
+            let hint = match kept {
+                Some(path) => format!(
+                    "its outcome is kept in {}; `csa session reconcile` finalizes it with it once the disk has room",
+                    shell_quote(&path.to_string_lossy())
+                ),
+                None => "`csa session reconcile` finalizes it once its processes are gone".to_owned(),
+            };
+            CommandError::new(Exit::Partial, err).with_hint(hint)
+        }
         LaunchError::Contain(err) => CommandError::new(Exit::Partial, err),
         LaunchError::Resume(refusal) => refused(refusal),
         LaunchError::Store(err) => err.into(),

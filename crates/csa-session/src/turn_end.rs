@@ -1,0 +1,213 @@
+//! `turn-end.toml`: csa's own completion record, so that a turn's outcome survives a full disk.
+//!
+//! `csa run`'s supervisor reserves the record before the agent starts: [`RESERVED_BYTES`] of
+//! blanks, written and fsynced, so its blocks are allocated. When the agent's turn ends, the
+//! supervisor writes the turn's outcome (the result it is about to publish, and the phase to
+//! move to) *into those blocks* ([`Reservation::fill`]: `pwrite` at offset 0, padded with
+//! blanks, fsync), which needs no new space on filesystems that overwrite in place (ext4, xfs,
+//! tmpfs; copy-on-write ones such as btrfs may still need space for the new extent), then
+//! finalizes the turn as usual and removes the record. If finalizing fails (ENOSPC while
+//! publishing result.toml or rewriting state.toml), the filled record stays; once the owner is
+//! gone, reconcile publishes the recorded result and moves the session to the recorded phase,
+//! so the session ends with the agent's real exit status, not a synthetic failure.
+//!
+//! Format: TOML, then blanks. A record that is all blanks is reserved but not filled: it says
+//! nothing. Keys: `turn` (the turn it ends), `phase` (`available`), `termination_reason`
+//! (optional), `result` (the whole result.toml text, upstream's format). Upstream never reads it.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::result::SessionResult;
+use crate::state::Phase;
+
+/// File name of the record, in the session directory.
+pub const TURN_END_FILE: &str = "turn-end.toml";
+/// Bytes reserved for the record (a result's summary quotes at most about 8 KiB of logs).
+pub const RESERVED_BYTES: usize = 16 << 10;
+
+/// The outcome of a turn, as its supervisor recorded it before finalizing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnEnd {
+    /// The turn it ends (state.toml's `turn_count` while it ran).
+    pub turn: u32,
+    /// The phase to move to.
+    pub phase: Phase,
+    /// The termination reason to set, if any.
+    pub termination_reason: Option<String>,
+    /// The result to publish, as result.toml text.
+    pub result: String,
+}
+
+impl TurnEnd {
+    /// The recorded result.
+    ///
+    /// # Errors
+    /// `InvalidData` when the recorded text is not a result.
+    pub fn session_result(&self) -> io::Result<SessionResult> {
+        toml::from_str(&self.result)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+    }
+
+    /// Reads the record of `session_dir`: `Ok(None)` when there is none, or it is reserved but
+    /// not filled.
+    ///
+    /// # Errors
+    /// An unreadable file, or one that does not parse (`InvalidData`), naming the path.
+    pub fn load(session_dir: &Path) -> io::Result<Option<Self>> {
+        let path = session_dir.join(TURN_END_FILE);
+        let bytes = match crate::read_capped(&path, 1 << 20) {
+            Ok((bytes, _)) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        toml::from_str(&text).map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: does not parse ({})",
+                    path.display(),
+                    crate::state::one_line(&e)
+                ),
+            )
+        })
+    }
+}
+
+/// A reserved record, held open by the supervisor.
+#[derive(Debug)]
+pub struct Reservation {
+    file: File,
+    path: PathBuf,
+}
+
+impl Reservation {
+    /// Reserves the record in `session_dir` (replacing a previous turn's): [`RESERVED_BYTES`]
+    /// of blanks, fsynced with the directory. Never through a symlink.
+    ///
+    /// # Errors
+    /// The open, write or fsync errors (`ENOSPC` on a full disk: the turn should not start),
+    /// naming the path.
+    pub fn create(session_dir: &Path) -> io::Result<Self> {
+        use fs_err::os::unix::fs::OpenOptionsExt;
+        let path = session_dir.join(TURN_END_FILE);
+        crate::failpoint!("turn_end::reserve", "write", &path)?;
+        let mut file = fs_err::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&path)?;
+        let mut blanks = vec![b' '; RESERVED_BYTES - 1];
+        blanks.push(b'\n');
+        file.write_all(&blanks)?;
+        file.sync_all()?;
+        crate::atomic::sync_dir(session_dir)?;
+        Ok(Reservation {
+            file: file.into_parts().0,
+            path,
+        })
+    }
+
+    /// Where the record is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `end` into the reserved blocks and fsyncs them. A result too long for the
+    /// reservation has its summary shortened to fit.
+    ///
+    /// # Errors
+    /// The write or fsync errors, naming the path.
+    pub fn fill(&self, end: &TurnEnd) -> io::Result<()> {
+        let named = |e| crate::atomic::with_path(e, "write", &self.path);
+        let mut end = end.clone();
+        let mut text = toml::to_string(&end).map_err(io::Error::other)?;
+        while text.len() >= RESERVED_BYTES {
+            let mut result = end.session_result()?;
+            let keep = result.summary.len() / 2;
+            let cut = (0..=keep)
+                .rev()
+                .find(|&i| result.summary.is_char_boundary(i))
+                .unwrap_or(0);
+            result.summary.truncate(cut);
+            result
+                .summary
+                .push_str("\n[summary shortened to fit the completion record]");
+            end.result = result.to_toml();
+            text = toml::to_string(&end).map_err(io::Error::other)?;
+        }
+        let mut bytes = text.into_bytes();
+        bytes.resize(RESERVED_BYTES - 1, b' ');
+        bytes.push(b'\n');
+        crate::failpoint!("turn_end::fill").map_err(named)?;
+        self.file.write_all_at(&bytes, 0).map_err(named)?;
+        self.file
+            .sync_data()
+            .map_err(|e| crate::atomic::with_path(e, "fsync", &self.path))
+    }
+
+    /// Removes the record (the turn was finalized). A failure is only logged: a record whose
+    /// turn has ended is ignored.
+    pub fn remove(self) {
+        if let Err(err) = fs_err::remove_file(&self.path) {
+            tracing::warn!(%err, "could not remove the turn's completion record");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn result(summary: &str) -> SessionResult {
+        SessionResult {
+            status: crate::result::ResultStatus::Success,
+            exit_code: 0,
+            summary: summary.to_owned(),
+            tool: "sh".into(),
+            started_at: Utc::now(),
+            completed_at: Utc::now(),
+            artifacts: Vec::new(),
+            other: Default::default(),
+        }
+    }
+
+    #[test]
+    fn reserved_says_nothing_filled_says_the_outcome_in_the_same_blocks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reserved = Reservation::create(dir.path()).expect("reserve");
+        assert_eq!(TurnEnd::load(dir.path()).expect("load"), None);
+        let len = fs_err::metadata(reserved.path()).expect("stat").len();
+        assert_eq!(len, RESERVED_BYTES as u64);
+        for summary in ["sh exited with code 0".to_owned(), "x".repeat(64 << 10)] {
+            let end = TurnEnd {
+                turn: 2,
+                phase: Phase::Available,
+                termination_reason: None,
+                result: result(&summary).to_toml(),
+            };
+            reserved.fill(&end).expect("fill");
+            assert_eq!(
+                fs_err::metadata(reserved.path()).expect("stat").len(),
+                RESERVED_BYTES as u64,
+                "filled in place"
+            );
+            let loaded = TurnEnd::load(dir.path()).expect("load").expect("filled");
+            assert_eq!(loaded.turn, 2);
+            assert_eq!(loaded.session_result().expect("result").exit_code, 0);
+        }
+        reserved.remove();
+        assert_eq!(TurnEnd::load(dir.path()).expect("load"), None);
+    }
+}
