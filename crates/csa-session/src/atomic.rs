@@ -40,6 +40,11 @@ pub enum Publish {
     /// Create the target only if it does not exist (`link(2)`); fails with
     /// [`io::ErrorKind::AlreadyExists`] otherwise.
     CreateNew,
+    /// As [`Publish::Replace`], without steps 2's and 4's `fsync`s: for a file whose content
+    /// means nothing after a reboot (csa's membership record names processes of this boot). A
+    /// kill -9 still leaves the old file or the new one; a power loss may leave the old one, or
+    /// an empty file, which readers take as absent.
+    ReplaceBootScoped,
 }
 
 /// Name prefix of every temp file [`write_atomic`] creates.
@@ -62,12 +67,13 @@ pub fn write_atomic(
     let target = dir.join(name);
     let mode = match publish {
         // lstat: a symlink's own bits are meaningless; it is replaced by a file of `mode`.
-        Publish::Replace => match fs_err::symlink_metadata(&target) {
+        Publish::Replace | Publish::ReplaceBootScoped => match fs_err::symlink_metadata(&target) {
             Ok(meta) if meta.is_file() => meta.permissions().mode() & 0o7777,
             _ => mode,
         },
         Publish::CreateNew => mode,
     };
+    let durable = publish != Publish::ReplaceBootScoped;
     let mut temp = failpoint!("atomic::create_temp")
         .and_then(|()| {
             tempfile::Builder::new()
@@ -84,11 +90,17 @@ pub fn write_atomic(
         .and_then(|()| temp.write_all(bytes))
         .map_err(|e| with_path(e, "write", temp.path()))?;
     failpoint!("atomic::fsync")
-        .and_then(|()| temp.as_file().sync_all())
+        .and_then(|()| {
+            if durable {
+                temp.as_file().sync_all()
+            } else {
+                Ok(())
+            }
+        })
         .map_err(|e| with_path(e, "fsync", temp.path()))?;
     failpoint!("atomic::publish").map_err(|e| with_path(e, "publish", &target))?;
     match publish {
-        Publish::Replace => {
+        Publish::Replace | Publish::ReplaceBootScoped => {
             temp.persist(&target)
                 .map_err(|e| with_path(e.error, "rename a temp file to", &target))?;
         }
@@ -97,13 +109,16 @@ pub fn write_atomic(
             fs_err::hard_link(temp.path(), &target)?;
         }
     }
-    sync_dir(dir)?;
+    if durable {
+        sync_dir(dir)?;
+    }
     tracing::debug!(
         path = %target.display(),
         bytes = bytes.len(),
         how = match publish {
             Publish::Replace => "temp, fsync, rename, fsync dir",
             Publish::CreateNew => "temp, fsync, link, fsync dir",
+            Publish::ReplaceBootScoped => "temp, rename (boot-scoped: no fsync)",
         },
         "wrote"
     );

@@ -25,7 +25,8 @@
 //! start_ticks = 123999
 //! ```
 //!
-//! Written with the store's atomic writer by the supervisor: before the agent is spawned (so a
+//! Written with the store's atomic writer by the supervisor (boot-scoped: renamed into place
+//! without fsync, since in another boot it names nothing): before the agent is spawned (so a
 //! crashed supervisor never leaves an agent nobody can find: the agent is born a member), and
 //! again once it runs. A record that does not parse names nothing and is a warning.
 
@@ -170,12 +171,13 @@ impl MembershipRecord {
             "write",
             &session_dir.join(MEMBERSHIP_FILE)
         )?;
+        // Boot-scoped: in another boot the record names nothing, so it needs no fsync.
         write_atomic(
             session_dir,
             MEMBERSHIP_FILE,
             text.as_bytes(),
             0o600,
-            Publish::Replace,
+            Publish::ReplaceBootScoped,
         )
     }
 }

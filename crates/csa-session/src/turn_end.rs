@@ -1,15 +1,17 @@
-//! `turn-end.toml`: csa's own completion record, so that a turn's outcome survives a full disk.
+//! `turn-end.toml`: csa's own record of how a turn ended, so that the outcome survives a full
+//! disk. (Not to be confused with upstream's `daemon-completion.toml`, crate::completion.)
 //!
 //! `csa run`'s supervisor reserves the record before the agent starts: [`RESERVED_BYTES`] of
-//! blanks, written and fsynced, so its blocks are allocated. When the agent's turn ends, the
+//! blanks, written (not fsynced), so its blocks are allocated. When the agent's turn ends, the
 //! supervisor writes the turn's outcome (the result it is about to publish, and the phase to
 //! move to) *into those blocks* ([`Reservation::fill`]: `pwrite` at offset 0, padded with
-//! blanks, fsync), which needs no new space on filesystems that overwrite in place (ext4, xfs,
-//! tmpfs; copy-on-write ones such as btrfs may still need space for the new extent), then
-//! finalizes the turn as usual and removes the record. If finalizing fails (ENOSPC while
-//! publishing result.toml or rewriting state.toml), the filled record stays; once the owner is
-//! gone, reconcile publishes the recorded result and moves the session to the recorded phase,
-//! so the session ends with the agent's real exit status, not a synthetic failure.
+//! blanks), which needs no new space on filesystems that overwrite in place (ext4, xfs, tmpfs;
+//! copy-on-write ones such as btrfs may still need space for the new extent), then finalizes
+//! the turn as usual and removes the record. If finalizing fails (ENOSPC while publishing
+//! result.toml or rewriting state.toml), the filled record is fsynced and stays
+//! ([`Reservation::persist`]); once the owner is gone, reconcile publishes the recorded result
+//! and moves the session to the recorded phase, so the session ends with the agent's real exit
+//! status, not a synthetic failure.
 //!
 //! Format: TOML, then blanks. A record that is all blanks is reserved but not filled: it says
 //! nothing. Keys: `turn` (the turn it ends), `phase` (`available`), `termination_reason`
@@ -107,11 +109,11 @@ impl Reservation {
             .mode(0o600)
             .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
             .open(&path)?;
+        // Writing the blanks allocates the blocks (or reserves them, with delayed allocation);
+        // no fsync here: `fill` makes the record durable when it says something.
         let mut blanks = vec![b' '; RESERVED_BYTES - 1];
         blanks.push(b'\n');
         file.write_all(&blanks)?;
-        file.sync_all()?;
-        crate::atomic::sync_dir(session_dir)?;
         Ok(Reservation {
             file: file.into_parts().0,
             path,
@@ -123,8 +125,9 @@ impl Reservation {
         &self.path
     }
 
-    /// Writes `end` into the reserved blocks and fsyncs them. A result too long for the
-    /// reservation has its summary shortened to fit.
+    /// Writes `end` into the reserved blocks (visible at once to every other process: a
+    /// supervisor killed after this leaves it; [`Reservation::persist`] makes it survive a power
+    /// loss too). A result too long for the reservation has its summary shortened to fit.
     ///
     /// # Errors
     /// The write or fsync errors, naming the path.
@@ -150,10 +153,22 @@ impl Reservation {
         bytes.resize(RESERVED_BYTES - 1, b' ');
         bytes.push(b'\n');
         crate::failpoint!("turn_end::fill").map_err(named)?;
-        self.file.write_all_at(&bytes, 0).map_err(named)?;
+        self.file.write_all_at(&bytes, 0).map_err(named)
+    }
+
+    /// Makes the filled record durable (fsync of the file and its directory): when the turn
+    /// could not be finalized and the record is what is left of its outcome.
+    ///
+    /// # Errors
+    /// The fsync errors, naming the path.
+    pub fn persist(&self) -> io::Result<()> {
         self.file
             .sync_data()
-            .map_err(|e| crate::atomic::with_path(e, "fsync", &self.path))
+            .map_err(|e| crate::atomic::with_path(e, "fsync", &self.path))?;
+        match self.path.parent() {
+            Some(dir) => crate::atomic::sync_dir(dir),
+            None => Ok(()),
+        }
     }
 
     /// Removes the record (the turn was finalized). A failure is only logged: a record whose

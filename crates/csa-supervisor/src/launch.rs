@@ -429,6 +429,13 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
             )
         });
     if let Err(error) = finalized {
+        let kept = kept.filter(|_| match reservation.persist() {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!("{err}");
+                false
+            }
+        });
         let _ = csa_session::failpoint!("run::release_claim");
         drop(claim);
         drop(created);
