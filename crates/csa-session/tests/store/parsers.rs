@@ -4,7 +4,7 @@
 //! documented error or fallback, and every byte-boundary truncation of a valid file is handled.
 //!
 //! Parsers: state.toml (`SessionState::load`, `StateView::load_root`/`parse_root`, rewritten by
-//! `SessionState::write_phase`), result.toml (`SessionResult::load`, `ResultHead::parse`,
+//! `SessionState::end_turn`), result.toml (`SessionResult::load`, `ResultHead::parse`,
 //! `SessionResult::to_toml`), daemon.pid (`DaemonPid::parse`, and through `liveness::assess`),
 //! lock bodies (`LockBody`, written as `create::LockRecord`), `.liveness.snapshot`
 //! (`Snapshot::parse`), `.complete` (through `assess`), metadata.toml (through
@@ -513,7 +513,7 @@ fn state_properties() {
         },
     );
     check(
-        "state: write_phase changes phase and reason, keeps every other key and the mode",
+        "state: end_turn changes phase, reason and last_accessed, keeps every other key and the mode",
         96,
         (
             gen_state(),
@@ -531,9 +531,13 @@ fn state_properties() {
             let lock = ReconcileLock::try_acquire(dir.path())
                 .expect("lock")
                 .expect("free");
-            state.write_phase(&lock, new_phase, &reason).expect("write");
+            let ended = Utc::now();
+            state
+                .end_turn(&lock, new_phase, &reason, ended)
+                .expect("write");
             let after = SessionState::load(dir.path()).expect("reload");
             prop_assert_eq!(after.view.phase, new_phase);
+            prop_assert_eq!(after.view.last_accessed, ended.max(state.view.last_accessed));
             prop_assert_eq!(
                 after.view.termination_reason.as_deref(),
                 Some(reason.as_str())
@@ -542,6 +546,7 @@ fn state_properties() {
                 let mut table: toml::Table = toml::from_str(t).expect("toml");
                 table.remove("phase");
                 table.remove("termination_reason");
+                table.remove("last_accessed");
                 table
             };
             prop_assert_eq!(strip(after.text()), strip(&text));
