@@ -7,7 +7,9 @@
 //!   the directory), so a kill -9 at any instant leaves either the old or the new file;
 //! - a session is only mutated while holding its [`lock::ReconcileLock`], after re-reading its
 //!   state under the lock;
-//! - nothing that does not parse is rewritten, renamed or deleted: it is reported with its path;
+//! - nothing that does not parse is rewritten, renamed or deleted: it is reported with its path
+//!   (the one exception, asked for with `csa session delete --force`: a dead session whose
+//!   state.toml does not parse is moved whole, unchanged, to the quarantine, [`quarantine`]);
 //! - a session is declared dead only when every liveness signal says so ([`liveness`]).
 
 #![warn(missing_docs)]

@@ -113,11 +113,15 @@ impl ReconcileLock {
         let holder = Holder::of(&file, &path);
         on_wait(&holder);
         let limit = match wait {
-            Wait::Forever => {
-                return Flock::lock(file, FlockArg::LockExclusive)
-                    .map(locked)
-                    .map_err(|(_, errno)| failed(errno))
-            }
+            Wait::Forever => loop {
+                // A signal handled during the wait (the supervisor forwards signals to its
+                // agent) interrupts flock(2): wait again.
+                file = match Flock::lock(file, FlockArg::LockExclusive) {
+                    Ok(flock) => return Ok(locked(flock)),
+                    Err((file, Errno::EINTR)) => file,
+                    Err((_, errno)) => return Err(failed(errno)),
+                };
+            },
             Wait::AtMost(limit) => limit,
         };
         loop {
@@ -310,6 +314,27 @@ mod tests {
             panic!("free: no wait")
         });
         assert!(got.is_ok());
+    }
+
+    #[test]
+    fn an_unbounded_wait_says_so_once_and_gets_the_lock_when_it_is_released() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let held = ReconcileLock::try_acquire(dir.path())
+            .expect("io")
+            .expect("free");
+        let (told_tx, told_rx) = std::sync::mpsc::channel();
+        // The holder lets go only once the waiter has said that it waits.
+        let releaser = std::thread::spawn(move || {
+            let holder: Holder = told_rx.recv().expect("told");
+            drop(held);
+            holder
+        });
+        let got = ReconcileLock::acquire_with(dir.path(), Wait::Forever, move |h| {
+            told_tx.send(h.clone()).expect("send");
+        });
+        assert!(got.is_ok(), "{got:?}");
+        let holder = releaser.join().expect("releaser");
+        assert_eq!(holder.path, dir.path().join(RECONCILE_LOCK));
     }
 
     #[test]

@@ -290,4 +290,13 @@ fn kill_behind_a_held_reconcile_lock_proceeds_once_it_is_released() {
     let state = toml_of(&dir.join("state.toml"));
     assert_eq!(state["phase"].as_str(), Some("retired"));
     assert_eq!(state["termination_reason"].as_str(), Some("killed"));
+    // Killing ends the turn: the time of last use is its end (issue 11, case 2).
+    let time = |v: &toml::Value| {
+        v.as_str()
+            .expect("a time")
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .expect("RFC 3339")
+    };
+    let result = toml_of(&dir.join("result.toml"));
+    assert_eq!(time(&state["last_accessed"]), time(&result["completed_at"]));
 }

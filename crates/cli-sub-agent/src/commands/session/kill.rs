@@ -58,6 +58,10 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
         KillDecision::Ended(phase) => return nothing_to_kill(&session.id, phase, args.format),
         KillDecision::Dead => {
             let report = reconcile(&session);
+            // An unparsable daemon.pid, lock body or completion record, each naming its file.
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
             if report.counts().errors > 0 {
                 let why = report
                     .sessions
