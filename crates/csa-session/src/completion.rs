@@ -175,31 +175,58 @@ pub struct RecordError {
 /// `daemon-completion.toml` without an integer `exit_code` and a string `status`; a `.complete`
 /// that is not one integer).
 pub fn load(session_dir: &Path) -> Result<Option<Completion>, RecordError> {
-    let daemon = session_dir.join(DAEMON_COMPLETION_FILE);
-    if let Some(text) = read_record(&daemon)? {
-        let record: Record = toml::from_str(&text).map_err(|e| RecordError {
-            path: daemon.clone(),
-            reason: crate::state::one_line(&e),
-        })?;
-        return Ok(Some(Completion {
-            record,
-            source: Source::DaemonCompletion,
-            path: daemon,
-        }));
+    if let Some(record) = load_daemon(session_dir)? {
+        return Ok(Some(record));
     }
     let marker = session_dir.join(COMPLETE_MARKER);
     let Some(text) = read_record(&marker)? else {
         return Ok(None);
     };
-    let exit_code = text.trim().parse::<i32>().map_err(|e| RecordError {
+    let exit_code = text.trim().parse::<i64>().map_err(|e| RecordError {
         path: marker.clone(),
         reason: format!("not an exit code: {e}"),
     })?;
+    legacy_marker(session_dir, exit_code).map(Some)
+}
+
+/// Reads only the session's `daemon-completion.toml` ([`load`]'s first step): for a caller that
+/// has read the legacy `.complete` already (liveness does) and passes its exit code to
+/// [`legacy_marker`].
+///
+/// # Errors
+/// As [`load`], for `daemon-completion.toml`.
+pub fn load_daemon(session_dir: &Path) -> Result<Option<Completion>, RecordError> {
+    let daemon = session_dir.join(DAEMON_COMPLETION_FILE);
+    let Some(text) = read_record(&daemon)? else {
+        return Ok(None);
+    };
+    let record: Record = toml::from_str(&text).map_err(|e| RecordError {
+        path: daemon.clone(),
+        reason: crate::state::one_line(&e),
+    })?;
     Ok(Some(Completion {
+        record,
+        source: Source::DaemonCompletion,
+        path: daemon,
+    }))
+}
+
+/// The record of the legacy `.complete` marker of the session in `session_dir`, which holds
+/// `exit_code` ([`Record::legacy_marker`]).
+///
+/// # Errors
+/// [`RecordError`] naming the marker when the code does not fit upstream's `i32`.
+pub fn legacy_marker(session_dir: &Path, exit_code: i64) -> Result<Completion, RecordError> {
+    let path = session_dir.join(COMPLETE_MARKER);
+    let exit_code = i32::try_from(exit_code).map_err(|e| RecordError {
+        path: path.clone(),
+        reason: format!("not an exit code: {e}"),
+    })?;
+    Ok(Completion {
         record: Record::legacy_marker(exit_code),
         source: Source::LegacyMarker,
-        path: marker,
-    }))
+        path,
+    })
 }
 
 /// The text of a record file, `None` when it does not exist.

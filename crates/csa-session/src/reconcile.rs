@@ -461,19 +461,35 @@ impl Reconciler {
             Verdict::Alive(why) => Decision::Alive(why),
             Verdict::Foreign(why) => Decision::Foreign(why),
             Verdict::Dead { .. } if result.is_some() => Decision::Retire,
-            Verdict::Dead { reason, .. } => Decision::Synthesize {
+            Verdict::Dead {
+                reason,
+                complete_marker,
+            } => Decision::Synthesize {
                 state: Box::new(state),
                 reason,
-                completion: self.completion_record(dir),
+                // Only the decision under the lock acts on the record: the lock-free pre-check
+                // does not read it (one open less per session on the hot path).
+                completion: if fresh {
+                    self.completion_record(dir, complete_marker)
+                } else {
+                    None
+                },
             },
         }
     }
 
-    /// The completion record of a dead session ([`completion::load`]); one that cannot be used
-    /// becomes a warning naming its file, and the session is finalized as without one (as
-    /// upstream does). The file is never changed.
-    fn completion_record(&mut self, dir: &Path) -> Option<Completion> {
-        match completion::load(dir) {
+    /// The completion record of a dead session: its `daemon-completion.toml`
+    /// ([`completion::load_daemon`]), else the legacy `.complete` marker liveness already read
+    /// (`marker`). A record that cannot be used becomes a warning naming its file, and the
+    /// session is finalized as without one (as upstream does). The file is never changed.
+    fn completion_record(&mut self, dir: &Path, marker: Option<i64>) -> Option<Completion> {
+        let loaded = completion::load_daemon(dir).and_then(|record| match record {
+            Some(record) => Ok(Some(record)),
+            None => marker
+                .map(|code| completion::legacy_marker(dir, code))
+                .transpose(),
+        });
+        match loaded {
             Ok(record) => record,
             Err(err) => {
                 let warning = err.to_string();
