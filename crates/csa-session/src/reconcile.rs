@@ -468,8 +468,9 @@ impl Reconciler {
                 state: Box::new(state),
                 reason,
                 // Only the decision under the lock acts on the record: the lock-free pre-check
-                // does not read it (one open less per session on the hot path).
-                completion: if fresh {
+                // does not read it (one open less per session on the hot path), unless it is
+                // the whole decision (a dry run, which still names a broken record).
+                completion: if fresh || self.opts.dry_run {
                     self.completion_record(dir, complete_marker)
                 } else {
                     None
