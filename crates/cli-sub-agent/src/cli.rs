@@ -450,6 +450,10 @@ pub struct KillArgs {
     /// How long to wait after SIGTERM before SIGKILL.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub grace: std::time::Duration,
+    /// Give up (exit 75) when another process holds the session's lock this long (default:
+    /// the grace period plus 5s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub lock_timeout: Option<std::time::Duration>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -509,6 +513,9 @@ pub struct ResumeArgs {
     /// SIGKILL.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub grace: std::time::Duration,
+    /// Give up (exit 75) when another process holds the session's lock this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub lock_timeout: std::time::Duration,
     /// Output format (for --detach: the session id as JSON).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,

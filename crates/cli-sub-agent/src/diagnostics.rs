@@ -75,6 +75,7 @@ impl From<StoreError> for CommandError {
                 ),
             ),
             StoreError::InvalidResult { .. } => (Exit::Partial, None),
+            StoreError::LockTimeout { holders, .. } => (Exit::Busy, Some(lock_hint(holders))),
             StoreError::NoStateRoot => (Exit::Usage, None),
             StoreError::Insecure(insecure) => (Exit::Partial, Some(insecure.hint())),
             StoreError::Io(_) => (Exit::Partial, None),
@@ -85,6 +86,22 @@ impl From<StoreError> for CommandError {
             hint,
         }
     }
+}
+
+/// The hint for a lock another process kept: who it is, and what to do.
+fn lock_hint(holders: &[u32]) -> String {
+    let who = match holders {
+        [] => "see who holds it with `cat /proc/locks`".to_owned(),
+        pids => {
+            let list = pids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            format!("see what holds it with `ps -o pid,args -p {list}`")
+        }
+    };
+    format!("{who}; run the command again once it is done, or wait longer with --lock-timeout")
 }
 
 impl From<anyhow::Error> for CommandError {

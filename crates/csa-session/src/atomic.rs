@@ -86,8 +86,11 @@ pub fn write_atomic(
     temp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(|e| with_path(e, "set permissions of", temp.path()))?;
+    // Through the plain file: `NamedTempFile`'s own `Write` adds `at path "…"` to its errors,
+    // and `with_path` names the path already. Regression: a full disk printed
+    // "failed to write `X`: No space left on device (os error 28) at path "X"".
     failpoint!("atomic::write")
-        .and_then(|()| temp.write_all(bytes))
+        .and_then(|()| temp.as_file_mut().write_all(bytes))
         .map_err(|e| with_path(e, "write", temp.path()))?;
     failpoint!("atomic::fsync")
         .and_then(|()| {

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything the store can fail with. I/O errors come from `fs-err` and name their path.
 #[derive(Debug, thiserror::Error)]
@@ -36,21 +37,38 @@ pub enum StoreError {
         reason: String,
     },
 
-    /// A SESSION argument is not a ULID or a prefix of one.
-    #[error("{0:?} is not a session id: expected a ULID or a unique prefix of one (1-26 characters of Crockford base32: 0-9 and A-Z without I, L, O, U)")]
+    /// A SESSION argument is not a ULID or a prefix of one. The message quotes at most
+    /// [`ECHO_CHARS`] characters of it ([`shorten`]).
+    #[error("{} is not a session id: expected a ULID or a unique prefix of one (1-26 characters of Crockford base32: 0-9 and A-Z without I, L, O, U)", shorten_quoted(.0))]
     MalformedSessionId(String),
 
     /// No session matches the given ULID or prefix.
-    #[error("no session matches {0}")]
+    #[error("no session matches {}", shorten(.0))]
     NoSuchSession(String),
 
-    /// A prefix matches more than one session.
-    #[error("session prefix {prefix} is ambiguous: it matches {}", candidates.join(", "))]
+    /// A prefix matches more than one session. The message lists the first
+    /// [`LISTED_CANDIDATES`] and counts the rest.
+    #[error(
+        "session prefix {prefix} is ambiguous: it matches {}",
+        list_capped(candidates)
+    )]
     AmbiguousSession {
         /// The prefix given.
         prefix: String,
-        /// Every matching session id.
+        /// Every matching session id, sorted.
         candidates: Vec<String>,
+    },
+
+    /// A lock stayed busy for the whole bound of a [`crate::lock::Wait::AtMost`]: another
+    /// process holds it.
+    #[error("gave up waiting for {} after {:.1}s: {} holds it", path.display(), waited.as_secs_f64(), crate::lock::describe_pids(holders))]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// The pids holding it when the wait gave up, from `/proc/locks` (empty when unknown).
+        holders: Vec<u32>,
+        /// How long it waited.
+        waited: Duration,
     },
 
     /// A directory of the state root is a symbolic link, or is owned by another user, or is
@@ -66,5 +84,76 @@ pub enum StoreError {
     NoStateRoot,
 }
 
+/// Arguments echoed in messages are cut to this many characters ([`shorten`]).
+pub const ECHO_CHARS: usize = 64;
+
+/// A listing of ambiguous candidates names this many ([`StoreError::AmbiguousSession`]).
+pub const LISTED_CANDIDATES: usize = 10;
+
+/// `s` as it can be echoed in a message: whole when it has at most [`ECHO_CHARS`] characters,
+/// else its first [`ECHO_CHARS`] characters then `… (N bytes)`. Regression: a 100 KB SESSION
+/// argument was echoed back whole.
+pub fn shorten(s: &str) -> String {
+    match s.char_indices().nth(ECHO_CHARS) {
+        None => s.to_owned(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &s[..cut], s.len()),
+    }
+}
+
+/// [`shorten`], the kept part quoted as `{:?}` quotes a string.
+fn shorten_quoted(s: &str) -> String {
+    match s.char_indices().nth(ECHO_CHARS) {
+        None => format!("{s:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &s[..cut], s.len()),
+    }
+}
+
+/// The first [`LISTED_CANDIDATES`] of `all`, comma-separated, then `and N more` for the rest.
+/// Regression: an ambiguous prefix over 20,000 sessions printed every id on one 561 KB line.
+fn list_capped(all: &[String]) -> String {
+    let shown = all
+        .iter()
+        .take(LISTED_CANDIDATES)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match all.len().saturating_sub(LISTED_CANDIDATES) {
+        0 => shown,
+        rest => format!("{shown} and {rest} more"),
+    }
+}
+
 /// Shorthand for results of the store.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_arguments_are_cut_and_counted() {
+        assert_eq!(shorten("01M7"), "01M7");
+        let long = "x".repeat(100_000);
+        let cut = shorten(&long);
+        assert_eq!(cut, format!("{}… (100000 bytes)", "x".repeat(ECHO_CHARS)));
+        let err = StoreError::MalformedSessionId(long).to_string();
+        assert!(err.len() < 300, "{err}");
+        // Multi-byte characters are cut on a character boundary.
+        assert!(shorten(&"é".repeat(100)).starts_with(&"é".repeat(ECHO_CHARS)));
+    }
+
+    #[test]
+    fn ambiguous_listings_are_capped() {
+        let candidates: Vec<String> = (0..25).map(|n| format!("01M7{n:022}")).collect();
+        let err = StoreError::AmbiguousSession {
+            prefix: "01M7".into(),
+            candidates: candidates.clone(),
+        }
+        .to_string();
+        assert!(
+            err.contains(&candidates[9]) && !err.contains(&candidates[10]),
+            "{err}"
+        );
+        assert!(err.ends_with("and 15 more"), "{err}");
+    }
+}

@@ -12,7 +12,7 @@ use crate::active::ActiveRecord;
 use crate::atomic::{write_atomic, Publish};
 use crate::create::timestamp;
 use crate::error::Result;
-use crate::lock::ReconcileLock;
+use crate::lock::{Holder, ReconcileLock, Wait};
 use crate::result::{SessionResult, RESULT_FILE};
 use crate::state::{Phase, SessionState};
 
@@ -41,7 +41,8 @@ pub struct TurnEnd<'a> {
 }
 
 /// Finalizes the turn of the session in `session_dir` (id `id`, in the project whose sessions
-/// directory is its parent). Waits for the session's lock (see [`ReconcileLock::acquire`]).
+/// directory is its parent). Waits for the session's lock as long as it takes (the owner owes
+/// the outcome), saying once, as a warning, which lock it waits for and who holds it.
 ///
 /// # Errors
 /// [`crate::StoreError`] from reading or writing the session's files, naming the path; after a
@@ -51,7 +52,31 @@ pub fn finalize_turn(
     id: &str,
     end: &TurnEnd<'_>,
 ) -> Result<Finalized> {
-    let lock = ReconcileLock::acquire(session_dir)?;
+    finalize_turn_with(session_dir, id, end, Wait::Forever, |holder| {
+        tracing::warn!(
+            lock = %holder.path.display(),
+            "waiting to finalize the turn: {} holds the session's lock",
+            holder.describe()
+        );
+    })
+}
+
+/// [`finalize_turn`], waiting for the session's lock as `wait` says and calling `on_wait` once
+/// if it has to wait ([`ReconcileLock::acquire_with`]). Besides the result and the phase, the
+/// turn's end (`end.result.completed_at`) becomes the session's `last_accessed`: the time of
+/// last use is the end of the last turn.
+///
+/// # Errors
+/// As [`finalize_turn`], plus [`crate::StoreError::LockTimeout`] when a bounded wait gives up
+/// (nothing was changed).
+pub fn finalize_turn_with(
+    session_dir: &std::path::Path,
+    id: &str,
+    end: &TurnEnd<'_>,
+    wait: Wait,
+    on_wait: impl FnOnce(&Holder),
+) -> Result<Finalized> {
+    let lock = ReconcileLock::acquire_with(session_dir, wait, on_wait)?;
     sweep(&lock);
     let state = SessionState::load(session_dir)?;
     if state.view.phase.is_ended() {
@@ -85,8 +110,10 @@ pub fn finalize_turn(
         Err(e) => return Err(e.into()),
     };
     let now = timestamp(Utc::now());
+    let ended = timestamp(result.completed_at.max(state.view.last_accessed));
     let written = state.edit(&lock, |doc| {
         doc["phase"] = toml_edit::value(phase.as_str());
+        doc["last_accessed"] = toml_edit::value(ended.as_str());
         if let Some(reason) = termination_reason {
             doc["termination_reason"] = toml_edit::value(reason);
         }

@@ -7,7 +7,9 @@
 //!   the directory), so a kill -9 at any instant leaves either the old or the new file;
 //! - a session is only mutated while holding its [`lock::ReconcileLock`], after re-reading its
 //!   state under the lock;
-//! - nothing that does not parse is rewritten, renamed or deleted: it is reported with its path;
+//! - nothing that does not parse is rewritten, renamed or deleted: it is reported with its path
+//!   (the one exception, asked for with `csa session delete --force`: a dead session whose
+//!   state.toml does not parse is moved whole, unchanged, to the quarantine, [`quarantine`]);
 //! - a session is declared dead only when every liveness signal says so ([`liveness`]).
 
 #![warn(missing_docs)]
@@ -16,6 +18,7 @@ pub mod active;
 pub mod atomic;
 pub mod check;
 pub mod claim;
+pub mod completion;
 pub mod cooldown;
 pub mod create;
 pub mod delete;
@@ -30,6 +33,7 @@ pub mod liveness;
 pub mod lock;
 pub mod membership;
 pub mod paths;
+pub mod quarantine;
 pub mod reconcile;
 pub mod result;
 pub mod resume;

@@ -6,6 +6,11 @@
 //! lock file that another process has open lets a third process lock a *new* file of the same
 //! name while the second still holds the old one.
 //!
+//! Callers that must have the lock (a session's owner finalizing its turn, `csa session kill`,
+//! `csa session resume`) wait for it with [`ReconcileLock::acquire_with`] and a [`Wait`]
+//! policy: never silently (the caller is told once, with the [`Holder`]: the lock file and the
+//! pids `/proc/locks` names as holding it) and, where a person waits, never without a bound.
+//!
 //! A [`ReconcileLock`] value is the proof that the lock is held: every function that mutates a
 //! session takes one by reference, so "mutated without the lock" does not compile.
 
@@ -13,6 +18,7 @@ use fs_err::os::unix::fs::OpenOptionsExt;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
@@ -63,29 +69,78 @@ impl ReconcileLock {
         }
     }
 
-    /// Takes the lock, waiting for it. Only for a session's owner finalizing its own turn:
-    /// reconcilers hold the lock for one decision and a few writes, never while waiting on
-    /// anything, so the wait is short.
+    /// Takes the lock, waiting for it as `wait` says. When the lock is busy, `on_wait` is
+    /// called once, before waiting, with who holds it ([`Holder`]), so the caller can say that it
+    /// waits and for whom. csa's reconcilers hold the lock for one decision and a few writes,
+    /// never while waiting on anything, so a long wait means another program (upstream's
+    /// reconciler, a stuck process) holds it.
+    ///
+    /// [`Wait::Forever`] blocks in `flock(2)` until the lock is free (for a session's owner
+    /// finalizing its own turn: it owes the outcome). [`Wait::AtMost`] retries the non-blocking
+    /// `flock` every [`POLL`] until the bound has passed, then gives up with
+    /// [`StoreError::LockTimeout`](crate::StoreError::LockTimeout).
     ///
     /// The session directory and the lock file are opened and checked as by
     /// [`ReconcileLock::try_acquire`].
     ///
     /// # Errors
-    /// As [`ReconcileLock::try_acquire`].
-    pub fn acquire(session_dir: &Path) -> crate::Result<Self> {
+    /// As [`ReconcileLock::try_acquire`], plus
+    /// [`StoreError::LockTimeout`](crate::StoreError::LockTimeout) when [`Wait::AtMost`]'s
+    /// bound passes with the lock still busy.
+    pub fn acquire_with(
+        session_dir: &Path,
+        wait: Wait,
+        on_wait: impl FnOnce(&Holder),
+    ) -> crate::Result<Self> {
         let path = session_dir.join(RECONCILE_LOCK);
         let file = open_session_lock(session_dir, &path)?;
-        match Flock::lock(file, FlockArg::LockExclusive) {
-            Ok(flock) => {
-                tracing::debug!(path = %path.display(), "locked (flock, exclusive, waited)");
-                Ok(ReconcileLock {
-                    _flock: flock,
-                    session_dir: session_dir.to_owned(),
-                })
+        let locked = |flock| {
+            tracing::debug!(path = %path.display(), "locked (flock, exclusive, waited)");
+            ReconcileLock {
+                _flock: flock,
+                session_dir: session_dir.to_owned(),
             }
-            Err((_, errno)) => {
-                Err(crate::atomic::with_path(io::Error::from(errno), "flock", &path).into())
+        };
+        let failed = |errno: Errno| -> crate::StoreError {
+            crate::atomic::with_path(io::Error::from(errno), "flock", &path).into()
+        };
+        let start = Instant::now();
+        let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(flock) => return Ok(locked(flock)),
+            Err((file, Errno::EWOULDBLOCK)) => file,
+            Err((_, errno)) => return Err(failed(errno)),
+        };
+        let holder = Holder::of(&file, &path);
+        on_wait(&holder);
+        let limit = match wait {
+            Wait::Forever => loop {
+                // A signal handled during the wait (the supervisor forwards signals to its
+                // agent) interrupts flock(2): wait again.
+                file = match Flock::lock(file, FlockArg::LockExclusive) {
+                    Ok(flock) => return Ok(locked(flock)),
+                    Err((file, Errno::EINTR)) => file,
+                    Err((_, errno)) => return Err(failed(errno)),
+                };
+            },
+            Wait::AtMost(limit) => limit,
+        };
+        loop {
+            let waited = start.elapsed();
+            if waited >= limit {
+                // Who holds it now (it may have changed hands while we waited).
+                let holder = Holder::of(&file, &path);
+                return Err(crate::StoreError::LockTimeout {
+                    path,
+                    holders: holder.pids,
+                    waited,
+                });
             }
+            std::thread::sleep(POLL.min(limit - waited));
+            file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(flock) => return Ok(locked(flock)),
+                Err((file, Errno::EWOULDBLOCK)) => file,
+                Err((_, errno)) => return Err(failed(errno)),
+            };
         }
     }
 
@@ -101,6 +156,67 @@ impl Drop for ReconcileLock {
             path = %self.session_dir.join(RECONCILE_LOCK).display(),
             "unlocked"
         );
+    }
+}
+
+/// How often [`ReconcileLock::acquire_with`] retries a busy lock under [`Wait::AtMost`].
+pub const POLL: Duration = Duration::from_millis(25);
+
+/// How long [`ReconcileLock::acquire_with`] waits for a busy lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Until it is free: for a session's owner, which owes the turn's outcome.
+    Forever,
+    /// At most this long, then [`StoreError::LockTimeout`](crate::StoreError::LockTimeout):
+    /// where a person (or a hook) waits.
+    AtMost(Duration),
+}
+
+/// Who holds a busy lock, as far as `/proc/locks` tells (csa-process
+/// [`LockTable`](csa_process::LockTable)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The lock file.
+    pub path: PathBuf,
+    /// The pids holding a lock on it, as `/proc/locks` names them: empty when it cannot tell
+    /// (unreadable, a filesystem whose device it does not name, an open file description
+    /// lock).
+    pub pids: Vec<u32>,
+}
+
+impl Holder {
+    /// The holders of the open lock file `file` (at `path`), from csa-process's
+    /// [`LockTable`](csa_process::LockTable).
+    fn of(file: &File, path: &Path) -> Self {
+        let pids = match csa_process::LockTable::read().state(file) {
+            Ok(csa_process::LockState::Held { holder: Some(pid) }) => vec![pid],
+            _ => Vec::new(),
+        };
+        Holder {
+            path: path.to_owned(),
+            pids,
+        }
+    }
+
+    /// `pid 1234` (or `pids 1234, 5678`), or `another process` when no pid is known: for
+    /// messages.
+    pub fn describe(&self) -> String {
+        describe_pids(&self.pids)
+    }
+}
+
+/// [`Holder::describe`] of `pids`.
+pub fn describe_pids(pids: &[u32]) -> String {
+    match pids {
+        [] => "another process".to_owned(),
+        [pid] => format!("pid {pid}"),
+        pids => format!(
+            "pids {}",
+            pids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -161,6 +277,67 @@ mod tests {
     }
 
     #[test]
+    fn a_bounded_wait_says_who_holds_the_lock_then_gives_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A flock belongs to an open file description: a second open, even in this process,
+        // waits for the first.
+        let first = ReconcileLock::try_acquire(dir.path())
+            .expect("io")
+            .expect("free");
+        let mut told = None;
+        let err = ReconcileLock::acquire_with(
+            dir.path(),
+            Wait::AtMost(Duration::from_millis(100)),
+            |h| told = Some(h.clone()),
+        )
+        .expect_err("busy");
+        let told = told.expect("told once that it waits");
+        assert_eq!(told.path, dir.path().join(RECONCILE_LOCK));
+        if cfg!(target_os = "linux") {
+            assert_eq!(
+                told.pids,
+                [std::process::id()],
+                "the holder, from /proc/locks"
+            );
+        }
+        match err {
+            crate::StoreError::LockTimeout {
+                holders, waited, ..
+            } => {
+                assert_eq!(holders, told.pids);
+                assert!(waited >= Duration::from_millis(100), "{waited:?}");
+            }
+            other => panic!("{other}"),
+        }
+        drop(first);
+        let got = ReconcileLock::acquire_with(dir.path(), Wait::AtMost(Duration::ZERO), |_| {
+            panic!("free: no wait")
+        });
+        assert!(got.is_ok());
+    }
+
+    #[test]
+    fn an_unbounded_wait_says_so_once_and_gets_the_lock_when_it_is_released() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let held = ReconcileLock::try_acquire(dir.path())
+            .expect("io")
+            .expect("free");
+        let (told_tx, told_rx) = std::sync::mpsc::channel();
+        // The holder lets go only once the waiter has said that it waits.
+        let releaser = std::thread::spawn(move || {
+            let holder: Holder = told_rx.recv().expect("told");
+            drop(held);
+            holder
+        });
+        let got = ReconcileLock::acquire_with(dir.path(), Wait::Forever, move |h| {
+            told_tx.send(h.clone()).expect("send");
+        });
+        assert!(got.is_ok(), "{got:?}");
+        let holder = releaser.join().expect("releaser");
+        assert_eq!(holder.path, dir.path().join(RECONCILE_LOCK));
+    }
+
+    #[test]
     fn refuses_links_and_writable_directories_before_creating_anything() {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -176,7 +353,8 @@ mod tests {
         );
 
         fs_err::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-        let err = ReconcileLock::acquire(&real).expect_err("a world-writable session directory");
+        let err = ReconcileLock::acquire_with(&real, Wait::Forever, |_| {})
+            .expect_err("a world-writable session directory");
         assert!(matches!(err, crate::StoreError::Insecure(_)), "{err}");
         assert!(!real.join(RECONCILE_LOCK).exists());
 

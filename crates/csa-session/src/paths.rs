@@ -68,15 +68,61 @@ fn absolute(path: &Path) -> io::Result<PathBuf> {
     }
 }
 
-/// The project key of `dir`: `fs::canonicalize(dir)` without its leading `/`, so that every
-/// spelling of one directory (relative, trailing slash, through a symlink) has one key.
+/// A project directory: its canonical path and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectDir {
+    /// `fs::canonicalize` of the directory given.
+    pub path: PathBuf,
+    /// The project key: [`ProjectDir::path`] without its leading `/`.
+    pub key: String,
+}
+
+/// Why a directory cannot name a project ([`project_dir`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectDirError {
+    /// It does not exist, or cannot be resolved (the error names the path).
+    #[error("no such directory")]
+    Missing(#[source] io::Error),
+    /// It exists but is not a directory (a regular file, a device, …).
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    /// Its canonical path is not valid UTF-8. Project paths are stored in state.toml, and a
+    /// TOML string holds only UTF-8, so two such directories (`n\xff`, `n\xfe`) would share one
+    /// key; csa refuses them. Printed with escapes (`"/tmp/n\xFF"`), so the message names it
+    /// exactly.
+    #[error("{0:?}: the path is not valid UTF-8, which state.toml cannot hold exactly: csa refuses it as a project directory")]
+    NotUtf8(PathBuf),
+}
+
+/// The project directory `dir` names: its canonical path (`fs::canonicalize`), which must be a
+/// directory whose path is valid UTF-8, and its key (the path without its leading `/`), so that
+/// every spelling of one directory (relative, trailing slash, through a symlink) has one key,
+/// and two directories never share one.
 ///
 /// # Errors
-/// The I/O error of `canonicalize` (for example `NotFound`), naming the path.
-pub fn project_key(dir: &Path) -> io::Result<String> {
-    let canonical = fs_err::canonicalize(dir)?;
-    let text = canonical.to_string_lossy();
-    Ok(text.trim_start_matches('/').to_owned())
+/// [`ProjectDirError::Missing`] when `canonicalize` fails (its error names the path);
+/// [`ProjectDirError::NotADirectory`]; [`ProjectDirError::NotUtf8`]. Regression: the key was
+/// made with `to_string_lossy`, so `n\xff` and `n\xfe` both had the key `n\u{FFFD}`, and a
+/// `run --cd` in one reported the other busy.
+pub fn project_dir(dir: &Path) -> Result<ProjectDir, ProjectDirError> {
+    let path = fs_err::canonicalize(dir).map_err(ProjectDirError::Missing)?;
+    let meta = fs_err::metadata(&path).map_err(ProjectDirError::Missing)?;
+    if !meta.is_dir() {
+        return Err(ProjectDirError::NotADirectory(path));
+    }
+    let Some(text) = path.to_str() else {
+        return Err(ProjectDirError::NotUtf8(path));
+    };
+    let key = text.trim_start_matches('/').to_owned();
+    Ok(ProjectDir { path, key })
+}
+
+/// The project key of `dir` ([`project_dir`]).
+///
+/// # Errors
+/// As [`project_dir`].
+pub fn project_key(dir: &Path) -> Result<String, ProjectDirError> {
+    project_dir(dir).map(|p| p.key)
 }
 
 /// One project's session directory under one state root.
@@ -207,6 +253,31 @@ mod tests {
         assert!(!key.starts_with('/'));
         assert_eq!(project_key(&dir.path().join("link/")).expect("key"), key);
         assert_eq!(project_key(&real.join(".")).expect("key"), key);
+    }
+
+    #[test]
+    fn keys_are_exact_or_refused() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("f");
+        fs_err::write(&file, "").expect("write");
+        assert!(matches!(
+            project_key(&file),
+            Err(ProjectDirError::NotADirectory(_))
+        ));
+        assert!(matches!(
+            project_key(&dir.path().join("missing")),
+            Err(ProjectDirError::Missing(_))
+        ));
+        for name in [&b"n\xff"[..], b"n\xfe"] {
+            let bad = dir.path().join(std::ffi::OsStr::from_bytes(name));
+            fs_err::create_dir(&bad).expect("mkdir");
+            let err = project_key(&bad).expect_err("not UTF-8");
+            assert!(matches!(err, ProjectDirError::NotUtf8(_)), "{err}");
+            let shown = format!("{:?}", std::ffi::OsStr::from_bytes(name));
+            let shown = shown.trim_matches('"');
+            assert!(err.to_string().contains(shown), "{err} names {shown}");
+        }
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //! 2. take `<session>/.reconcile.lock` without waiting (busy: skip, never wait);
 //! 3. re-check everything under the lock;
 //! 4. publish the synthetic result with `link(2)`, so an existing (real) result always wins;
-//! 5. set `phase = "retired"`, `termination_reason = "orphaned_process"` (atomic rewrite that
-//!    keeps every other key and the file mode);
+//!    when the agent left a completion record (upstream's `daemon-completion.toml`, or a legacy
+//!    `.complete` marker: [`crate::completion`]), the result is built from it, as upstream does;
+//! 5. set `phase = "retired"`, `termination_reason = "orphaned_process"` (or the record's
+//!    reason), `last_accessed` = the result's `completed_at` (atomic rewrite that keeps every
+//!    other key and the file mode);
 //! 6. if 5 fails, take back the synthetic result only if it is still byte-for-byte ours;
 //! 7. an Active session with a valid result and a dead owner is retired as `completed`;
 //! 8. after any success, replace the project's cooldown marker.
@@ -22,6 +25,7 @@ use serde::Serialize;
 
 use crate::active::{ActiveRecord, Fingerprint};
 use crate::atomic::{sync_dir, write_atomic, Publish};
+use crate::completion::{self, Completion, Source};
 use crate::cooldown::write_cooldown_marker;
 use crate::error::StoreError;
 use crate::liveness::{self, LivenessContext, Verdict};
@@ -55,6 +59,9 @@ pub enum Action {
     /// A result was built from a legacy `.complete` marker and the session retired
     /// (`legacy_complete_marker`).
     SynthesizedFromMarker,
+    /// A result was built from upstream's `daemon-completion.toml` and the session retired
+    /// with the record's reason.
+    SynthesizedFromCompletion,
     /// The session had a valid result and a dead owner: retired as `completed`.
     RetiredWithResult,
     /// The owner is alive.
@@ -78,7 +85,10 @@ impl Action {
     pub fn is_finalized(self) -> bool {
         matches!(
             self,
-            Action::SynthesizedFailure | Action::SynthesizedFromMarker | Action::RetiredWithResult
+            Action::SynthesizedFailure
+                | Action::SynthesizedFromMarker
+                | Action::SynthesizedFromCompletion
+                | Action::RetiredWithResult
         )
     }
 
@@ -87,6 +97,7 @@ impl Action {
         match self {
             Action::SynthesizedFailure => "synthesized_failure",
             Action::SynthesizedFromMarker => "synthesized_from_marker",
+            Action::SynthesizedFromCompletion => "synthesized_from_completion",
             Action::RetiredWithResult => "retired_with_result",
             Action::SkippedAlive => "skipped_alive",
             Action::SkippedForeign => "skipped_foreign",
@@ -136,7 +147,7 @@ impl Outcome {
 /// Counts per action, as in the JSON output's `counts`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
-    /// Synthetic results published (from a liveness verdict or a `.complete` marker).
+    /// Synthetic results published (from a liveness verdict or a completion record).
     pub synthesized: usize,
     /// Sessions retired with their existing result.
     pub retired_with_result: usize,
@@ -177,7 +188,9 @@ impl Report {
         };
         for o in &self.sessions {
             match o.action {
-                Action::SynthesizedFailure | Action::SynthesizedFromMarker => c.synthesized += 1,
+                Action::SynthesizedFailure
+                | Action::SynthesizedFromMarker
+                | Action::SynthesizedFromCompletion => c.synthesized += 1,
                 Action::RetiredWithResult => c.retired_with_result += 1,
                 Action::SkippedAlive => c.skipped_alive += 1,
                 Action::SkippedForeign => c.skipped_foreign += 1,
@@ -236,7 +249,7 @@ enum Decision {
     Synthesize {
         state: Box<SessionState>,
         reason: String,
-        marker: Option<i64>,
+        completion: Option<Completion>,
     },
 }
 
@@ -401,9 +414,12 @@ impl Reconciler {
             Decision::Retire => {
                 tracing::info!("session {id}: {when}: owner dead, result present: retire")
             }
-            Decision::Synthesize { reason, marker, .. } => match marker {
-                Some(code) => tracing::info!(
-                    "session {id}: {when}: dead ({reason}); legacy .complete marker records {code}"
+            Decision::Synthesize {
+                reason, completion, ..
+            } => match completion {
+                Some(c) => tracing::info!(
+                    "session {id}: {when}: dead ({reason}), no result: finalize from {}",
+                    c.path.display()
                 ),
                 None => tracing::info!(
                     "session {id}: {when}: dead ({reason}), no result: synthesize a failure"
@@ -451,8 +467,38 @@ impl Reconciler {
             } => Decision::Synthesize {
                 state: Box::new(state),
                 reason,
-                marker: complete_marker,
+                // Only the decision under the lock acts on the record: the lock-free pre-check
+                // does not read it (one open less per session on the hot path), unless it is
+                // the whole decision (a dry run, which still names a broken record).
+                completion: if fresh || self.opts.dry_run {
+                    self.completion_record(dir, complete_marker)
+                } else {
+                    None
+                },
             },
+        }
+    }
+
+    /// The completion record of a dead session: its `daemon-completion.toml`
+    /// ([`completion::load_daemon`]), else the legacy `.complete` marker liveness already read
+    /// (`marker`). A record that cannot be used becomes a warning naming its file, and the
+    /// session is finalized as without one (as upstream does). The file is never changed.
+    fn completion_record(&mut self, dir: &Path, marker: Option<i64>) -> Option<Completion> {
+        let loaded = completion::load_daemon(dir).and_then(|record| match record {
+            Some(record) => Ok(Some(record)),
+            None => marker
+                .map(|code| completion::legacy_marker(dir, code))
+                .transpose(),
+        });
+        match loaded {
+            Ok(record) => record,
+            Err(err) => {
+                let warning = err.to_string();
+                if !self.report.warnings.contains(&warning) {
+                    self.report.warnings.push(warning);
+                }
+                None
+            }
         }
     }
 
@@ -531,8 +577,8 @@ impl Reconciler {
             Decision::Synthesize {
                 state,
                 reason,
-                marker,
-            } => self.synthesize(record, &lock, id, &state, reason, marker),
+                completion,
+            } => self.synthesize(record, &lock, id, &state, reason, completion.as_ref()),
         }
     }
 
@@ -545,12 +591,19 @@ impl Reconciler {
         let dir = lock.session_dir();
         let state = SessionState::load(dir)?;
         // A synthetic result whose state write never happened (kill -9 between steps 4 and 5)
-        // finishes as the reconcile that published it would have.
-        let reason = match SessionResult::load(dir) {
-            Ok(Some(r)) if is_synthetic(&r) => "orphaned_process",
-            _ => "completed",
+        // finishes as the reconcile that published it would have: with the reason of the
+        // completion record it was built from, else `orphaned_process`.
+        let result = SessionResult::load(dir).ok().flatten();
+        let reason = match &result {
+            Some(r) if is_synthetic(r) => match completion::load(dir) {
+                Ok(Some(c)) => c.record.termination_reason(),
+                _ => "orphaned_process".to_owned(),
+            },
+            _ => "completed".to_owned(),
         };
-        state.write_phase(lock, Phase::Retired, reason)?;
+        // The turn ended when its result says it did.
+        let ended = result.map_or_else(Utc::now, |r| r.completed_at);
+        state.end_turn(lock, Phase::Retired, &reason, ended)?;
         if let Err(err) = record.remove(id, lock) {
             tracing::warn!(%err, "could not prune a retired session's record entry");
         }
@@ -564,12 +617,12 @@ impl Reconciler {
         id: &str,
         state: &SessionState,
         reason: String,
-        marker: Option<i64>,
+        completion: Option<&Completion>,
     ) -> Option<Outcome> {
         let dir = lock.session_dir();
         let outcome = |action, reason, error| Some(Outcome::new(id, dir, action, reason, error));
         let now = Utc::now();
-        let result = synthetic_result(state, dir, &self.opts.trigger, &reason, marker, now);
+        let result = synthetic_result(state, dir, &self.opts.trigger, &reason, completion, now);
         let ours = result.to_toml();
         // 4. Publish only if absent.
         match publish_result(dir, ours.as_bytes()) {
@@ -601,11 +654,21 @@ impl Reconciler {
             Err(err) => return outcome(Action::Error, None, Some(err.to_string())),
         }
         // 5. Retire.
-        let (termination_reason, action) = match marker {
-            Some(_) => ("legacy_complete_marker", Action::SynthesizedFromMarker),
-            None => ("orphaned_process", Action::SynthesizedFailure),
+        let (termination_reason, action) = match completion {
+            Some(c) => (
+                c.record.termination_reason(),
+                match c.source {
+                    Source::LegacyMarker => Action::SynthesizedFromMarker,
+                    Source::DaemonCompletion => Action::SynthesizedFromCompletion,
+                },
+            ),
+            None => ("orphaned_process".to_owned(), Action::SynthesizedFailure),
         };
-        match retire_after_publish(state, lock, termination_reason) {
+        let reason = match completion {
+            Some(c) => format!("{reason}; finalized from {}", c.path.display()),
+            None => reason,
+        };
+        match retire_after_publish(state, lock, &termination_reason, result.completed_at) {
             Ok(()) => {
                 if let Err(err) = record.remove(id, lock) {
                     tracing::warn!(%err, "could not prune a retired session's record entry");
@@ -632,11 +695,12 @@ fn retire_after_publish(
     state: &SessionState,
     lock: &ReconcileLock,
     termination_reason: &str,
+    ended: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let path = lock.session_dir().join(crate::state::STATE_FILE);
     crate::failpoint!("reconcile::after_publish", "write", &path)?;
     crate::failpoint!("reconcile::before_state_write", "write", &path)?;
-    state.write_phase(lock, Phase::Retired, termination_reason)
+    state.end_turn(lock, Phase::Retired, termination_reason, ended)
 }
 
 /// Prefix of every synthetic summary csa writes (`synthetic failure by <trigger>: …`,
@@ -748,13 +812,18 @@ pub(crate) fn roll_back(dir: &Path, ours: &[u8]) -> String {
     message
 }
 
-/// The synthetic result for a dead session (or one finalized from a `.complete` marker).
+/// The synthetic result for a dead session, or for one finalized from a completion record
+/// (`completion`: upstream's `daemon-completion.toml` or a legacy `.complete` marker, with
+/// upstream's rules: [`completion::Record::outcome`]). Its summary starts `synthetic failure by
+/// <trigger>: ` (or `synthetic result by <trigger>: ` when the record gives another status than
+/// a failure), which [`is_synthetic`] recognizes; a record's `raw_process_exit_code`, when there
+/// is one, is kept as that extra key of result.toml (upstream's).
 pub fn synthetic_result(
     state: &SessionState,
     dir: &Path,
     trigger: &str,
     reason: &str,
-    marker: Option<i64>,
+    completion: Option<&Completion>,
     now: DateTime<Utc>,
 ) -> SessionResult {
     let tool = state
@@ -763,19 +832,47 @@ pub fn synthetic_result(
         .map(str::to_owned)
         .or_else(|| metadata_tool(dir))
         .unwrap_or_else(|| "unknown".to_owned());
-    let (status, exit_code, mut summary) = match marker {
-        Some(0) => (
-            ResultStatus::Success,
-            0,
-            format!("synthetic result by {trigger}: legacy .complete marker records exit code 0"),
-        ),
-        Some(code) => (
-            ResultStatus::Failure,
-            code,
-            format!(
-                "synthetic result by {trigger}: legacy .complete marker records exit code {code}"
-            ),
-        ),
+    let mut other = toml::Table::new();
+    let (status, exit_code, mut summary) = match completion {
+        Some(c) => {
+            let outcome = c.record.outcome(completion::stdout_has_output(dir));
+            let kind = if outcome.status == ResultStatus::Failure {
+                "failure"
+            } else {
+                "result"
+            };
+            let what = match c.source {
+                Source::LegacyMarker => {
+                    format!(
+                        "legacy .complete marker records exit code {}",
+                        c.record.exit_code
+                    )
+                }
+                Source::DaemonCompletion => format!(
+                    "daemon-completion.toml records status={} exit_code={}{}",
+                    c.record.status,
+                    c.record.exit_code,
+                    c.record
+                        .reason
+                        .as_deref()
+                        .map(|r| format!(" reason={r}"))
+                        .unwrap_or_default()
+                ),
+            };
+            let note = if outcome.missing_result_failure {
+                "; result.toml missing, so the recorded success counts as a failure"
+            } else {
+                ""
+            };
+            if let Some(raw) = outcome.raw_process_exit_code {
+                other.insert("raw_process_exit_code".into(), toml::Value::Integer(raw));
+            }
+            (
+                outcome.status,
+                outcome.exit_code,
+                format!("synthetic {kind} by {trigger}: {what}{note}"),
+            )
+        }
         None => (
             ResultStatus::Failure,
             1,
@@ -795,7 +892,7 @@ pub fn synthetic_result(
         started_at: state.view.last_accessed.min(now),
         completed_at: now,
         artifacts: Vec::new(),
-        other: toml::Table::new(),
+        other,
     }
 }
 

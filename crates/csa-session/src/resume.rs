@@ -46,7 +46,7 @@ pub enum Refusal {
         /// Its termination reason, if any.
         reason: Option<String>,
     },
-    /// Another process holds its lock (another resume, a kill, a reconcile).
+    /// Another resume of it is starting (it holds the project's directory claim).
     #[error("not resumable: session {0} is already being resumed or changed by another command")]
     Busy(String),
     /// An owned process of its previous turn is still alive.
@@ -95,7 +95,9 @@ pub struct Begun {
 
 /// Begins a new turn of session `id` of `project` (steps 1–5 of the module docs). `command`:
 /// the new turn's command, or `None` for the previous turn's (from run.toml). `turn_record`
-/// builds the run.toml entry from the turn number and the command.
+/// builds the run.toml entry from the turn number and the command. `lock` is the session's
+/// lock, which the caller has taken (waiting for it as long as a person will:
+/// [`ReconcileLock::acquire_with`]); everything is decided again under it.
 ///
 /// # Errors
 /// A [`Refusal`]; nothing is changed unless the refusal is [`Refusal::Store`] after step 1.
@@ -106,12 +108,11 @@ pub fn begin_turn(
     turn_record: impl FnOnce(u32, &[String]) -> TurnRecord,
     supervisor: (u32, Option<u64>),
     host: &HostIdentity,
+    lock: &ReconcileLock,
 ) -> std::result::Result<Begun, Refusal> {
     let dir = project.session_dir(id);
-    let Some(lock) = ReconcileLock::try_acquire(&dir)? else {
-        return Err(Refusal::Busy(id.to_owned()));
-    };
-    let swept = crate::leftovers::sweep_session(&lock);
+    debug_assert_eq!(lock.session_dir(), dir);
+    let swept = crate::leftovers::sweep_session(lock);
     for err in swept.errors {
         tracing::warn!("{err}");
     }
@@ -207,7 +208,7 @@ pub fn begin_turn(
             .map_err(StoreError::from)?;
         write_atomic(&dir, RUN_FILE, body.as_bytes(), 0o600, Publish::Replace)?;
         // 5.
-        state.edit(&lock, |doc| {
+        state.edit(lock, |doc| {
             doc["phase"] = toml_edit::value(Phase::Active.as_str());
             doc["turn_count"] = toml_edit::value(i64::from(turn));
             doc["last_accessed"] = toml_edit::value(now.as_str());
@@ -221,11 +222,10 @@ pub fn begin_turn(
     let flock = match steps() {
         Ok(flock) => flock,
         Err(err) => {
-            undo(&lock, prior_daemon.as_deref(), prior_run.as_deref());
+            undo(lock, prior_daemon.as_deref(), prior_run.as_deref());
             return Err(err);
         }
     };
-    drop(lock);
     Ok(Begun {
         created: Created::held(id.to_owned(), dir, depth, flock),
         turn,

@@ -81,7 +81,8 @@ pub struct StateView {
     pub project_path: String,
     /// Creation time (RFC 3339 string).
     pub created_at: DateTime<Utc>,
-    /// Last time a turn started or the session was used (RFC 3339 string).
+    /// When the session was last used (RFC 3339 string): csa sets it when a turn starts and
+    /// again when it ends (finalized by its owner, reconciled or killed).
     pub last_accessed: DateTime<Utc>,
     /// Lifecycle phase.
     #[serde(default)]
@@ -165,21 +166,26 @@ impl SessionState {
         &self.text
     }
 
-    /// Writes this state back with `phase` and `termination_reason` set, keeping every other
-    /// key, the formatting of untouched lines, and the file's mode. `last_accessed` is not
-    /// changed. See [`SessionState::edit`].
+    /// Writes this state back as a turn that ended at `ended_at`: `phase` and
+    /// `termination_reason` set, and `last_accessed` moved to `ended_at` (never back: the later
+    /// of the two is kept), since the time of last use is the end of the last turn. Every other
+    /// key, the formatting of untouched lines, and the file's mode are kept. See
+    /// [`SessionState::edit`].
     ///
     /// # Errors
     /// As [`SessionState::edit`].
-    pub fn write_phase(
+    pub fn end_turn(
         &self,
         lock: &ReconcileLock,
         phase: Phase,
         termination_reason: &str,
+        ended_at: DateTime<Utc>,
     ) -> Result<()> {
+        let last_accessed = crate::create::timestamp(ended_at.max(self.view.last_accessed));
         self.edit(lock, |doc| {
             doc["phase"] = toml_edit::value(phase.as_str());
             doc["termination_reason"] = toml_edit::value(termination_reason);
+            doc["last_accessed"] = toml_edit::value(last_accessed);
         })
     }
 
@@ -347,22 +353,36 @@ mode = "cgroup"
     }
 
     #[test]
-    fn rewrite_keeps_unknown_keys_and_changes_only_phase() {
+    fn rewrite_keeps_unknown_keys_and_changes_only_phase_and_last_use() {
         let dir = session_with(ORPHAN_FULL);
         let state = SessionState::load(dir.path()).expect("load");
         assert_eq!(state.view.latest_tool(), Some("codex"));
         let lock = ReconcileLock::try_acquire(dir.path())
             .expect("io")
             .expect("free");
+        let ended = "2026-11-21T07:00:00.5Z".parse().expect("time");
         state
-            .write_phase(&lock, Phase::Retired, "orphaned_process")
+            .end_turn(&lock, Phase::Retired, "orphaned_process", ended)
             .expect("write");
         let after = fs_err::read_to_string(dir.path().join(STATE_FILE)).expect("read");
-        let expected = ORPHAN_FULL.replace(
-            "phase = \"active\"\nturn_count = 1\n",
-            "phase = \"retired\"\nturn_count = 1\ntermination_reason = \"orphaned_process\"\n",
-        );
+        let expected = ORPHAN_FULL
+            .replace(
+                "phase = \"active\"\nturn_count = 1\n",
+                "phase = \"retired\"\nturn_count = 1\ntermination_reason = \"orphaned_process\"\n",
+            )
+            .replace(
+                "last_accessed = \"2026-11-21T06:33:50.574231058Z\"",
+                "last_accessed = \"2026-11-21T07:00:00.500000000Z\"",
+            );
         assert_eq!(after, expected);
+        // Never moved back.
+        let state = SessionState::load(dir.path()).expect("load");
+        let earlier = "2026-01-01T00:00:00Z".parse().expect("time");
+        state
+            .end_turn(&lock, Phase::Retired, "completed", earlier)
+            .expect("write");
+        let again = SessionState::load(dir.path()).expect("load");
+        assert_eq!(again.view.last_accessed, ended);
     }
 
     #[test]

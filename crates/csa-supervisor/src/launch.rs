@@ -38,6 +38,9 @@ pub trait Events {
     fn started(&mut self, _id: &str, _turn: u32) {}
     /// The agent's main process exited and `count` processes it left are being stopped.
     fn stopping_leftovers(&mut self, _count: usize, _grace: Duration) {}
+    /// Another process holds the session's `.reconcile.lock` (`holder`), and the turn waits
+    /// for it at most `bound` (said once).
+    fn waiting_for_lock(&mut self, _holder: &csa_session::lock::Holder, _bound: Duration) {}
 }
 
 /// Events nobody listens to.

@@ -8,6 +8,7 @@ use chrono::Utc;
 use csa_process::HostIdentity;
 use csa_session::create::{timestamp, Parent, TurnRecord};
 use csa_session::inventory::SessionRef;
+use csa_session::lock::{ReconcileLock, Wait};
 use csa_session::paths::StateRoots;
 use csa_session::resume::{begin_turn, Refusal};
 use csa_session::state::SessionState;
@@ -27,14 +28,18 @@ pub struct ResumeRequest {
     pub end: EndOfTurn,
     /// Run the agent on a pseudo-terminal people attach to (`--tty`; a detached supervisor).
     pub interactive: Option<Interactive>,
+    /// How long to wait for the session's `.reconcile.lock` when another process holds it,
+    /// before giving up ([`csa_session::StoreError::LockTimeout`]).
+    pub lock_timeout: std::time::Duration,
 }
 
 /// Starts and supervises a new turn of `session`.
 ///
 /// # Errors
 /// [`LaunchError::Resume`] when the session cannot be resumed (not resumable, already being
-/// resumed, a live process, no command), [`LaunchError::Busy`] when its directory is claimed
-/// by another session, and the errors of [`launch`].
+/// resumed, a live process, no command, its lock held by another process for the whole
+/// `lock_timeout`), [`LaunchError::Busy`] when its directory is claimed by another session,
+/// and the errors of [`launch`].
 pub fn resume(
     request: &ResumeRequest,
     session: &SessionRef,
@@ -84,6 +89,11 @@ pub fn resume(
     let command = (!request.command.is_empty()).then(|| request.command.clone());
     let record_env = env.clone();
     let cwd = project_dir.to_string_lossy().into_owned();
+    // Waits a bounded time for the session's lock, saying once who holds it (issue 11).
+    let bound = request.lock_timeout;
+    let lock = ReconcileLock::acquire_with(&dir, Wait::AtMost(bound), |holder| {
+        events.waiting_for_lock(holder, bound);
+    })?;
     let begun = begin_turn(
         &session.project,
         &session.id,
@@ -102,7 +112,9 @@ pub fn resume(
         },
         (me, csa_process::start_ticks(me)),
         &host,
+        &lock,
     )?;
+    drop(lock);
     launch(
         Turn {
             created: begun.created,

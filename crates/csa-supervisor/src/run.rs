@@ -13,7 +13,7 @@ use csa_process::HostIdentity;
 use csa_session::claim::{Busy, ClaimAttempt, ClaimHolder, DirClaim};
 use csa_session::create::{is_valid_tool_name, timestamp, Draft, NewSession, Parent, TurnRecord};
 use csa_session::inventory::find_session;
-use csa_session::paths::{project_key, Project, StateRoots};
+use csa_session::paths::{project_dir, Project, ProjectDir, ProjectDirError, StateRoots};
 use csa_session::state::SessionState;
 
 use crate::error::{describe, LaunchError};
@@ -70,9 +70,23 @@ pub fn run(
         Some(dir) => dir.clone(),
         None => std::env::current_dir()?,
     };
-    let project_dir = fs_err::canonicalize(&cd)
-        .map_err(|e| LaunchError::Usage(format!("--cd: no such directory: {e}")))?;
-    let key = project_key(&project_dir).map_err(|e| LaunchError::Usage(e.to_string()))?;
+    // Before anything exists: a missing directory, a file, or a path that is not UTF-8 is a
+    // usage error. Regression (issue 11): `run --cd FILE` created a session, then failed to
+    // spawn there (exit 1); `n\xff` and `n\xfe` shared one project key.
+    let what = if request.cd.is_some() {
+        "--cd"
+    } else {
+        "the current directory"
+    };
+    let ProjectDir {
+        path: project_dir,
+        key,
+    } = project_dir(&cd).map_err(|e| match e {
+        ProjectDirError::Missing(e) => {
+            LaunchError::Usage(format!("{what}: no such directory: {e}"))
+        }
+        other => LaunchError::Usage(format!("{what}: {other}")),
+    })?;
     let project = Project::new(roots.primary(), &key);
     // Before creating anything: a root or project directory that another user owns or can
     // write, or that is a symbolic link inside the root, is refused (csa-session `secure`).
@@ -90,7 +104,8 @@ pub fn run(
     };
     if !is_valid_tool_name(&tool) {
         return Err(LaunchError::Usage(format!(
-            "{tool:?} cannot name a tool: use 1-64 characters of A-Z a-z 0-9 . _ - (pass --tool NAME)"
+            "{} cannot name a tool: use 1-64 characters of A-Z a-z 0-9 . _ - (pass --tool NAME)",
+            csa_session::error::shorten(&format!("{tool:?}"))
         )));
     }
     let parent = parent_of(&roots, request.parent.as_deref())?;

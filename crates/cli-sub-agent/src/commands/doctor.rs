@@ -15,7 +15,12 @@
 //! - each project's active-session record (csa-session [`csa_session::active`]): an Active
 //!   session without an entry while the record's scan fingerprint is current (so a reconcile
 //!   would trust the record and miss it), and entries older than an hour whose session
-//!   directory is gone; each `state.toml` must parse.
+//!   directory is gone; each `state.toml` must parse;
+//! - that csa can write where it must (`faccessat(W_OK)` with the effective ids, so a read-only
+//!   filesystem shows as `EROFS` without writing anything): each state root, each project's
+//!   `sessions/`, its `.csa-claim.lock` and each session's `.reconcile.lock`;
+//! - the sessions moved to a project's quarantine (csa-session [`csa_session::quarantine`]):
+//!   listed, not problems.
 //!
 //! Unlike the other commands, doctor does not stop at a directory csa refuses: it reports it and
 //! goes on, so that one run lists every problem.
@@ -27,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use csa_session::active::{ActiveRecord, Fingerprint, ACTIVE_DIR};
+use csa_session::lock::RECONCILE_LOCK;
 use csa_session::paths::{self, Project, StateRoots};
 use csa_session::secure::{self, shell_quote};
 use csa_session::state::SessionState;
@@ -77,6 +83,8 @@ pub struct RootReport {
     pub active_sessions: usize,
     /// Entries of the active-session records (`sessions/.csa-active/<ULID>`).
     pub record_entries: usize,
+    /// Quarantined sessions (`sessions/.quarantine/<ULID>-<UTC time>/`), sorted.
+    pub quarantined: Vec<PathBuf>,
 }
 
 /// Which root.
@@ -132,6 +140,9 @@ pub enum Check {
     MissingRecordEntry,
     /// A record entry whose session directory is gone (older than an hour).
     StaleRecordEntry,
+    /// A state root, `sessions/` or lock file csa cannot write (a read-only filesystem, or
+    /// permissions).
+    Writable,
 }
 
 /// Runs the checks and prints the report (text, or JSON with `--format json`).
@@ -275,18 +286,21 @@ impl Doctor {
             sessions: 0,
             active_sessions: 0,
             record_entries: 0,
+            quarantined: Vec::new(),
         };
         match secure::check_root(root) {
             Ok(false) => return report,
             Ok(true) => {}
             Err(err) => self.store_error(root, &err),
         }
+        let mut root_unwritable = false;
         match fs_err::metadata(root) {
             Ok(meta) => {
                 report.exists = true;
                 let mode = meta.mode() & 0o7777;
                 report.mode = Some(format!("{mode:04o}"));
                 if meta.is_dir() && mode & 0o700 != 0o700 {
+                    root_unwritable = true;
                     self.problem(
                         Check::Permissions,
                         Some(root),
@@ -306,6 +320,11 @@ impl Doctor {
                 return report;
             }
         }
+        // A root csa cannot write makes every command that changes something fail: one problem
+        // for it, and no more for each file below (they are on the same filesystem).
+        // Regression: doctor said "no problems" on a read-only state root on which run, delete
+        // and clean all exited 3.
+        let check_writes = !root_unwritable && self.writable(root, WriteUse::Root);
         let projects = match paths::all_projects(root) {
             Ok(projects) => projects,
             Err(err) => {
@@ -315,14 +334,57 @@ impl Doctor {
         };
         report.projects = projects.len();
         for project in &projects {
-            self.project(root, project, &mut report);
+            self.project(root, project, &mut report, check_writes);
         }
         report
     }
 
+    /// Checks that csa can write `path` (`faccessat(W_OK, AT_EACCESS)`: nothing is written) and
+    /// records a problem, with its fix, when it cannot. Returns whether it can.
+    fn writable(&mut self, path: &Path, used: WriteUse) -> bool {
+        use nix::errno::Errno;
+        use nix::fcntl::{AtFlags, AT_FDCWD};
+        use nix::unistd::{faccessat, AccessFlags};
+        let errno = match faccessat(AT_FDCWD, path, AccessFlags::W_OK, AtFlags::AT_EACCESS) {
+            Ok(()) => return true,
+            // Gone meanwhile: nothing to write to.
+            Err(Errno::ENOENT) => return true,
+            Err(errno) => errno,
+        };
+        let quoted = shell_quote(&path.to_string_lossy()).into_owned();
+        let what = used.what();
+        let (message, hint) = match errno {
+            Errno::EROFS => (
+                format!(
+                    "{}: {what} is on a read-only filesystem: csa run, delete, clean and reconcile cannot write there",
+                    path.display()
+                ),
+                format!(
+                    "remount its filesystem read-write (`findmnt -T {quoted}` shows which), or pass --state-dir DIR on a writable filesystem"
+                ),
+            ),
+            errno => (
+                format!(
+                    "{}: csa cannot write {what} ({}): csa run, delete, clean and reconcile fail there",
+                    path.display(),
+                    std::io::Error::from(errno)
+                ),
+                format!("make it writable by its owner: chmod u+w {quoted} (and check its owner: ls -ld {quoted})"),
+            ),
+        };
+        self.problem(Check::Writable, Some(path), message, hint);
+        false
+    }
+
     /// Checks one project: its directories, its sessions' directories and states, and its
     /// active-session record.
-    fn project(&mut self, root: &Path, project: &Project, report: &mut RootReport) {
+    fn project(
+        &mut self,
+        root: &Path,
+        project: &Project,
+        report: &mut RootReport,
+        check_writes: bool,
+    ) {
         let record_dir = project.sessions_dir.join(ACTIVE_DIR);
         let mut record_refused = false;
         if let Err(err) = secure::check_project(root, project) {
@@ -346,6 +408,21 @@ impl Doctor {
                 .ok()
                 .flatten()
                 .is_some_and(|fp| record.is_current(&fp));
+        match csa_session::quarantine::list(project) {
+            Ok(found) => report.quarantined.extend(found),
+            Err(err) => self.store_error(
+                &project
+                    .sessions_dir
+                    .join(csa_session::quarantine::QUARANTINE_DIR),
+                &err.into(),
+            ),
+        }
+        let check_writes = check_writes
+            && self.writable(&project.sessions_dir, WriteUse::Sessions)
+            && self.writable(
+                &project.sessions_dir.join(csa_session::claim::CLAIM_FILE),
+                WriteUse::LockFile,
+            );
         let listing = match fs_err::read_dir(&project.sessions_dir) {
             Ok(listing) => listing,
             Err(err) => {
@@ -372,6 +449,9 @@ impl Doctor {
                 }
             }
             report.sessions += 1;
+            if check_writes {
+                self.writable(&dir.join(RECONCILE_LOCK), WriteUse::LockFile);
+            }
             let state = match SessionState::load(&dir) {
                 Ok(state) => state,
                 Err(err) => {
@@ -464,6 +544,24 @@ impl Doctor {
     }
 }
 
+/// What csa writes a path for, in [`Doctor::writable`]'s messages.
+#[derive(Debug, Clone, Copy)]
+enum WriteUse {
+    Root,
+    Sessions,
+    LockFile,
+}
+
+impl WriteUse {
+    fn what(self) -> &'static str {
+        match self {
+            WriteUse::Root => "the state root",
+            WriteUse::Sessions => "a project's sessions directory",
+            WriteUse::LockFile => "a lock file (opened for writing to take the lock)",
+        }
+    }
+}
+
 /// Where the kernel publishes the boot id.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
@@ -520,6 +618,14 @@ fn print_text(out: &mut impl Write, report: &Report, state_dir_given: bool) -> i
             root.active_sessions,
             plural(root.record_entries, "record entry"),
         )?;
+        for path in &root.quarantined {
+            writeln!(
+                out,
+                "{:<15}{} (a session whose state.toml did not parse; inspect it, then remove it by hand)",
+                "quarantined",
+                path.display()
+            )?;
+        }
     }
     if state_dir_given {
         writeln!(out, "{:<15}not read (--state-dir)", "legacy root")?;

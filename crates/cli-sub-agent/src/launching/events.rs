@@ -1,5 +1,6 @@
 //! What `csa run` and `csa session resume` say on stderr as a turn goes (csa-supervisor
-//! `Events`): the session banner, waiting for a busy directory, stopping leftover processes.
+//! `Events`): the session banner, waiting for a busy directory or session lock, stopping
+//! leftover processes.
 //! `-q` (and a re-executed supervisor, whose stderr is not the user's) silences the banner.
 
 use std::path::Path;
@@ -38,6 +39,10 @@ impl Events for Printer {
         } else {
             eprintln!("csa: session {id}");
         }
+    }
+
+    fn waiting_for_lock(&mut self, holder: &csa_session::lock::Holder, bound: Duration) {
+        crate::commands::session::say_waiting(bound)(holder);
     }
 
     fn stopping_leftovers(&mut self, count: usize, grace: Duration) {

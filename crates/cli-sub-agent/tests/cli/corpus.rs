@@ -2,7 +2,8 @@
 //! broken form, under every command of the real `csa`, run under a data-size limit.
 //!
 //! Files: state.toml, result.toml, metadata.toml, daemon.pid, `locks/<tool>.lock`,
-//! `.liveness.snapshot`, `.complete`, run.toml, output.log (per session);
+//! `.liveness.snapshot`, `.complete`, `daemon-completion.toml`, run.toml, output.log (per
+//! session);
 //! `cooldown-marker.toml`, `.csa-active/<ULID>`, `.csa-active/.scan.toml`, `.csa-active/.ended`
 //! and `.csa-claim.lock` (per project). Forms: empty, truncated at every byte boundary of a valid
 //! file, binary garbage, invalid UTF-8, wrong types, duplicate keys, 100 MB (a sparse file behind
@@ -24,8 +25,9 @@
 //! Documented exceptions: csa's own caches (`cooldown-marker.toml`, `.csa-active/…`) may be
 //! replaced whole or (record entries) removed; `.csa-claim.lock` is rewritten in place by the
 //! `csa run` that takes it; a file csa does not need to decide (metadata.toml, daemon.pid, a
-//! lock body, `.liveness.snapshot`, `.complete`, the caches) does not stop a dead session from
-//! being finalized, which rewrites state.toml and adds result.toml as for a healthy session.
+//! lock body, `.liveness.snapshot`, `.complete`, `daemon-completion.toml`, the caches) does not
+//! stop a dead session from being finalized, which rewrites state.toml and adds result.toml as
+//! for a healthy session.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -39,6 +41,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{SecondsFormat, Utc};
 use csa_session::claim::ClaimHolder;
+use csa_session::completion;
 use csa_session::create::RunRecord;
 use csa_session::liveness::{DaemonPid, LockBody};
 use csa_session::result::SessionResult;

@@ -37,9 +37,12 @@ enum Scenario {
     Delete,
     /// `csa session clean` of an available session and a crashed deletion's leftover.
     Clean,
+    /// `csa session delete --force` of a session whose state.toml does not parse: its move to
+    /// the quarantine.
+    Quarantine,
 }
 
-const SCENARIOS: [Scenario; 10] = [
+const SCENARIOS: [Scenario; 11] = [
     Scenario::Reconcile,
     Scenario::ReconcileRollback,
     Scenario::Run,
@@ -50,6 +53,7 @@ const SCENARIOS: [Scenario; 10] = [
     Scenario::Resume,
     Scenario::Delete,
     Scenario::Clean,
+    Scenario::Quarantine,
 ];
 
 /// At most this many hits of one point are crashed at per scenario (atomic writes are hit once
@@ -120,10 +124,18 @@ impl Scenario {
                 fs_err::rename(&gone, &aside).expect("rename aside");
                 (vec!["session", "clean", "--older-than", "0s"], Some(dir))
             }
+            Scenario::Quarantine => {
+                let dir = run_true(&env);
+                fs_err::write(dir.join("state.toml"), "phase = [").expect("corrupt");
+                (vec!["session", "delete", "--force"], Some(dir))
+            }
         };
         let mut args: Vec<String> = args.into_iter().map(str::to_owned).collect();
         if let Some(dir) = &session {
-            if matches!(self, Scenario::Kill | Scenario::Resume | Scenario::Delete) {
+            if matches!(
+                self,
+                Scenario::Kill | Scenario::Resume | Scenario::Delete | Scenario::Quarantine
+            ) {
                 args.push(dir.file_name().expect("id").to_string_lossy().into_owned());
             }
             if self == Scenario::Resume {
@@ -131,6 +143,17 @@ impl Scenario {
             }
         }
         Prepared { env, args, session }
+    }
+}
+
+impl Scenario {
+    /// Whether `v` is a violation the scenario starts with: the unparsable state.toml of the
+    /// session to quarantine, which stays (byte-identical) until the move is done.
+    fn expects(self, v: &serde_json::Value) -> bool {
+        self == Scenario::Quarantine
+            && v["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains("invalid state.toml"))
     }
 }
 
@@ -346,7 +369,12 @@ fn crash_scenario(scenario: Scenario) -> Tally {
             let first = violations(&prepared.env);
             let _ = prepared.env.run(&["session", "reconcile"]);
             let second = violations(&prepared.env);
-            for v in first.iter().filter(|v| !is_leftover(v)).chain(&second) {
+            for v in first
+                .iter()
+                .filter(|v| !is_leftover(v))
+                .chain(&second)
+                .filter(|v| !scenario.expects(v))
+            {
                 tally.violations.push(format!("{scenario:?} {config}: {v}"));
             }
             tally.cases += 1;
@@ -506,7 +534,12 @@ fn fault_scenario(scenario: Scenario) -> Tally {
                 let first = violations(&prepared.env);
                 let _ = prepared.env.run(&["session", "reconcile"]);
                 let second = violations(&prepared.env);
-                for v in first.iter().filter(|v| !is_leftover(v)).chain(&second) {
+                for v in first
+                    .iter()
+                    .filter(|v| !is_leftover(v))
+                    .chain(&second)
+                    .filter(|v| !scenario.expects(v))
+                {
                     tally.violations.push(format!("{what}: {v}"));
                 }
                 tally.cases += 1;

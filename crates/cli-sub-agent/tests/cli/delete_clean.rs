@@ -453,3 +453,141 @@ fn concurrent_cleans_delete_each_session_exactly_once() {
     assert_eq!(deleted, all, "each session deleted exactly once");
     assert!(entries(&env).is_empty(), "{:?}", entries(&env));
 }
+
+/// The time a state.toml or result.toml field holds.
+fn time_of(v: &toml::Value) -> chrono::DateTime<Utc> {
+    v.as_str().expect("a time").parse().expect("RFC 3339")
+}
+
+/// Regression (issue 11, case 2): `last_accessed` was set when a turn started and never when it
+/// ended, so `csa session clean --older-than 3s` deleted a 4-second run the moment it ended
+/// (and a two-hour run was deletable by `--older-than 1h`); the LAST ACCESSED column showed the
+/// start time.
+#[test]
+fn clean_keeps_a_session_whose_long_turn_has_just_ended() {
+    let env = TestEnv::new();
+    let out = env.run(&["run", "--", "sh", "-c", "sleep 4; echo important-result"]);
+    assert_eq!(code(&out), Some(0), "{out:?}");
+    assert_eq!(text(&out.stdout), "important-result\n");
+    let id = listed(&env).pop().expect("the session");
+    let dir = env.sessions_dir.join(&id);
+
+    let out = env.run(&["session", "clean", "--older-than", "3s", "--format", "json"]);
+    assert_eq!(code(&out), Some(0), "{out:?}");
+    assert_eq!(json(&out)["counts"]["deleted"], 0, "{}", text(&out.stdout));
+    let result: toml::Table =
+        toml::from_str(&fs_err::read_to_string(dir.join("result.toml")).expect("kept"))
+            .expect("toml");
+    assert!(result["summary"]
+        .as_str()
+        .expect("summary")
+        .contains("important-result"));
+
+    // last_accessed is the end of the turn, in state.toml and in the listing.
+    let state: toml::Table =
+        toml::from_str(&fs_err::read_to_string(dir.join("state.toml")).expect("read"))
+            .expect("toml");
+    let ended = time_of(&result["completed_at"]);
+    assert_eq!(time_of(&state["last_accessed"]), ended);
+    assert!(ended - time_of(&result["started_at"]) >= chrono::TimeDelta::seconds(4));
+    let out = env.run(&["session", "list", "--format", "json"]);
+    let listed: serde_json::Value = json(&out);
+    let shown: chrono::DateTime<Utc> = listed[0]["last_accessed"]
+        .as_str()
+        .expect("last_accessed")
+        .parse()
+        .expect("RFC 3339");
+    assert_eq!(shown, ended, "LAST ACCESSED is the end of the turn");
+}
+
+/// Regression (issue 11, case 7): a session whose state.toml does not parse is (rightly) never
+/// rewritten, but `delete --force` refused it too, so the only way out was `rm -rf` by hand.
+/// With no process of it alive, it is now moved whole to `sessions/.quarantine/`, which no
+/// listing or reconcile reads, and doctor lists it.
+#[test]
+fn delete_force_moves_a_corrupt_dead_session_whole_to_the_quarantine() {
+    let env = TestEnv::new();
+    let s = env.session();
+    s.write("state.toml", "phase = [ this is not toml");
+    s.write("output.log", "the agent's last words\n");
+    s.backdate();
+    let before = env.tree_snapshot();
+
+    // Without --force: refused, with the way out as the hint.
+    let out = env.run(&["session", "delete", &s.id]);
+    assert_eq!(code(&out), Some(3), "{out:?}");
+    assert!(
+        text(&out.stderr).contains(&format!("csa session delete --force {}", s.id)),
+        "{out:?}"
+    );
+    assert_eq!(env.tree_snapshot(), before, "nothing changed");
+
+    let out = env.run(&["session", "delete", "--force", &s.id, "--format", "json"]);
+    assert_eq!(code(&out), Some(0), "{out:?}");
+    let report = json(&out);
+    assert_eq!(report["deleted"], false);
+    let to = std::path::PathBuf::from(report["quarantined"].as_str().expect("where"));
+    let quarantine = env.sessions_dir.join(".quarantine");
+    assert_eq!(to.parent(), Some(quarantine.as_path()), "{to:?}");
+    let name = to.file_name().expect("name").to_string_lossy().into_owned();
+    assert!(name.starts_with(&format!("{}-", s.id)), "{name}");
+    assert!(text(&out.stderr).contains("rm -rf"), "{out:?}");
+    assert!(!s.dir.exists());
+    // Moved whole, nothing rewritten: every file byte-identical at its new place.
+    for (path, bytes) in &before {
+        if let Ok(rel) = std::path::Path::new(path).strip_prefix(&s.dir) {
+            let moved = to.join(rel);
+            if bytes.is_empty() && moved.is_dir() {
+                continue;
+            }
+            assert_eq!(&fs_err::read(&moved).expect("moved"), bytes, "{rel:?}");
+        }
+    }
+
+    // Listings and reconcile ignore the quarantine; doctor lists it.
+    assert!(listed(&env).is_empty());
+    let (code_, json_) = env.reconcile_json(&["--full"]);
+    assert_eq!(code_, 0, "{json_}");
+    assert!(
+        json_["sessions"].as_array().expect("sessions").is_empty(),
+        "{json_}"
+    );
+    let check = env.run(&["debug", "check"]);
+    assert!(check.status.success(), "{check:?}");
+    let out = env.run(&["doctor", "--format", "json"]);
+    let report = json(&out);
+    assert_eq!(
+        report["roots"][0]["quarantined"],
+        serde_json::json!([to.display().to_string()]),
+        "{report}"
+    );
+    let out = env.run(&["doctor"]);
+    let line = text(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("quarantined"))
+        .map(str::to_owned);
+    assert!(
+        line.is_some_and(|l| l.contains(&to.display().to_string())),
+        "{out:?}"
+    );
+}
+
+/// The quarantine is for dead sessions only: one whose agent may be alive (fresh output, or a
+/// live owned process) is refused and left exactly as it is.
+#[test]
+fn delete_force_refuses_to_quarantine_a_corrupt_session_that_may_be_alive() {
+    let env = TestEnv::new();
+    let agent = Agent::spawn();
+    let s = owned_by(&env, &agent);
+    s.write("state.toml", "phase = [");
+    s.backdate();
+    let before = env.tree_snapshot();
+    let out = env.run(&["session", "delete", "--force", &s.id]);
+    assert_eq!(code(&out), Some(75), "{out:?}");
+    assert!(
+        text(&out.stderr).contains(&format!("pid {}", agent.pid())),
+        "{out:?}"
+    );
+    assert_eq!(env.tree_snapshot(), before);
+    assert!(!env.sessions_dir.join(".quarantine").exists());
+}

@@ -1,16 +1,19 @@
-//! Every session directory written by upstream's own code (`tests/fixtures/upstream-sessions`,
-//! copied into this repository from the project's shared fixtures, so a fresh clone has them)
-//! ends exactly as its expect.toml says after `csa session reconcile --all-projects`.
+//! Every session directory written by upstream's own code (`tests/fixtures/upstream-sessions`
+//! and `tests/fixtures/upstream-completion`, copied into this repository from the project's
+//! shared fixtures, so a fresh clone has them) ends exactly as its expect.toml says after
+//! `csa session reconcile --all-projects`.
 
 use std::path::{Path, PathBuf};
 
 use crate::harness::backdate_tree;
 
-fn fixtures_dir() -> PathBuf {
+fn fixtures_dir(folder: &str) -> PathBuf {
     // Inside this crate (copied to a temp dir before use). Regression: the fixtures were read
     // from `../shared`, outside the repository, and the README's test command failed in a
     // fresh clone.
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upstream-sessions")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(folder)
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -40,16 +43,34 @@ fn files_of(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-#[test]
-fn every_upstream_fixture_ends_as_its_expectation_says() {
-    let root = fixtures_dir();
+fn cases_in(folder: &str) -> Vec<PathBuf> {
+    let root = fixtures_dir(folder);
     let mut cases: Vec<_> = fs_err::read_dir(&root)
         .unwrap_or_else(|e| panic!("fixtures missing at {}: {e}", root.display()))
         .map(|e| e.expect("entry").path())
         .filter(|p| p.join("expect.toml").exists())
         .collect();
     cases.sort();
+    cases
+}
+
+#[test]
+fn every_upstream_fixture_ends_as_its_expectation_says() {
+    let cases = cases_in("upstream-sessions");
     assert!(cases.len() >= 14, "found only {} fixtures", cases.len());
+    for case in cases {
+        check_case(&case);
+    }
+}
+
+/// Regression (issue 11, case 5): upstream's completion records were ignored, and a session
+/// whose upstream daemon recorded `failure`, exit code 2, `reason = "tool exited 2"` was
+/// finalized as a synthetic `orphaned_process` failure with exit code 1, losing the recorded
+/// exit status; a legacy `.complete` of 137 gave `failure` where upstream gives `signal`.
+#[test]
+fn upstream_completion_records_are_honoured_as_upstream_honours_them() {
+    let cases = cases_in("upstream-completion");
+    assert_eq!(cases.len(), 3, "{cases:?}");
     for case in cases {
         check_case(&case);
     }
@@ -144,8 +165,11 @@ fn check_case(case: &Path) {
         "synthetic" => {
             assert!(result_before.is_none(), "{ctx}");
             let text = String::from_utf8(result_after.expect("result")).expect("utf8");
+            // `synthetic failure by …`, or `synthetic result by …` for a completion record
+            // that gives another status than a failure.
             assert!(
-                text.contains("synthetic failure by session reconcile"),
+                text.contains("synthetic failure by session reconcile")
+                    || text.contains("synthetic result by session reconcile"),
                 "{ctx}: {text}"
             );
             if name == "stale-output" {
@@ -157,18 +181,27 @@ fn check_case(case: &Path) {
         }
         other => panic!("{ctx}: unknown expectation {other}"),
     }
+    let result = || -> toml::Table {
+        toml::from_str(&fs_err::read_to_string(session.join("result.toml")).expect("read"))
+            .expect("toml")
+    };
     if let Some(status) = expect.get("result_status").and_then(|v| v.as_str()) {
-        let r: toml::Table =
-            toml::from_str(&fs_err::read_to_string(session.join("result.toml")).expect("read"))
-                .expect("toml");
-        assert_eq!(r["status"].as_str(), Some(status), "{ctx}");
+        assert_eq!(result()["status"].as_str(), Some(status), "{ctx}");
+    }
+    // The two keys the completion fixtures add (their README): result.toml's `exit_code`, and
+    // upstream's `raw_process_exit_code`, which keeps a recorded exit code the status overrides.
+    for key in ["exit_code", "raw_process_exit_code"] {
+        if let Some(want) = expect.get(key) {
+            assert_eq!(result().get(key), Some(want), "{ctx}: result.toml's {key}");
+        }
     }
     if phase == "retired" && expect.get("termination_reason").is_some() {
         // Every other key of state.toml keeps its value.
         let mut before: toml::Table =
             toml::from_str(std::str::from_utf8(&state_before).expect("utf8")).expect("toml");
         let mut after = state.clone();
-        for key in ["phase", "termination_reason"] {
+        // last_accessed becomes the end of the turn: the time of last use.
+        for key in ["phase", "termination_reason", "last_accessed"] {
             before.remove(key);
             after.remove(key);
         }

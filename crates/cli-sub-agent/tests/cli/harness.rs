@@ -352,3 +352,49 @@ pub fn split_losers(
         .expect("one still running");
     (losers, winner)
 }
+
+/// An exclusive flock on `path` held by this test process (another open file description than
+/// any csa opens), as another program holding a session's `.reconcile.lock` would; released on
+/// drop.
+pub struct HeldLock {
+    _flock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl HeldLock {
+    pub fn take(path: &Path) -> Self {
+        let file = fs_err::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .expect("open the lock file")
+            .into_parts()
+            .0;
+        let flock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| e)
+            .expect("take the lock");
+        HeldLock { _flock: flock }
+    }
+}
+
+/// Reads `child`'s stderr line by line until a line contains `needle`; returns the lines read
+/// (the rest of stderr stays readable through the returned reader).
+pub fn stderr_until(
+    child: &mut Child,
+    needle: &str,
+) -> (Vec<String>, std::io::BufReader<std::process::ChildStderr>) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).expect("read stderr");
+        assert!(n > 0, "stderr ended before {needle:?}: {lines:?}");
+        let found = line.contains(needle);
+        lines.push(line);
+        if found {
+            return (lines, reader);
+        }
+    }
+}

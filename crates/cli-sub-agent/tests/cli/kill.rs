@@ -1,8 +1,9 @@
 //! `csa session kill` with real processes.
 
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-use crate::harness::{Agent, TestEnv};
+use crate::harness::{stderr_until, Agent, HeldLock, TestEnv};
 
 fn detach(env: &TestEnv, command: &[&str]) -> String {
     let mut args = vec!["run", "--detach", "--"];
@@ -200,4 +201,102 @@ fn a_pid_reused_by_an_unrelated_process_is_never_signalled_and_the_session_is_re
         .as_str()
         .expect("summary")
         .starts_with("synthetic failure by session kill"));
+}
+
+/// Regression (issue 11, case 4): with another process holding the session's
+/// `.reconcile.lock` (an upstream reconciler, a stuck process), `csa session kill` blocked
+/// silently, with no output and no bound.
+#[test]
+fn kill_behind_a_held_reconcile_lock_says_whom_it_waits_for_then_gives_up_with_75() {
+    let env = TestEnv::new();
+    let id = detach(&env, &["sleep", "1000"]);
+    let dir = env.sessions_dir.join(&id);
+    let agent = pid_in(&dir.join("locks/sleep.lock"), Some("pid"));
+    let lock_path = dir.join(".reconcile.lock");
+    let held = HeldLock::take(&lock_path);
+    let started = Instant::now();
+    let out = env.run(&[
+        "session",
+        "kill",
+        &id,
+        "--grace",
+        "1s",
+        "--lock-timeout",
+        "1s",
+    ]);
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    let waiting: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.starts_with("csa: waiting for"))
+        .collect();
+    assert_eq!(waiting.len(), 1, "says it once: {stderr}");
+    let holder = format!("pid {}", std::process::id());
+    assert!(
+        waiting[0].contains(&lock_path.display().to_string()) && waiting[0].contains(&holder),
+        "names the lock and its holder: {stderr}"
+    );
+    assert!(
+        stderr.contains("error: gave up waiting for") && stderr.contains(&holder),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+    // Within the bound (1 s), plus the time to start csa and look the session up.
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(10),
+        "{elapsed:?}"
+    );
+    assert!(running(agent), "nothing was signalled");
+    assert_eq!(
+        toml_of(&dir.join("state.toml"))["phase"].as_str(),
+        Some("active")
+    );
+    drop(held);
+    // Free again: the agent is stopped (and no process outlives the test).
+    let out = env.run(&["session", "kill", &id]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!running(agent));
+}
+
+/// The same wait, with the lock released while kill waits: it proceeds and kills.
+#[test]
+fn kill_behind_a_held_reconcile_lock_proceeds_once_it_is_released() {
+    let env = TestEnv::new();
+    let id = detach(&env, &["sleep", "1000"]);
+    let dir = env.sessions_dir.join(&id);
+    let agent = pid_in(&dir.join("locks/sleep.lock"), Some("pid"));
+    let held = HeldLock::take(&dir.join(".reconcile.lock"));
+    // A bound no test machine reaches: the release, not the bound, ends the wait.
+    let mut kill = env
+        .csa(&["session", "kill", &id, "--lock-timeout", "10m"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kill");
+    let (lines, mut rest) = stderr_until(&mut kill, "csa: waiting for");
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.contains(&format!("pid {}", std::process::id()))),
+        "{lines:?}"
+    );
+    drop(held);
+    let mut tail = String::new();
+    std::io::Read::read_to_string(&mut rest, &mut tail).expect("stderr");
+    let out = kill.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{out:?} {tail}");
+    assert!(!running(agent), "killed once the lock was free");
+    let state = toml_of(&dir.join("state.toml"));
+    assert_eq!(state["phase"].as_str(), Some("retired"));
+    assert_eq!(state["termination_reason"].as_str(), Some("killed"));
+    // Killing ends the turn: the time of last use is its end (issue 11, case 2).
+    let time = |v: &toml::Value| {
+        v.as_str()
+            .expect("a time")
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .expect("RFC 3339")
+    };
+    let result = toml_of(&dir.join("result.toml"));
+    assert_eq!(time(&state["last_accessed"]), time(&result["completed_at"]));
 }

@@ -134,3 +134,69 @@ fn a_read_only_filesystem_fails_reconcile_with_the_path_and_changes_nothing() {
     assert_eq!(env.tree_snapshot(), before);
     assert_eq!(session.phase(), "active");
 }
+
+/// Regression (issue 11, case 8): errors repeated their path, as in "failed to write `X`: No
+/// space left on device (os error 28) at path "X"": the temp file's own writer (tempfile) named
+/// it, and csa's message named it again.
+#[test]
+fn a_full_filesystem_error_names_its_path_once() {
+    let Some((env, _tmpfs, _session)) = env_on_tmpfs() else {
+        return;
+    };
+    let _filler = fill(&env.state_root);
+    let out = env.run(&["session", "reconcile"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = env.state_root.display().to_string();
+    let naming: Vec<&str> = text.lines().filter(|l| l.contains(&root)).collect();
+    assert!(!naming.is_empty(), "the error names its path: {text}");
+    for line in naming {
+        assert_eq!(line.matches(&root).count(), 1, "one path per error: {line}");
+        assert!(!line.contains("at path"), "{line}");
+    }
+}
+
+/// Regression (issue 11, case 8): `csa doctor` said "no problems" on a read-only state root, on
+/// which `run`, `delete` and `clean` all exit 3.
+#[test]
+fn doctor_reports_a_read_only_state_root_with_its_fix() {
+    let Some((env, tmpfs, _session)) = env_on_tmpfs() else {
+        return;
+    };
+    let out = env.run(&["doctor", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "writable: {out:?}");
+    tmpfs.remount_read_only();
+    let out = env.run(&["doctor", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let problems = report["problems"].as_array().expect("problems");
+    assert_eq!(
+        problems.len(),
+        1,
+        "one problem for the whole root: {report}"
+    );
+    assert_eq!(problems[0]["check"], "writable");
+    assert_eq!(
+        problems[0]["path"].as_str(),
+        Some(env.state_root.display().to_string().as_str())
+    );
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("read-only filesystem")),
+        "{report}"
+    );
+    assert!(
+        problems[0]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("findmnt -T") && h.contains("--state-dir")),
+        "{report}"
+    );
+    // What doctor warns about: the commands that write fail there.
+    let run = env.run(&["run", "--", "true"]);
+    assert_eq!(run.status.code(), Some(3), "{run:?}");
+}

@@ -247,3 +247,41 @@ fn a_killed_session_is_retried_as_a_new_child_session() {
     let no_command = env.run(&["session", "retry", &upstream.id]);
     assert_eq!(no_command.status.code(), Some(2), "{no_command:?}");
 }
+
+/// Regression (issue 11, case 4): resume gave up at once when another process held the
+/// session's `.reconcile.lock` for an instant, and nothing said who held it. It now waits, says
+/// once for whom, and gives up with exit 75 after `--lock-timeout`, changing nothing.
+#[test]
+fn resume_behind_a_held_reconcile_lock_says_whom_it_waits_for_then_gives_up_with_75() {
+    let env = TestEnv::new();
+    let id = finished_session(&env);
+    let dir = env.sessions_dir.join(&id);
+    let held = crate::harness::HeldLock::take(&dir.join(".reconcile.lock"));
+    let before = fs_err::read(dir.join("state.toml")).expect("state");
+    let out = env.run(&[
+        "session",
+        "resume",
+        &id,
+        "--lock-timeout",
+        "300ms",
+        "--",
+        "true",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    let holder = format!("pid {}", std::process::id());
+    let waiting: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.starts_with("csa: waiting for"))
+        .collect();
+    assert_eq!(waiting.len(), 1, "{stderr}");
+    assert!(
+        waiting[0].contains(".reconcile.lock") && waiting[0].contains(&holder),
+        "{stderr}"
+    );
+    assert!(stderr.contains("error: gave up waiting for"), "{stderr}");
+    assert_eq!(fs_err::read(dir.join("state.toml")).expect("state"), before);
+    drop(held);
+    let out = env.run(&["session", "resume", &id, "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "free again: {out:?}");
+}

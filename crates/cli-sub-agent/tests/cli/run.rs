@@ -490,3 +490,64 @@ fn a_run_right_after_waiting_for_the_previous_turn_is_never_busy() {
         previous = Some(String::from_utf8_lossy(&out.stdout).trim().to_owned());
     }
 }
+
+/// Regression (issue 11, case 8): `csa run --cd <a regular file>` created a session, failed to
+/// spawn the agent there and exited 1; it is a usage error before anything is created.
+#[test]
+fn run_cd_a_regular_file_is_a_usage_error_before_any_session_exists() {
+    let env = TestEnv::new();
+    let file = env.project.join("notes.txt");
+    fs_err::write(&file, "not a directory").expect("write");
+    let before = env.tree_snapshot();
+    let out = env.run(&["run", "--cd", &file.display().to_string(), "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("--cd: {} is not a directory", file.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("csa: session"), "{stderr}");
+    assert_eq!(env.tree_snapshot(), before, "nothing created");
+}
+
+/// Regression (issue 11, case 6): project keys were made with `to_string_lossy`, so the
+/// directories `n\xff` and `n\xfe` both had the key `n\u{FFFD}`: `run --cd` in one reported
+/// the other busy, and `resume` of the first retired it as `spawn_failed` forever. A project
+/// directory whose path is not UTF-8 is now a usage error naming it, for every command.
+#[test]
+fn project_directories_whose_path_is_not_utf8_are_refused_by_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new();
+    let base = env.project.parent().expect("temp dir").to_owned();
+    let dirs: Vec<std::path::PathBuf> = [&b"n\xff"[..], b"n\xfe"]
+        .into_iter()
+        .map(|name| base.join(std::ffi::OsStr::from_bytes(name)))
+        .collect();
+    for dir in &dirs {
+        fs_err::create_dir(dir).expect("mkdir");
+    }
+    let before = env.tree_snapshot();
+    for dir in &dirs {
+        // Printed with escapes, so the two are told apart.
+        let shown = format!("{:?}", dir.as_os_str());
+        for args in [
+            &["run", "--cd"][..],
+            &["session", "list", "--cd"],
+            &["session", "reconcile", "--cd"],
+        ] {
+            let mut cmd = env.csa(args);
+            cmd.arg(dir);
+            if args[0] == "run" {
+                cmd.args(["--", "true"]);
+            }
+            let out = cmd.output().expect("run csa");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?} {shown}: {stderr}");
+            assert!(
+                stderr.contains(&shown) && stderr.contains("not valid UTF-8"),
+                "{args:?}: names {shown}: {stderr}"
+            );
+        }
+    }
+    assert_eq!(env.tree_snapshot(), before, "nothing created");
+}

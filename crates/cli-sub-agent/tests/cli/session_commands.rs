@@ -85,3 +85,35 @@ fn session_arguments_map_to_usage_not_found_and_ambiguous() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&a.id) && stderr.contains(&b.id), "{stderr}");
 }
+
+/// Regression (issue 11, case 8): an ambiguous prefix over 20,000 sessions printed every id on
+/// one 561 KB line; the message now names the first 10 and counts the rest.
+#[test]
+fn an_ambiguous_prefix_lists_ten_candidates_and_counts_the_rest() {
+    let env = TestEnv::new();
+    let ids: Vec<String> = (0..25).map(|_| env.session().id).collect();
+    let prefix = &ids[0][..2];
+    assert!(ids.iter().all(|id| id.starts_with(prefix)));
+    let out = env.run(&["session", "result", prefix]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let listed = ids.iter().filter(|id| stderr.contains(id.as_str())).count();
+    assert_eq!(listed, 10, "{stderr}");
+    assert!(stderr.contains("and 15 more"), "{stderr}");
+}
+
+/// Regression (issue 11, case 8): a 100 KB SESSION argument was echoed back whole; messages
+/// now quote its first 64 characters and its size.
+#[test]
+fn a_huge_session_argument_is_cut_in_the_message() {
+    let env = TestEnv::new();
+    let huge = "0".repeat(100_000);
+    let out = env.run(&["session", "result", &huge]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.len() < 1000, "{} bytes: {stderr}", stderr.len());
+    assert!(
+        stderr.contains(&format!("\"{}\"… (100000 bytes)", "0".repeat(64))),
+        "{stderr}"
+    );
+}

@@ -4,14 +4,15 @@
 //! documented error or fallback, and every byte-boundary truncation of a valid file is handled.
 //!
 //! Parsers: state.toml (`SessionState::load`, `StateView::load_root`/`parse_root`, rewritten by
-//! `SessionState::write_phase`), result.toml (`SessionResult::load`, `ResultHead::parse`,
+//! `SessionState::end_turn`), result.toml (`SessionResult::load`, `ResultHead::parse`,
 //! `SessionResult::to_toml`), daemon.pid (`DaemonPid::parse`, and through `liveness::assess`),
 //! lock bodies (`LockBody`, written as `create::LockRecord`), `.liveness.snapshot`
 //! (`Snapshot::parse`), `.complete` (through `assess`), metadata.toml (through
 //! `reconcile::synthetic_result`), output.log's tail (`reconcile::output_tail`), the cooldown
 //! marker (`write_cooldown_marker`), the active record (`ActiveRecord::ids`, `known_ended`,
-//! `record_ended`), the scan fingerprint (`record_scan`, `is_current`), run.toml (`RunRecord`)
-//! and the claim holder record (`ClaimHolder`, and through `DirClaim`).
+//! `record_ended`), the scan fingerprint (`record_scan`, `is_current`), run.toml (`RunRecord`),
+//! the claim holder record (`ClaimHolder`, and through `DirClaim`) and the completion records
+//! (`completion::load`: upstream's `daemon-completion.toml` and the legacy `.complete`).
 //!
 //! One test runs every property (each with its own `TestRunner`) so that the number of cases
 //! executed is known at the end, for the reliability table.
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Utc};
 use csa_session::active::{ActiveRecord, Fingerprint};
 use csa_session::claim::{ClaimAttempt, ClaimHolder, DirClaim};
+use csa_session::completion::{self, Record, Source};
 use csa_session::cooldown::write_cooldown_marker;
 use csa_session::create::{LockRecord, RunRecord, TurnRecord};
 use csa_session::liveness::{assess, DaemonPid, LivenessContext, LockBody, Snapshot, Verdict};
@@ -513,7 +515,7 @@ fn state_properties() {
         },
     );
     check(
-        "state: write_phase changes phase and reason, keeps every other key and the mode",
+        "state: end_turn changes phase, reason and last_accessed, keeps every other key and the mode",
         96,
         (
             gen_state(),
@@ -531,9 +533,13 @@ fn state_properties() {
             let lock = ReconcileLock::try_acquire(dir.path())
                 .expect("lock")
                 .expect("free");
-            state.write_phase(&lock, new_phase, &reason).expect("write");
+            let ended = Utc::now();
+            state
+                .end_turn(&lock, new_phase, &reason, ended)
+                .expect("write");
             let after = SessionState::load(dir.path()).expect("reload");
             prop_assert_eq!(after.view.phase, new_phase);
+            prop_assert_eq!(after.view.last_accessed, ended.max(state.view.last_accessed));
             prop_assert_eq!(
                 after.view.termination_reason.as_deref(),
                 Some(reason.as_str())
@@ -542,6 +548,7 @@ fn state_properties() {
                 let mut table: toml::Table = toml::from_str(t).expect("toml");
                 table.remove("phase");
                 table.remove("termination_reason");
+                table.remove("last_accessed");
                 table
             };
             prop_assert_eq!(strip(after.text()), strip(&text));
@@ -1022,6 +1029,117 @@ fn run_and_claim_properties() {
     );
 }
 
+/// A `daemon-completion.toml` as upstream writes it (`toml::to_string_pretty` of its packet:
+/// `exit_code`, `status`, then `reason` when there is one), and the record it holds.
+fn gen_completion() -> impl Strategy<Value = (Record, String)> {
+    (
+        any::<i32>(),
+        prop_oneof![
+            Just("success".to_owned()),
+            Just("failure".to_owned()),
+            Just("signal".to_owned()),
+            "[a-z_]{0,12}",
+        ],
+        prop::option::of(any::<String>()),
+    )
+        .prop_map(|(exit_code, status, reason)| {
+            let mut text = format!(
+                "exit_code = {exit_code}\nstatus = {}\n",
+                toml::Value::String(status.clone())
+            );
+            if let Some(r) = &reason {
+                text.push_str(&format!("reason = {}\n", toml::Value::String(r.clone())));
+            }
+            (
+                Record {
+                    exit_code,
+                    status,
+                    reason,
+                },
+                text,
+            )
+        })
+}
+
+fn completion_properties() {
+    check(
+        "daemon-completion.toml: upstream's records read back exactly; no strict prefix with a missing key does",
+        256,
+        gen_completion(),
+        |(record, text)| {
+            let dir = session_dir();
+            write(dir.path(), completion::DAEMON_COMPLETION_FILE, text.as_bytes());
+            let got = completion::load(dir.path())
+                .map_err(|e| TestCaseError::fail(e.to_string()))?
+                .expect("a record");
+            prop_assert_eq!(got.source, Source::DaemonCompletion);
+            prop_assert_eq!(&got.record, &record);
+            // The outcome is always a status and an exit code upstream would write.
+            let outcome = record.outcome(false);
+            prop_assert!(outcome.exit_code != 0 || outcome.status.to_string() != "failure");
+            for n in 0..text.len() {
+                if !text.is_char_boundary(n) {
+                    continue;
+                }
+                write(dir.path(), completion::DAEMON_COMPLETION_FILE, &text.as_bytes()[..n]);
+                if let Ok(Some(c)) = completion::load(dir.path()) {
+                    // Only a cut after both required keys still parses, and then it holds them.
+                    prop_assert_eq!(c.record.exit_code, record.exit_code);
+                    prop_assert_eq!(&c.record.status, &record.status);
+                }
+            }
+            Ok(())
+        },
+    );
+    check(
+        "daemon-completion.toml and .complete: any bytes never panic; what does not parse is an error naming the file",
+        192,
+        (
+            mutated(gen_completion().prop_map(|(_, t)| t.into_bytes())),
+            mutated(Just(b"137\n".to_vec())),
+            any::<bool>(),
+        ),
+        |(daemon, marker, with_daemon)| {
+            let dir = session_dir();
+            write(dir.path(), completion::COMPLETE_MARKER, &marker);
+            if with_daemon {
+                write(dir.path(), completion::DAEMON_COMPLETION_FILE, &daemon);
+            }
+            let (bytes, name) = if with_daemon {
+                (&daemon, completion::DAEMON_COMPLETION_FILE)
+            } else {
+                (&marker, completion::COMPLETE_MARKER)
+            };
+            let parses = std::str::from_utf8(bytes).ok().is_some_and(|t| {
+                if with_daemon {
+                    toml::from_str::<Record>(t).is_ok()
+                } else {
+                    t.trim().parse::<i32>().is_ok()
+                }
+            });
+            match completion::load(dir.path()) {
+                Ok(Some(c)) => {
+                    prop_assert!(parses, "accepted {bytes:?}");
+                    prop_assert_eq!(c.path, dir.path().join(name));
+                    if !with_daemon {
+                        let code: i32 = String::from_utf8_lossy(&marker)
+                            .trim()
+                            .parse()
+                            .expect("parses");
+                        prop_assert_eq!(c.record, Record::legacy_marker(code));
+                    }
+                }
+                Ok(None) => return Err(TestCaseError::fail("the record exists")),
+                Err(e) => {
+                    prop_assert!(!parses, "refused a valid record: {e}");
+                    prop_assert!(e.to_string().contains(&dir.path().join(name).display().to_string()));
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
 #[test]
 fn every_parser_holds_its_properties() {
     // The rollback tests of this binary configure global fail points; a scenario excludes them
@@ -1035,11 +1153,12 @@ fn every_parser_holds_its_properties() {
     metadata_and_log_properties();
     record_properties();
     run_and_claim_properties();
+    completion_properties();
     #[cfg(feature = "failpoints")]
     scenario.teardown();
     let cases = CASES.load(Ordering::Relaxed);
     let detail = format!(
-        "{cases} generated cases over {} properties of 13 parsers in {:.1}s",
+        "{cases} generated cases over {} properties of 14 parsers in {:.1}s",
         PROPERTIES.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     );

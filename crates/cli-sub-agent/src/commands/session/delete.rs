@@ -1,6 +1,8 @@
 //! `csa session delete`: delete one session's directory, if the deletion predicate allows it
 //! (csa_session::delete: never an Active session whose owner is alive, never an ended one with a
-//! live process, an Active one whose owner is dead only with `--force`).
+//! live process, an Active one whose owner is dead only with `--force`). With `--force`, a
+//! session whose state.toml does not parse, and of which no process lives, is moved whole to
+//! the project's quarantine instead (csa_session::quarantine): nothing is rewritten.
 
 use std::io::Write;
 
@@ -8,6 +10,7 @@ use anyhow::anyhow;
 use csa_session::delete::{delete_session, DeleteError, Keep, Outcome, Policy};
 use csa_session::liveness::LivenessContext;
 use csa_session::paths::StateRoots;
+use csa_session::quarantine::{self, quarantine_session};
 use serde_json::json;
 
 use super::locate;
@@ -20,9 +23,9 @@ use crate::CommandResult;
 ///
 /// # Errors
 /// Exit 75 when the session is refused (owner alive, Active without `--force`) or another
-/// process holds its `.reconcile.lock`; 3 when its state.toml cannot be read, its directory is a
-/// symbolic link, or the removal fails; 4 when another process deleted it meanwhile; 2/4 for a
-/// bad SESSION argument.
+/// process holds its `.reconcile.lock`; 3 when its state.toml cannot be read (without
+/// `--force`, or when it is missing), its directory is a symbolic link, or the removal fails; 4
+/// when another process deleted it meanwhile; 2/4 for a bad SESSION argument.
 pub fn run(roots: &StateRoots, args: &DeleteArgs) -> CommandResult {
     let session = locate(roots, args.cd.as_deref(), &args.session)?;
     let id = &session.id;
@@ -30,14 +33,18 @@ pub fn run(roots: &StateRoots, args: &DeleteArgs) -> CommandResult {
         force: args.force,
         last_accessed_before: None,
     };
-    let deletion = delete_session(
-        &LivenessContext::new(),
-        &session.project,
-        id,
-        &policy,
-        false,
-    )
-    .map_err(|err| delete_error(id, err))?;
+    let ctx = LivenessContext::new();
+    let deletion = match delete_session(&ctx, &session.project, id, &policy, false) {
+        Err(DeleteError::Store(err)) if quarantine::is_corrupt(&err) && args.force => {
+            return quarantine(&ctx, &session, args.format);
+        }
+        Err(DeleteError::Store(err)) if quarantine::is_corrupt(&err) => {
+            return Err(CommandError::from(err).with_hint(format!(
+                "csa never rewrites a file it cannot parse: repair it by hand, or move the whole session to the quarantine with `csa session delete --force {id}`"
+            )));
+        }
+        other => other.map_err(|err| delete_error(id, err))?,
+    };
     for w in &deletion.warnings {
         crate::diagnostics::warning(w);
     }
@@ -50,15 +57,7 @@ pub fn run(roots: &StateRoots, args: &DeleteArgs) -> CommandResult {
                 anyhow!("session {id} was deleted by another process meanwhile"),
             ))
         }
-        Outcome::Busy => {
-            return Err(CommandError::new(
-                Exit::Busy,
-                anyhow!("session {id} is busy: another process holds its .reconcile.lock"),
-            )
-            .with_hint(format!(
-            "it is being finalized or deleted; run `csa session delete {id}` again once it is done"
-        )))
-        }
+        Outcome::Busy => return Err(busy(id)),
     };
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -66,6 +65,74 @@ pub fn run(roots: &StateRoots, args: &DeleteArgs) -> CommandResult {
         Format::Text => writeln!(out, "{id}  deleted  {reason}")?,
     }
     Ok(Exit::Success)
+}
+
+/// `delete --force` of a session whose state.toml does not parse: moved whole to the
+/// quarantine, if no process of it lives. Regression: such a session had no way out but
+/// `rm -rf` by hand.
+fn quarantine(
+    ctx: &LivenessContext,
+    session: &csa_session::inventory::SessionRef,
+    format: Format,
+) -> CommandResult {
+    let id = &session.id;
+    let q = quarantine_session(ctx, &session.project, id)?;
+    for w in &q.warnings {
+        eprintln!("warning: {w}");
+    }
+    let to = match q.outcome {
+        quarantine::Outcome::Quarantined(to) => to,
+        quarantine::Outcome::Alive(signal) => {
+            return Err(CommandError::new(
+                Exit::Busy,
+                anyhow!("session {id}'s state.toml does not parse, and a process of it may still be alive ({signal})"),
+            )
+            .with_hint(format!("stop it first with `csa session kill {id}`, or wait until it has exited")))
+        }
+        quarantine::Outcome::Parses => {
+            return Err(CommandError::new(
+                Exit::Busy,
+                anyhow!("session {id}'s state.toml parses now: another process repaired it meanwhile"),
+            )
+            .with_hint(format!("run `csa session delete {id}` again")))
+        }
+        quarantine::Outcome::Busy => return Err(busy(id)),
+        quarantine::Outcome::Gone => {
+            return Err(CommandError::new(
+                Exit::NotFound,
+                anyhow!("session {id} was deleted by another process meanwhile"),
+            ))
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(
+            out,
+            "{:#}",
+            json!({"session_id": id, "deleted": false, "quarantined": to})
+        )?,
+        Format::Text => writeln!(
+            out,
+            "{id}  quarantined  state.toml does not parse: moved whole to {}",
+            to.display()
+        )?,
+    }
+    eprintln!(
+        "hint: nothing was rewritten; inspect it, then remove it by hand: rm -rf {}",
+        csa_session::secure::shell_quote(&to.to_string_lossy())
+    );
+    Ok(Exit::Success)
+}
+
+/// The exit-75 error for a session another process is working on.
+fn busy(id: &str) -> CommandError {
+    CommandError::new(
+        Exit::Busy,
+        anyhow!("session {id} is busy: another process holds its .reconcile.lock"),
+    )
+    .with_hint(format!(
+        "it is being finalized or deleted; run `csa session delete {id}` again once it is done"
+    ))
 }
 
 /// The exit-75 error for a session the predicate keeps: what was found and what to do.

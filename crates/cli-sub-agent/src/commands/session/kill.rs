@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use chrono::Utc;
-use csa_session::finalize::{finalize_turn, Finalized, TurnEnd};
+use csa_session::finalize::{finalize_turn_with, Finalized, TurnEnd};
 use csa_session::inventory::Status;
 use csa_session::kill::Targets;
 use csa_session::kill::{escalate, prepare, KillDecision};
-use csa_session::lock::ReconcileLock;
+use csa_session::lock::{ReconcileLock, Wait};
 use csa_session::paths::StateRoots;
 use csa_session::reconcile::{output_tail, ReconcileOptions, Reconciler};
 use csa_session::result::{ResultStatus, SessionResult};
@@ -30,6 +30,10 @@ use crate::CommandResult;
 /// How often the targets are checked while waiting for them to exit.
 const POLL: Duration = Duration::from_millis(20);
 
+/// Without `--lock-timeout`, kill waits for a busy session lock this much longer than its grace
+/// period, then gives up (exit 75).
+const LOCK_SLACK: Duration = Duration::from_secs(5);
+
 /// Runs the command.
 pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
     let session = locate(roots, args.cd.as_deref(), &args.session)?;
@@ -39,14 +43,25 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
     if state.view.phase.is_ended() {
         return nothing_to_kill(&session.id, state.view.phase, args.format);
     }
+    // Regression: with another process holding `.reconcile.lock`, kill blocked silently and
+    // forever. It now says once whom it waits for, and gives up after a bound.
+    let lock_bound = args.lock_timeout.unwrap_or(args.grace + LOCK_SLACK);
     let decision = {
-        let lock = ReconcileLock::acquire(&dir)?;
+        let lock = ReconcileLock::acquire_with(
+            &dir,
+            Wait::AtMost(lock_bound),
+            super::say_waiting(lock_bound),
+        )?;
         prepare(&lock, &session.id)?
     };
     let targets = match decision {
         KillDecision::Ended(phase) => return nothing_to_kill(&session.id, phase, args.format),
         KillDecision::Dead => {
             let report = reconcile(&session);
+            // An unparsable daemon.pid, lock body or completion record, each naming its file.
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
             if report.counts().errors > 0 {
                 let why = report
                     .sessions
@@ -93,7 +108,11 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
     let mut last = Signal::SIGTERM;
     if !wait_gone(&targets, Some(args.grace)) {
         let active = {
-            let lock = ReconcileLock::acquire(&dir)?;
+            let lock = ReconcileLock::acquire_with(
+                &dir,
+                Wait::AtMost(lock_bound),
+                super::say_waiting(lock_bound),
+            )?;
             escalate(&lock)?
         };
         if active {
@@ -147,7 +166,7 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
         artifacts: Vec::new(),
         other: Default::default(),
     };
-    let finalized = finalize_turn(
+    let finalized = finalize_turn_with(
         &dir,
         &session.id,
         &TurnEnd {
@@ -156,6 +175,8 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
             termination_reason: Some("killed"),
             tool: &tool,
         },
+        Wait::AtMost(lock_bound),
+        super::say_waiting(lock_bound),
     )?;
     let detail = match finalized {
         Finalized::AlreadyEnded(_) => {

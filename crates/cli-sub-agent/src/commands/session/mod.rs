@@ -134,12 +134,7 @@ fn project_of(roots: &StateRoots, cd: Option<&Path>) -> Result<Vec<Project>, Com
         Some(dir) => dir.to_owned(),
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
-    let key = paths::project_key(&dir).map_err(|e| {
-        CommandError::new(
-            Exit::Usage,
-            anyhow::Error::new(e).context("--cd: no such directory"),
-        )
-    })?;
+    let key = paths::project_key(&dir).map_err(|e| project_dir_error(cd.is_some(), e))?;
     let mut projects = Vec::new();
     for root in roots.iter() {
         let project = Project::new(root, &key);
@@ -174,6 +169,23 @@ fn with_nested(roots: &StateRoots, projects: Vec<Project>) -> Result<Vec<Project
     Ok(all)
 }
 
+/// The usage error (exit 2) for a `--cd` directory (`given`), or the current directory, that
+/// cannot name a project (csa-session [`paths::project_dir`]).
+fn project_dir_error(given: bool, err: paths::ProjectDirError) -> CommandError {
+    let what = if given {
+        "--cd"
+    } else {
+        "the current directory"
+    };
+    let error = match err {
+        paths::ProjectDirError::Missing(e) => {
+            anyhow::Error::new(e).context(format!("{what}: no such directory"))
+        }
+        other => anyhow::anyhow!("{what}: {other}"),
+    };
+    CommandError::new(Exit::Usage, error)
+}
+
 /// Finds SESSION in the `--cd` project, or else in any project (whose directories are then
 /// checked too).
 fn locate(roots: &StateRoots, cd: Option<&Path>, arg: &str) -> Result<SessionRef, CommandError> {
@@ -183,6 +195,19 @@ fn locate(roots: &StateRoots, cd: Option<&Path>, arg: &str) -> Result<SessionRef
         check_project(roots, &session.project)?;
     }
     Ok(session)
+}
+
+/// What `kill` and `resume` say, once, on stderr when another process holds the session's lock:
+/// which lock, who holds it, and how long they wait before giving up (exit 75).
+pub(crate) fn say_waiting(bound: std::time::Duration) -> impl FnOnce(&csa_session::lock::Holder) {
+    move |holder| {
+        eprintln!(
+            "csa: waiting for {}: {} holds it (giving up after {})",
+            holder.path.display(),
+            holder.describe(),
+            humantime::format_duration(bound)
+        );
+    }
 }
 
 /// A result as JSON, with the session's id and whether its outcome was `observed` added

@@ -50,6 +50,7 @@ fn start(global: &GlobalArgs, args: &ResumeArgs, ready: Option<&Ready>) -> Comma
             sub.push("--leave-running".into());
         }
         sub.push(format!("--grace={}ms", args.grace.as_millis()).into());
+        sub.push(format!("--lock-timeout={}ms", args.lock_timeout.as_millis()).into());
         if !args.command.is_empty() {
             sub.push("--".into());
             sub.extend(args.command.iter().map(OsString::from));
@@ -64,6 +65,7 @@ fn start(global: &GlobalArgs, args: &ResumeArgs, ready: Option<&Ready>) -> Comma
             grace: args.grace,
         },
         interactive: None,
+        lock_timeout: args.lock_timeout,
     };
     let mode = match ready {
         Some(ready) => Mode::Supervisor(ready),

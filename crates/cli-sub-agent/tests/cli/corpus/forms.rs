@@ -12,6 +12,7 @@ pub(super) enum Target {
     Lock,
     Snapshot,
     Complete,
+    DaemonCompletion,
     Run,
     Log,
     Cooldown,
@@ -22,7 +23,7 @@ pub(super) enum Target {
 }
 
 impl Target {
-    pub(super) const ALL: [Target; 14] = [
+    pub(super) const ALL: [Target; 15] = [
         Target::State,
         Target::Result,
         Target::Metadata,
@@ -30,6 +31,7 @@ impl Target {
         Target::Lock,
         Target::Snapshot,
         Target::Complete,
+        Target::DaemonCompletion,
         Target::Run,
         Target::Log,
         Target::Cooldown,
@@ -50,6 +52,7 @@ impl Target {
             Target::Lock => "locks/codex.lock".into(),
             Target::Snapshot => ".liveness.snapshot".into(),
             Target::Complete => ".complete".into(),
+            Target::DaemonCompletion => "daemon-completion.toml".into(),
             Target::Run => "run.toml".into(),
             Target::Log => "output.log".into(),
             Target::Cooldown => "cooldown-marker.toml".into(),
@@ -69,6 +72,7 @@ impl Target {
             Target::Lock => "locks/<tool>.lock",
             Target::Snapshot => ".liveness.snapshot",
             Target::Complete => ".complete",
+            Target::DaemonCompletion => "daemon-completion.toml",
             Target::Run => "run.toml",
             Target::Log => "output.log",
             Target::Cooldown => "cooldown-marker.toml",
@@ -103,6 +107,9 @@ impl Target {
                     .into()
             }
             Target::Complete => "1\n".into(),
+            Target::DaemonCompletion => {
+                "exit_code = 2\nstatus = \"failure\"\nreason = \"corpus\"\n".into()
+            }
             Target::Run => run_body(),
             Target::Log => "first line\nlast line\n".into(),
             Target::Cooldown => {
@@ -132,6 +139,7 @@ impl Target {
             Target::Lock => "{\"pid\":\"999\",\"pid_start_time_ticks\":-1}".into(),
             Target::Snapshot => "spool_bytes_written=ten\nobserved_spool_bytes_written=-1\n".into(),
             Target::Complete => "one\n".into(),
+            Target::DaemonCompletion => "exit_code = \"two\"\nstatus = 2\n".into(),
             Target::Run => "turns = \"true\"\n".into(),
             Target::Cooldown => "session_id = 1\ncompleted_at = true\n".into(),
             Target::Scan => "fingerprint = 12\n".into(),
@@ -181,6 +189,9 @@ impl Target {
             Target::DaemonPid => DaemonPid::parse(&lossy).is_some(),
             Target::Lock => serde_json::from_str::<LockBody>(&lossy).is_ok(),
             Target::Complete => lossy.trim().parse::<i64>().is_ok(),
+            Target::DaemonCompletion => {
+                strict.is_some_and(|t| toml::from_str::<completion::Record>(t).is_ok())
+            }
             Target::Claim => serde_json::from_str::<ClaimHolder>(&lossy).is_ok(),
             // Content csa ignores or only uses as a hint (or never reads).
             _ => true,
@@ -189,7 +200,8 @@ impl Target {
 
     /// Whether csa promises a diagnostic naming this file when it does not parse: state and
     /// result (errors), run.toml (resume's error), daemon.pid, lock bodies and `.complete`
-    /// (warnings, or the alive reason of an unreadable one), output.log (logs' error). The others
+    /// (warnings, or the alive reason of an unreadable one), `daemon-completion.toml`
+    /// (reconcile's warning; liveness never reads it), output.log (logs' error). The others
     /// are documented as ignored when they do not parse (metadata: tool "unknown"; the snapshot;
     /// csa's caches, replaced whole; the claim's holder record, informational).
     pub(super) fn named_when_broken(self) -> bool {
@@ -201,7 +213,13 @@ impl Target {
                 | Target::DaemonPid
                 | Target::Lock
                 | Target::Complete
+                | Target::DaemonCompletion
         )
+    }
+
+    /// Whether liveness (`is-alive`) reads this file, so that its diagnostics name it.
+    pub(super) fn read_by_liveness(self) -> bool {
+        self != Target::DaemonCompletion
     }
 }
 

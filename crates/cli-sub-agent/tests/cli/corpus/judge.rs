@@ -182,6 +182,7 @@ pub(super) fn judge(
                         _ => &[
                             "synthesized_failure",
                             "synthesized_from_marker",
+                            "synthesized_from_completion",
                             "retired_with_result",
                         ],
                     };
@@ -200,7 +201,12 @@ pub(super) fn judge(
             {
                 expect(is(&Delta::None), "the session was changed");
             }
-            if case.must_name() && matches!(cmd, Cmd::IsAlive | Cmd::Reconcile) {
+            let names = match cmd {
+                Cmd::Reconcile => true,
+                Cmd::IsAlive => case.spec.target.read_by_liveness(),
+                _ => false,
+            };
+            if case.must_name() && names {
                 expect(named, "expected a warning or reason naming the file");
             }
         }
@@ -378,6 +384,7 @@ pub(super) fn judge_reconcile_report(
         &[
             "synthesized_failure",
             "synthesized_from_marker",
+            "synthesized_from_completion",
             "retired_with_result",
         ]
     };
@@ -497,7 +504,10 @@ pub(super) fn delta_of_report(json: &Value) -> impl Fn(&Case) -> Delta + '_ {
             .unwrap_or("(none)");
         if matches!(
             action,
-            "synthesized_failure" | "synthesized_from_marker" | "retired_with_result"
+            "synthesized_failure"
+                | "synthesized_from_marker"
+                | "synthesized_from_completion"
+                | "retired_with_result"
         ) {
             Delta::Finalized
         } else {
