@@ -71,7 +71,7 @@ fn dev_minor(dev: u64) -> u64 {
 /// pid of one holder of each.
 #[derive(Debug, Clone, Default)]
 pub struct HeldLocks {
-    held: HashMap<FileId, u32>,
+    held: HashMap<FileId, Option<u32>>,
 }
 
 impl HeldLocks {
@@ -96,7 +96,8 @@ impl HeldLocks {
                 if kind == "->" {
                     return None;
                 }
-                let pid = cols.nth(2)?.parse().ok()?;
+                // An open file description lock (OFDLCK) has no owning process: pid -1.
+                let pid = cols.nth(2)?.parse::<u32>().ok();
                 let id = cols.next()?;
                 let mut parts = id.split(':');
                 let major = u64::from_str_radix(parts.next()?, 16).ok()?;
@@ -117,7 +118,7 @@ impl HeldLocks {
     /// the process that took the lock, which may have exited while a child it shared the open
     /// file with still holds it).
     pub fn holder(&self, id: FileId) -> Option<u32> {
-        self.held.get(&id).copied()
+        self.held.get(&id).copied().flatten()
     }
 }
 
@@ -181,9 +182,12 @@ impl LockTable {
         let id = FileId::of(&meta);
         if let (Some(held), Some(mounts)) = (&self.held, &self.mounts) {
             if mounts.has_device(id.major, id.minor) {
-                return Ok(match held.holder(id) {
-                    Some(pid) => LockState::Held { holder: Some(pid) },
-                    None => LockState::Free,
+                return Ok(if held.is_held(id) {
+                    LockState::Held {
+                        holder: held.holder(id),
+                    }
+                } else {
+                    LockState::Free
                 });
             }
         }
@@ -236,6 +240,7 @@ mod tests {
         let text = "1: FLOCK  ADVISORY  WRITE 1922 fe:00:10010669 0 EOF\n\
                     1: -> FLOCK  ADVISORY  WRITE 2011 fe:00:777 0 EOF\n\
                     2: POSIX  ADVISORY  READ 33 103:02:42 0 EOF\n\
+                    3: OFDLCK ADVISORY  WRITE -1 fe:00:99 0 EOF\n\
                     garbage\n";
         let locks = HeldLocks::parse(text);
         let id = FileId {
@@ -255,6 +260,14 @@ mod tests {
             minor: 0,
             ino: 777
         }));
+        // Regression: an open file description lock (pid -1) was dropped, so its file read free.
+        let ofd = FileId {
+            major: 0xfe,
+            minor: 0,
+            ino: 99,
+        };
+        assert!(locks.is_held(ofd));
+        assert_eq!(locks.holder(ofd), None);
     }
 
     #[cfg(target_os = "linux")]
