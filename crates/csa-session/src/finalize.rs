@@ -78,6 +78,16 @@ pub fn finalize_turn_with(
 ) -> Result<Finalized> {
     let lock = ReconcileLock::acquire_with(session_dir, wait, on_wait)?;
     sweep(&lock);
+    finalize_locked(&lock, id, end)
+}
+
+/// [`finalize_turn`]'s writes, for a caller that holds the session's lock already (reconcile
+/// finalizing from a turn-end record).
+///
+/// # Errors
+/// As [`finalize_turn`].
+pub fn finalize_locked(lock: &ReconcileLock, id: &str, end: &TurnEnd<'_>) -> Result<Finalized> {
+    let session_dir = lock.session_dir();
     let state = SessionState::load(session_dir)?;
     if state.view.phase.is_ended() {
         return Ok(Finalized::AlreadyEnded(state.view.phase));
@@ -111,7 +121,7 @@ pub fn finalize_turn_with(
     };
     let now = timestamp(Utc::now());
     let ended = timestamp(result.completed_at.max(state.view.last_accessed));
-    let written = state.edit(&lock, |doc| {
+    let written = state.edit(lock, |doc| {
         doc["phase"] = toml_edit::value(phase.as_str());
         doc["last_accessed"] = toml_edit::value(ended.as_str());
         if let Some(reason) = termination_reason {
@@ -135,12 +145,12 @@ pub fn finalize_turn_with(
         "remove",
         &session_dir.join(crate::kill::KILL_MARKER)
     )
-    .and_then(|()| crate::kill::clear(&lock))
+    .and_then(|()| crate::kill::clear(lock))
     {
         tracing::warn!(%err, "could not remove the kill marker");
     }
     let sessions_dir = session_dir.parent().unwrap_or(session_dir);
-    if let Err(err) = ActiveRecord::new(sessions_dir).remove(id, &lock) {
+    if let Err(err) = ActiveRecord::new(sessions_dir).remove(id, lock) {
         tracing::warn!(%err, "could not prune the finished session's record entry");
     }
     Ok(outcome)

@@ -64,6 +64,9 @@ pub enum Action {
     SynthesizedFromCompletion,
     /// The session had a valid result and a dead owner: retired as `completed`.
     RetiredWithResult,
+    /// The turn had ended but its supervisor could not finalize it (a full disk); it was
+    /// finalized from csa's turn-end record, with the agent's real result and phase.
+    FinalizedFromTurnEnd,
     /// The owner is alive.
     SkippedAlive,
     /// The owner is on another machine or in another PID namespace.
@@ -89,6 +92,7 @@ impl Action {
                 | Action::SynthesizedFromMarker
                 | Action::SynthesizedFromCompletion
                 | Action::RetiredWithResult
+                | Action::FinalizedFromTurnEnd
         )
     }
 
@@ -99,6 +103,7 @@ impl Action {
             Action::SynthesizedFromMarker => "synthesized_from_marker",
             Action::SynthesizedFromCompletion => "synthesized_from_completion",
             Action::RetiredWithResult => "retired_with_result",
+            Action::FinalizedFromTurnEnd => "finalized_from_turn_end",
             Action::SkippedAlive => "skipped_alive",
             Action::SkippedForeign => "skipped_foreign",
             Action::SkippedBusy => "skipped_busy",
@@ -151,6 +156,8 @@ pub struct Counts {
     pub synthesized: usize,
     /// Sessions retired with their existing result.
     pub retired_with_result: usize,
+    /// Turns finalized from csa's turn-end record (their supervisor could not).
+    pub finalized_from_turn_end: usize,
     /// Sessions whose owner is alive.
     pub skipped_alive: usize,
     /// Sessions whose lock was busy.
@@ -192,6 +199,7 @@ impl Report {
                 | Action::SynthesizedFromMarker
                 | Action::SynthesizedFromCompletion => c.synthesized += 1,
                 Action::RetiredWithResult => c.retired_with_result += 1,
+                Action::FinalizedFromTurnEnd => c.finalized_from_turn_end += 1,
                 Action::SkippedAlive => c.skipped_alive += 1,
                 Action::SkippedForeign => c.skipped_foreign += 1,
                 Action::SkippedBusy => c.skipped_busy += 1,
@@ -246,6 +254,8 @@ enum Decision {
     Alive(String),
     Foreign(String),
     Retire,
+    /// The owner is dead and csa's turn-end record says how the turn ended.
+    FromTurnEnd(Box<crate::turn_end::TurnEnd>),
     Synthesize {
         state: Box<SessionState>,
         reason: String,
@@ -414,6 +424,10 @@ impl Reconciler {
             Decision::Retire => {
                 tracing::info!("session {id}: {when}: owner dead, result present: retire")
             }
+            Decision::FromTurnEnd(_) => tracing::info!(
+                "session {id}: {when}: owner dead, its turn ended: finalize from {}",
+                crate::turn_end::TURN_END_FILE
+            ),
             Decision::Synthesize {
                 reason, completion, ..
             } => match completion {
@@ -457,6 +471,11 @@ impl Reconciler {
                 self.report.warnings.push(w);
             }
         }
+        if !assessment.verdict.is_alive() && (fresh || self.opts.dry_run) {
+            if let Some(end) = self.turn_end_record(dir, &state) {
+                return Decision::FromTurnEnd(Box::new(end));
+            }
+        }
         match assessment.verdict {
             Verdict::Alive(why) => Decision::Alive(why),
             Verdict::Foreign(why) => Decision::Foreign(why),
@@ -476,6 +495,28 @@ impl Reconciler {
                     None
                 },
             },
+        }
+    }
+
+    /// csa's turn-end record of a dead session's current turn, when its supervisor filled it
+    /// (crate::turn_end). A record of another turn, or one that cannot be used, says nothing
+    /// (the latter is a warning naming its file).
+    fn turn_end_record(
+        &mut self,
+        dir: &Path,
+        state: &SessionState,
+    ) -> Option<crate::turn_end::TurnEnd> {
+        let turn = u32::try_from(state.view.turn_count.unwrap_or(1).max(1)).unwrap_or(u32::MAX);
+        match crate::turn_end::TurnEnd::load(dir) {
+            Ok(Some(end)) if end.turn == turn && end.session_result().is_ok() => Some(end),
+            Ok(_) => None,
+            Err(err) => {
+                let warning = err.to_string();
+                if !self.report.warnings.contains(&warning) {
+                    self.report.warnings.push(warning);
+                }
+                None
+            }
         }
     }
 
@@ -525,7 +566,17 @@ impl Reconciler {
             Decision::Synthesize { reason, .. } if self.opts.dry_run => {
                 return outcome(Action::WouldSynthesize, Some(reason), None)
             }
-            Decision::Retire | Decision::Synthesize { .. } => {}
+            Decision::FromTurnEnd(_) if self.opts.dry_run => {
+                return outcome(
+                    Action::WouldRetire,
+                    Some(format!(
+                        "owner dead, its turn ended: would finalize from {}",
+                        crate::turn_end::TURN_END_FILE
+                    )),
+                    None,
+                )
+            }
+            Decision::Retire | Decision::FromTurnEnd(_) | Decision::Synthesize { .. } => {}
         }
         // 2. Lock, never waiting.
         let lock = match ReconcileLock::try_acquire(dir) {
@@ -574,11 +625,58 @@ impl Reconciler {
                 ),
                 Err(err) => outcome(Action::Error, None, Some(err.to_string())),
             },
+            Decision::FromTurnEnd(end) => self.finalize_from_turn_end(&lock, id, &end),
             Decision::Synthesize {
                 state,
                 reason,
                 completion,
             } => self.synthesize(record, &lock, id, &state, reason, completion.as_ref()),
+        }
+    }
+
+    /// Finalizes a turn from csa's turn-end record (its supervisor could not), exactly as the
+    /// supervisor would have: its result (an existing result.toml wins), its phase; then the
+    /// record is removed.
+    fn finalize_from_turn_end(
+        &mut self,
+        lock: &ReconcileLock,
+        id: &str,
+        end: &crate::turn_end::TurnEnd,
+    ) -> Option<Outcome> {
+        let dir = lock.session_dir();
+        let outcome = |action, reason, error| Some(Outcome::new(id, dir, action, reason, error));
+        let result = match end.session_result() {
+            Ok(result) => result,
+            Err(err) => return outcome(Action::Error, None, Some(err.to_string())),
+        };
+        let finalized = crate::finalize::finalize_locked(
+            lock,
+            id,
+            &crate::finalize::TurnEnd {
+                result: &result,
+                phase: end.phase,
+                termination_reason: end.termination_reason.as_deref(),
+                tool: &result.tool,
+            },
+        );
+        match finalized {
+            Ok(_) => {
+                let path = dir.join(crate::turn_end::TURN_END_FILE);
+                if let Err(err) = fs_err::remove_file(&path) {
+                    tracing::warn!(%err, "could not remove the turn-end record");
+                }
+                outcome(
+                    Action::FinalizedFromTurnEnd,
+                    Some(format!(
+                        "its turn ended ({} {}) but was not finalized; finalized from {}",
+                        result.status,
+                        result.exit_code,
+                        path.display()
+                    )),
+                    None,
+                )
+            }
+            Err(err) => outcome(Action::Error, None, Some(err.to_string())),
         }
     }
 

@@ -200,3 +200,100 @@ fn doctor_reports_a_read_only_state_root_with_its_fix() {
     let run = env.run(&["run", "--", "true"]);
     assert_eq!(run.status.code(), Some(3), "{run:?}");
 }
+
+/// Case 3 of the store issue. Regression: with the state root on a 1 MiB filesystem, an agent
+/// that exited 0 after writing 3 MB made csa print 259 identical `WARN cannot write the session
+/// log` lines without a path and exit 3, and once space was freed, reconcile recorded a
+/// synthetic failure: the real exit code 0 was gone. Now the log's failure is said once, with its
+/// path; the turn's outcome is kept in its turn-end record (reserved before the agent started),
+/// and reconcile finalizes the session from it with the agent's real status.
+#[test]
+fn a_full_disk_does_not_turn_a_success_into_a_failure() {
+    let env = TestEnv::new();
+    let Some(_tmpfs) = Tmpfs::mount(&env.state_root) else {
+        return;
+    };
+    fs_err::create_dir_all(&env.sessions_dir).expect("mkdir sessions");
+    // Leave room for the session's files, not for the agent's output.
+    let filler = env.state_root.join("filler");
+    fs_err::write(&filler, vec![0u8; 640 << 10]).expect("filler");
+    let out = env.run(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo done; exit 0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("cannot write the session log"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "said once: {stderr}");
+    assert!(
+        warnings[0].contains("output.log"),
+        "with its path: {stderr}"
+    );
+    assert!(
+        stderr.contains("could not be finalized") && stderr.contains("turn-end.toml"),
+        "{stderr}"
+    );
+    let id = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("csa: session "))
+        .expect("banner")
+        .to_owned();
+    // Space comes back; the session is reconciled once its processes are gone and its output
+    // is old (the logs were written just now).
+    fs_err::remove_file(&filler).expect("free space");
+    crate::harness::backdate_tree(&env.sessions_dir.join(&id), 120);
+    let (code, json) = env.reconcile_json(&[]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(
+        crate::harness::actions(&json),
+        [(id.clone(), "finalized_from_turn_end".to_owned())]
+    );
+    let dir = env.sessions_dir.join(&id);
+    let result: toml::Table =
+        toml::from_str(&fs_err::read_to_string(dir.join("result.toml")).expect("result"))
+            .expect("toml");
+    assert_eq!(result["status"].as_str(), Some("success"), "{result:?}");
+    assert_eq!(result["exit_code"].as_integer(), Some(0));
+    let state: toml::Table =
+        toml::from_str(&fs_err::read_to_string(dir.join("state.toml")).expect("state"))
+            .expect("toml");
+    assert_eq!(state["phase"].as_str(), Some("available"));
+    assert!(!dir.join("turn-end.toml").exists());
+}
+
+/// The same outcome by a fail point on any filesystem: the result's publication fails with
+/// ENOSPC at the end of the turn.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_finalize_failing_with_enospc_keeps_the_outcome_for_reconcile() {
+    let env = TestEnv::new();
+    let out = env
+        .csa(&["run", "--", "sh", "-c", "echo all good; exit 0"])
+        .env("FAILPOINTS", "finalize::publish_result=return(enospc)")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let id = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("csa: session "))
+        .expect("banner")
+        .to_owned();
+    crate::harness::backdate_tree(&env.sessions_dir.join(&id), 120);
+    let (_, json) = env.reconcile_json(&[]);
+    assert_eq!(
+        crate::harness::actions(&json),
+        [(id.clone(), "finalized_from_turn_end".to_owned())]
+    );
+    let wait = env.run(&["session", "wait", &id, "--format", "json"]);
+    assert_eq!(wait.status.code(), Some(0), "{wait:?}");
+    let json: serde_json::Value = serde_json::from_slice(&wait.stdout).expect("json");
+    assert_eq!(json["status"], "success");
+    assert_eq!(json["exit_code"], 0);
+}

@@ -114,6 +114,12 @@ fn print_text(report: &Report, c: &Counts, dry_run: bool, verbose: bool) -> std:
             "{} retired with their result",
             c.retired_with_result
         ));
+        if c.finalized_from_turn_end > 0 {
+            parts.push(format!(
+                "{} finalized from their turn-end record",
+                c.finalized_from_turn_end
+            ));
+        }
     }
     parts.push(format!("{} alive", c.skipped_alive));
     parts.push(format!("{} busy", c.skipped_busy));
