@@ -87,8 +87,21 @@ impl SessionCgroup {
             path: path.clone(),
             source,
         };
-        fs_err::create_dir(&path).map_err(refused)?;
         let cgroup = SessionCgroup { path: path.clone() };
+        match fs_err::create_dir(&path) {
+            Ok(()) => {}
+            // A previous turn's cgroup that its supervisor could not remove (it was killed):
+            // reused when nothing runs in it any more.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if !cgroup.members().map_err(refused)?.is_empty() {
+                    return Err(refused(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "a previous turn's cgroup still has processes",
+                    )));
+                }
+            }
+            Err(e) => return Err(refused(e)),
+        }
         if let Err(err) = cgroup.join() {
             let _ = fs_err::remove_dir(&path);
             return Err(refused(err));

@@ -48,6 +48,57 @@ impl Choice {
     }
 }
 
+/// A session cgroup created and joined in the background while the session is built: moving a
+/// process into a cgroup waits for an RCU grace period (about 10 ms on this kind of machine,
+/// measured: the first migration of a process), which would otherwise add to every launch.
+#[derive(Debug)]
+pub struct EarlyCgroup {
+    choice: Choice,
+    joining:
+        Option<std::thread::JoinHandle<Result<SessionCgroup, csa_process::cgroup::CgroupError>>>,
+}
+
+impl EarlyCgroup {
+    /// Starts creating and joining session `id`'s cgroup (unless `choice` is a process
+    /// session). Call it once the directory is claimed; [`Containment::begin`] waits for it.
+    pub fn start(id: &str, choice: Choice) -> Self {
+        let joining = (choice != Choice::ProcessSession).then(|| {
+            let id = id.to_owned();
+            std::thread::spawn(move || SessionCgroup::create_and_join(&id))
+        });
+        EarlyCgroup { choice, joining }
+    }
+
+    /// Waits for the cgroup, if one was asked for.
+    fn finish(self) -> Result<Option<SessionCgroup>, ContainError> {
+        let Some(joining) = self.joining else {
+            return Ok(None);
+        };
+        let joined = joining.join().unwrap_or_else(|_| {
+            Err(csa_process::cgroup::CgroupError::Refused {
+                path: std::path::PathBuf::from("(session cgroup)"),
+                source: std::io::Error::other("the thread creating it panicked"),
+            })
+        });
+        match joined {
+            Ok(cgroup) => Ok(Some(cgroup)),
+            Err(err) if self.choice == Choice::Auto => {
+                tracing::info!("no session cgroup ({err}): using a process session");
+                Ok(None)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Undoes it (the turn is not started after all): leaves and removes the cgroup.
+    pub fn abandon(self) {
+        if let Ok(Some(cgroup)) = self.finish() {
+            let _ = cgroup.move_out(0);
+            let _ = cgroup.remove();
+        }
+    }
+}
+
 /// Why a turn could not be contained.
 #[derive(Debug, thiserror::Error)]
 pub enum ContainError {
@@ -90,9 +141,9 @@ pub enum EndPolicy {
 }
 
 impl Containment {
-    /// Chooses the mechanism for turn `turn` of session `id` in `dir`, records it with the claim
-    /// the turn runs under and whether it is interactive (before the agent exists), and for a
-    /// cgroup creates it and moves this process in.
+    /// Records the mechanism for turn `turn` of session `id` in `dir` (the cgroup `early`
+    /// created and joined, or a process session) with the claim the turn runs under and
+    /// whether it is interactive, before the agent exists.
     ///
     /// # Errors
     /// [`ContainError`]: a forced cgroup that cannot be created, or the record's write.
@@ -103,7 +154,7 @@ impl Containment {
         (claim, nested_in): (ClaimRole, Option<String>),
         interactive: bool,
         host: &HostIdentity,
-        choice: Choice,
+        early: EarlyCgroup,
     ) -> Result<Self, ContainError> {
         let me = std::process::id();
         let mut record = MembershipRecord {
@@ -122,17 +173,7 @@ impl Containment {
             agent: None,
             released: Vec::new(),
         };
-        let cgroup = match choice {
-            Choice::ProcessSession => None,
-            Choice::Auto | Choice::Cgroup => match SessionCgroup::create_and_join(id) {
-                Ok(cgroup) => Some(cgroup),
-                Err(err) if choice == Choice::Auto => {
-                    tracing::info!("no session cgroup ({err}): using a process session");
-                    None
-                }
-                Err(err) => return Err(err.into()),
-            },
-        };
+        let cgroup = early.finish()?;
         if let Some(cgroup) = &cgroup {
             record.mechanism = Mechanism::Cgroup;
             record.cgroup = Some(cgroup.path().to_owned());

@@ -21,7 +21,7 @@ use csa_session::reconcile::output_tail_since;
 use csa_session::result::{Artifact, ResultStatus, SessionResult};
 use csa_session::state::Phase;
 
-use crate::contain::{Choice, Containment, EndPolicy, Leftovers};
+use crate::contain::{Containment, EarlyCgroup, EndPolicy, Leftovers};
 use crate::detach::{Ready, SupervisorMode};
 use crate::error::LaunchError;
 use crate::spawn::{self, Output, SpawnError, SpawnFailure};
@@ -176,6 +176,8 @@ pub struct Turn<'a> {
     pub end: EndOfTurn,
     /// For an interactive turn, its terminal.
     pub interactive: Option<Interactive>,
+    /// Its cgroup, being created and joined ([`EarlyCgroup::start`]).
+    pub early: EarlyCgroup,
 }
 
 /// How a turn ended.
@@ -211,6 +213,7 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
         host,
         end,
         interactive,
+        early,
     } = turn;
     let id = created.id.clone();
     let dir = created.dir.clone();
@@ -218,13 +221,6 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
     events.started(&id, number);
     // Any failure from here until the agent runs is a launch failure: the session must not
     // stay active.
-    let forwarder = match Forwarder::install() {
-        Ok(f) => f,
-        Err(e) => {
-            let err = SpawnError::other(format!("cannot install signal handlers: {e}"));
-            return launch_failed(&created, &tool, started, err);
-        }
-    };
     let (role, nested_in) = match &claim {
         TurnClaim::Held(_) => (ClaimRole::Held, None),
         TurnClaim::Nested(holder) => (ClaimRole::Nested, Some(holder.clone())),
@@ -237,12 +233,20 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
         (role, nested_in),
         interactive.is_some(),
         &host,
-        Choice::from_env(),
+        early,
     ) {
         Ok(c) => c,
         Err(err) => {
             let spawn = SpawnError::other(err.to_string());
             return launch_failed(&created, &tool, started, spawn);
+        }
+    };
+    let forwarder = match Forwarder::install() {
+        Ok(f) => f,
+        Err(e) => {
+            containment.finish();
+            let err = SpawnError::other(format!("cannot install signal handlers: {e}"));
+            return launch_failed(&created, &tool, started, err);
         }
     };
     // The turn's completion record is reserved before the agent exists, so that its outcome

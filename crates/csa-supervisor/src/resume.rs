@@ -13,6 +13,7 @@ use csa_session::paths::StateRoots;
 use csa_session::resume::{begin_turn, Refusal};
 use csa_session::state::SessionState;
 
+use crate::contain::{Choice, EarlyCgroup};
 use crate::error::LaunchError;
 use crate::launch::{launch, session_env, EndOfTurn, Events, Finished, Interactive, Mode, Turn};
 use crate::run::claim_dir;
@@ -91,9 +92,12 @@ pub fn resume(
     let cwd = project_dir.to_string_lossy().into_owned();
     // Waits a bounded time for the session's lock, saying once who holds it (issue 11).
     let bound = request.lock_timeout;
-    let lock = ReconcileLock::acquire_with(&dir, Wait::AtMost(bound), |holder| {
+    let lock = match ReconcileLock::acquire_with(&dir, Wait::AtMost(bound), |holder| {
         events.waiting_for_lock(holder, bound);
-    })?;
+    }) {
+        Ok(lock) => lock,
+        Err(err) => return Err(err.into()),
+    };
     let begun = begin_turn(
         &session.project,
         &session.id,
@@ -113,8 +117,12 @@ pub fn resume(
         (me, csa_process::start_ticks(me)),
         &host,
         &lock,
-    )?;
+    );
     drop(lock);
+    let begun = begun?;
+    // Only now: a previous turn's cgroup has the same name, and this process in it would read
+    // as that turn's live process to begin_turn's check.
+    let early = EarlyCgroup::start(&session.id, Choice::from_env());
     launch(
         Turn {
             created: begun.created,
@@ -130,6 +138,7 @@ pub fn resume(
             host,
             end: request.end,
             interactive: request.interactive.clone(),
+            early,
         },
         events,
     )

@@ -16,6 +16,7 @@ use csa_session::inventory::find_session;
 use csa_session::paths::{project_dir, Project, ProjectDir, ProjectDirError, StateRoots};
 use csa_session::state::SessionState;
 
+use crate::contain::{Choice, EarlyCgroup};
 use crate::error::{describe, LaunchError};
 use crate::launch::{
     launch, session_env, EndOfTurn, Events, Finished, Interactive, Mode, Turn, TurnClaim,
@@ -166,8 +167,17 @@ pub fn run(
             tracing::warn!(%err, "could not record the claim holder");
         }
     }
-    let created =
-        Draft::build(&project, &new, (me, csa_process::start_ticks(me)), &host)?.publish()?;
+    // The cgroup is created and joined while the session is built (crate::contain).
+    let early = EarlyCgroup::start(&id, Choice::from_env());
+    let created = match Draft::build(&project, &new, (me, csa_process::start_ticks(me)), &host)
+        .and_then(Draft::publish)
+    {
+        Ok(created) => created,
+        Err(err) => {
+            early.abandon();
+            return Err(err.into());
+        }
+    };
 
     launch(
         Turn {
@@ -184,6 +194,7 @@ pub fn run(
             host,
             end: request.end,
             interactive: request.interactive.clone(),
+            early,
         },
         events,
     )
