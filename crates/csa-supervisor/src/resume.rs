@@ -92,12 +92,9 @@ pub fn resume(
     let cwd = project_dir.to_string_lossy().into_owned();
     // Waits a bounded time for the session's lock, saying once who holds it (issue 11).
     let bound = request.lock_timeout;
-    let lock = match ReconcileLock::acquire_with(&dir, Wait::AtMost(bound), |holder| {
+    let lock = ReconcileLock::acquire_with(&dir, Wait::AtMost(bound), |holder| {
         events.waiting_for_lock(holder, bound);
-    }) {
-        Ok(lock) => lock,
-        Err(err) => return Err(err.into()),
-    };
+    })?;
     let begun = begin_turn(
         &session.project,
         &session.id,
