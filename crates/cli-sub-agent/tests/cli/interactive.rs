@@ -231,3 +231,37 @@ fn a_killed_interactive_supervisor_is_reconciled_like_any_other() {
     let attach = env.run(&["session", "attach", &id]);
     assert_ne!(attach.status.code(), Some(0), "{attach:?}");
 }
+
+/// An interactive session is killed like any other: every process of it, one end state.
+#[test]
+fn an_interactive_session_is_killed_like_any_other() {
+    let env = TestEnv::new();
+    let out = env.run(&[
+        "run",
+        "--detach",
+        "--tty",
+        "--",
+        "sh",
+        "-c",
+        "sleep 300 & echo started; wait",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let agent = recorded(&env, &id, "agent");
+    eventually("the agent has written", || {
+        fs_err::read_to_string(env.sessions_dir.join(&id).join("output.log"))
+            .is_ok_and(|t| t.contains("started"))
+    });
+    let kill = env.run(&["session", "kill", &id, "--grace", "2s"]);
+    assert_eq!(kill.status.code(), Some(0), "{kill:?}");
+    assert!(!csa_process::probe(agent).is_running());
+    assert!(
+        crate::membership::marked(&id).is_empty(),
+        "every process stopped"
+    );
+    let state = toml_of(&env.sessions_dir.join(&id).join("state.toml"));
+    assert_eq!(state["phase"].as_str(), Some("retired"));
+    assert_eq!(state["termination_reason"].as_str(), Some("killed"));
+    let result = toml_of(&env.sessions_dir.join(&id).join("result.toml"));
+    assert_eq!(result["status"].as_str(), Some("signal"), "{result:?}");
+}
