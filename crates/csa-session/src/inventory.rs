@@ -156,6 +156,11 @@ pub struct SessionSummary {
     pub project_path: String,
     /// Whether `csa session resume` would accept it ([`StateView::is_resumable`]).
     pub resumable: bool,
+    /// For an Active session, what liveness decided and why (`alive: …`, `dead: …`,
+    /// `foreign: …`; e.g. `alive: processes gone; output.log written 4s ago, grace ends in
+    /// 26s`). Absent for an ended session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<String>,
     /// For a running interactive session (`csa run --tty`): whether one can attach to it and
     /// who is attached. Absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -270,6 +275,11 @@ pub fn summarize(ctx: &LivenessContext, sessions: &DirFd, id: &str) -> Result<Se
         resumable,
         project_path: v.project_path,
         terminal: TerminalStatus::of(&dir, verdict.as_ref()),
+        liveness: verdict.as_ref().map(|v| match v {
+            Verdict::Alive(why) => format!("alive: {why}"),
+            Verdict::Foreign(why) => format!("foreign: {why}"),
+            Verdict::Dead { reason, .. } => format!("dead: {reason}"),
+        }),
     })
 }
 

@@ -403,6 +403,12 @@ fn is_alive_says_the_processes_are_gone_and_when_the_grace_ends() {
             said.contains("processes gone") && said.contains("grace ends in"),
             "{mech}: {said}"
         );
+        let list = csa(&env, mech, &["session", "list"]);
+        let listed = text(&list.stdout);
+        assert!(
+            listed.contains("running, processes gone"),
+            "{mech}: {listed}"
+        );
         let next = csa(&env, mech, &["run", "--", "true"]);
         assert_eq!(
             next.status.code(),

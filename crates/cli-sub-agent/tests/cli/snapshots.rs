@@ -149,10 +149,12 @@ fn clock_filters() -> Vec<(&'static str, &'static str)> {
 fn list_text_and_json() {
     let p = arrange();
     insta::assert_snapshot!("list_plain", p.stdout(&["session", "list"], &[], 0));
-    insta::assert_snapshot!(
-        "list_json",
-        p.stdout(&["session", "list", "--format", "json"], &[], 0)
-    );
+    insta::with_settings!({ filters => clock_filters() }, {
+        insta::assert_snapshot!(
+            "list_json",
+            p.stdout(&["session", "list", "--format", "json"], &[], 0)
+        );
+    });
 }
 
 impl Project {

@@ -185,6 +185,14 @@ fn status_text(s: &SessionSummary) -> String {
             text
         }
         Some(t) if t.attachable => format!("{}, attachable", s.status.as_str()),
+        // Alive only by the grace for fresh output: say so, not a bare "running".
+        _ if s
+            .liveness
+            .as_deref()
+            .is_some_and(|l| l.starts_with("alive: processes gone")) =>
+        {
+            format!("{}, processes gone", s.status.as_str())
+        }
         _ => s.status.as_str().to_owned(),
     }
 }
