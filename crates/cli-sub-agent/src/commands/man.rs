@@ -118,10 +118,17 @@ const ENVIRONMENT: &[(&str, &str)] = &[
          dynamic completion script, or answers its completion request, and exits.",
     ),
     (
+        "CSA_MEMBERSHIP",
+        "How run identifies a session's processes: auto (default: a cgroup v2 per session where \
+         csa can create one, else the agent's process session and the CSA_SESSION_ID marker), \
+         cgroup (a launch failure when none can be created) or process-session.",
+    ),
+    (
         "CSA_SESSION_ID",
-        "Given to the agent: its session's ULID. Read by csa: run makes the session it starts \
-         a child of that session (the default --parent), and list --check leaves that session \
-         and its ancestors out.",
+        "Given to the agent (and inherited by everything it starts: it marks the session's \
+         processes): its session's ULID. Read by csa: run makes the session it starts a child \
+         of that session (the default --parent) and runs it nested under its claim when it \
+         descends from it, and list --check leaves that session and its ancestors out.",
     ),
     (
         "CSA_SESSION_DIR",
