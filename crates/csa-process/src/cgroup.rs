@@ -28,6 +28,10 @@ pub const PREFIX: &str = "csa-";
 /// Why no session cgroup could be created.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
+    /// The portable process backend is in use ([`crate::backend`]): it relies on no cgroup,
+    /// as on a platform without them.
+    #[error("the portable process backend uses no cgroup")]
+    PortableBackend,
     /// No cgroup2 hierarchy is mounted (cgroup v1 only, or no `/proc`).
     #[error("no cgroup v2 hierarchy is mounted")]
     NoHierarchy,
@@ -70,9 +74,12 @@ impl SessionCgroup {
     /// Creates `csa-<id>` under this process's cgroup and moves this process into it.
     ///
     /// # Errors
-    /// [`CgroupError`]: no cgroup2 hierarchy, no cgroup, or the kernel refused the `mkdir` or
-    /// the move (then the directory is removed again).
+    /// [`CgroupError`]: the portable backend is in use, no cgroup2 hierarchy, no cgroup, or the
+    /// kernel refused the `mkdir` or the move (then the directory is removed again).
     pub fn create_and_join(id: &str) -> Result<Self, CgroupError> {
+        if crate::backend::current() == crate::backend::Backend::Portable {
+            return Err(CgroupError::PortableBackend);
+        }
         let mount = MountInfo::read()
             .ok()
             .and_then(|m| m.cgroup2_mount().cloned())

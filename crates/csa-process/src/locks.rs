@@ -23,6 +23,10 @@
 //! the lock: `flock(LOCK_EX | LOCK_NB)` on its own open file description, released at once. The
 //! test can make an owner's own non-blocking acquisition fail during those microseconds, which
 //! is why it is not the default; csa's own acquisitions retry briefly.
+//!
+//! The portable backend ([`crate::backend`]) tests every lock the same way: there is no lock
+//! table to read without `/proc`. The test is `flock(2)`, which is also what `fd-lock`'s
+//! `try_write` does on Unix; csa calls it through nix like every other flock it takes.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -150,9 +154,13 @@ pub struct LockTable {
 }
 
 impl LockTable {
-    /// Reads `/proc/locks` and `/proc/self/mountinfo`. Never fails: what cannot be read makes
-    /// every file be tested with a lock instead.
+    /// Reads `/proc/locks` and `/proc/self/mountinfo` (procfs backend; the portable backend
+    /// gets [`LockTable::testing_only`]). Never fails: what cannot be read makes every file be
+    /// tested with a lock instead.
     pub fn read() -> Self {
+        if crate::backend::current() == crate::backend::Backend::Portable {
+            return Self::testing_only();
+        }
         let held = HeldLocks::read()
             .map_err(|err| tracing::debug!(%err, "cannot read /proc/locks: testing locks instead"))
             .ok();
@@ -166,7 +174,7 @@ impl LockTable {
         LockTable { held, mounts }
     }
 
-    /// A table that tests every lock (what a platform without `/proc` gets).
+    /// A table that tests every lock (what the portable backend gets).
     pub fn testing_only() -> Self {
         LockTable::default()
     }

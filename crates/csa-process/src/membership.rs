@@ -8,22 +8,25 @@
 //!   (`setsid(2)`: its sid is the agent's pid), plus every process of this user whose
 //!   environment carries the session's marker `CSA_SESSION_ID=<ULID>` (inherited by every
 //!   descendant that does not clear its environment, which covers the processes that call
-//!   `setsid` themselves, like daemons). Found by listing the process table. A process that
-//!   both leaves the process session and drops or replaces the marker escapes.
+//!   `setsid` themselves, like daemons). Found by listing the process table through the
+//!   backend in use ([`crate::backend::table`]: `/proc`, or sysinfo's process list on the
+//!   portable backend, which never has a cgroup). A process that both leaves the process
+//!   session and drops or replaces the marker escapes.
 //!
 //! The session id of a process session cannot be reused while any process is in that session
 //! (the kernel keeps a pid in use as long as it names a session or group), so a member found by
 //! its sid is the session's. Once every member has exited, the number is free: a new process
 //! could get it and lead a new session, so when the process whose pid is the sid is running
-//! with start ticks other than the agent's, the sid no longer names the session.
+//! with a start time other than the agent's, the sid no longer names the session.
 
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 
+use crate::backend::{self, ProcessStat};
 use crate::cgroup::SessionCgroup;
 use crate::observe::marker_entry;
-use crate::platform;
+use crate::StartTime;
 
 /// How a session's processes are identified (recorded in csa's own files when the turn
 /// starts).
@@ -39,8 +42,8 @@ pub enum Membership {
         /// The session id (the agent's pid); `None` before the agent runs, when only the
         /// marker identifies members.
         sid: Option<u32>,
-        /// The start ticks of the session's leader (the agent), to tell a reused sid.
-        leader_ticks: Option<u64>,
+        /// The start time of the session's leader (the agent), to tell a reused sid.
+        leader_start: Option<StartTime>,
     },
 }
 
@@ -50,8 +53,8 @@ pub enum Membership {
 pub struct Released {
     /// Its pid.
     pub pid: u32,
-    /// Its start ticks.
-    pub start_ticks: u64,
+    /// Its start time.
+    pub start: StartTime,
 }
 
 impl Membership {
@@ -87,8 +90,8 @@ impl Membership {
                     ))
                 }
             },
-            Membership::ProcessSession { sid, leader_ticks } => {
-                scan(id, *sid, *leader_ticks, released)?
+            Membership::ProcessSession { sid, leader_start } => {
+                scan(id, *sid, *leader_start, released)?
             }
         };
         pids.retain(|pid| !exclude.contains(pid));
@@ -104,12 +107,12 @@ impl Membership {
         match self {
             Membership::Cgroup { path } => SessionCgroup::recorded(path, id)
                 .is_some_and(|cgroup| cgroup.contains(pid).unwrap_or(false)),
-            Membership::ProcessSession { sid, leader_ticks } => {
-                let Ok(stat) = platform::stat(pid) else {
+            Membership::ProcessSession { sid, leader_start } => {
+                let Ok(stat) = backend::stat(pid) else {
                     return false;
                 };
                 let by_sid = sid.is_some_and(|sid| {
-                    sid > 0 && stat.session == sid && sid_is_ours(sid, *leader_ticks)
+                    sid > 0 && stat.sid == sid && sid_is_ours(sid, *leader_start)
                 });
                 by_sid || has_marker(pid, id) == Some(true)
             }
@@ -122,11 +125,13 @@ fn has_marker(pid: u32, id: &str) -> Option<bool> {
     crate::environ_contains(pid, marker_entry(id).as_bytes())
 }
 
-/// Whether `sid` still names the session whose leader started at `leader_ticks`: its leader is
-/// gone (the sid stays reserved while members remain), or is still that process.
-fn sid_is_ours(sid: u32, leader_ticks: Option<u64>) -> bool {
-    match (platform::stat(sid), leader_ticks) {
-        (Ok(leader), Some(ticks)) => leader.start_ticks == ticks,
+/// Whether `sid` still names the session whose leader started at `leader_start`: its leader is
+/// gone (the sid stays reserved while members remain), or is still that process (or its start
+/// cannot be compared: unknown counts as ours).
+fn sid_is_ours(sid: u32, leader_start: Option<StartTime>) -> bool {
+    let now = backend::stat(sid).ok().and_then(|leader| leader.start);
+    match (leader_start, now) {
+        (Some(recorded), Some(now)) => StartTime::same_process(recorded, now) != Some(false),
         _ => true,
     }
 }
@@ -136,27 +141,24 @@ fn sid_is_ours(sid: u32, leader_ticks: Option<u64>) -> bool {
 fn scan(
     id: &str,
     sid: Option<u32>,
-    leader_ticks: Option<u64>,
+    leader_start: Option<StartTime>,
     released: &[Released],
 ) -> io::Result<Vec<u32>> {
     let euid = nix::unistd::geteuid().as_raw();
-    let sid = sid.filter(|&sid| sid > 0 && sid_is_ours(sid, leader_ticks));
-    let mut table = HashMap::new();
-    for pid in platform::pids()? {
-        if let Ok(stat) = platform::stat(pid) {
-            table.insert(pid, stat);
-        }
-    }
+    let sid = sid.filter(|&sid| sid > 0 && sid_is_ours(sid, leader_start));
+    let table: HashMap<u32, ProcessStat> = backend::table()?.into_iter().collect();
     let is_released = |mut pid: u32| {
         // Walk up the parent chain (bounded: pid 1 and cycles stop it).
         for _ in 0..64 {
             let Some(stat) = table.get(&pid) else {
                 return false;
             };
-            if released
-                .iter()
-                .any(|r| r.pid == pid && r.start_ticks == stat.start_ticks)
-            {
+            if released.iter().any(|r| {
+                r.pid == pid
+                    && stat
+                        .start
+                        .is_some_and(|now| StartTime::same_process(r.start, now) == Some(true))
+            }) {
                 return true;
             }
             if stat.ppid <= 1 || stat.ppid == pid {
@@ -168,15 +170,15 @@ fn scan(
     };
     let mut members = Vec::new();
     for (&pid, stat) in &table {
-        if !crate::probe::is_live(pid, stat) {
+        if !stat.is_live() {
             continue;
         }
-        let by_sid = sid == Some(stat.session);
+        let by_sid = sid == Some(stat.sid);
         // Only this user's environments are readable; reading them is the costly part, so
         // only for processes not already members.
-        let by_marker = !by_sid
-            && platform::owner_uid(pid).is_ok_and(|uid| uid == euid)
-            && has_marker(pid, id) == Some(true);
+        let owner = stat.uid.map_or_else(|| backend::owner_uid(pid).ok(), Some);
+        let by_marker =
+            !by_sid && owner == Some(euid) && has_marker(pid, id) == Some(true);
         if (by_sid || by_marker) && !is_released(pid) {
             members.push(pid);
         }
@@ -204,9 +206,10 @@ mod tests {
         // until both sleeps run.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let membership = loop {
-            let found: Vec<u32> = platform::pids()
-                .expect("pids")
+            let found: Vec<u32> = backend::table()
+                .expect("table")
                 .into_iter()
+                .map(|(p, _)| p)
                 .filter(|&p| has_marker(p, &id) == Some(true))
                 .collect();
             let sleeps = found
@@ -219,10 +222,10 @@ mod tests {
                     .copied()
                     .find(|&p| crate::cmdline_contains(p, &[b"sh\0-c"]) == Some(true))
                     .expect("the shell");
-                let stat = platform::stat(shell).expect("stat");
+                let stat = backend::stat(shell).expect("stat");
                 break Membership::ProcessSession {
-                    sid: Some(stat.session),
-                    leader_ticks: platform::stat(stat.session).ok().map(|s| s.start_ticks),
+                    sid: Some(stat.sid),
+                    leader_start: backend::start_time(stat.sid),
                 };
             }
             assert!(

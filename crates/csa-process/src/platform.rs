@@ -1,5 +1,6 @@
-//! The `/proc` readers, one function per file. Linux only; the fallback (other Unix) reports
-//! every read as unsupported, which the callers treat as "unknown", hence alive.
+//! The `/proc` readers, one function per file: the procfs backend ([`crate::backend`]), and
+//! what tests use to lay out upstream's files (start ticks). Linux only; the fallback (other
+//! Unix) reports every read as unsupported, which the callers treat as "unknown", hence alive.
 //!
 //! Formats follow proc(5): `/proc/<pid>/stat` (fields after the parenthesised `comm`, which may
 //! itself contain spaces and parentheses, so parsing starts after the *last* `)`),
@@ -42,6 +43,7 @@ impl ProcStat {
 
 /// Largest number of bytes read from `/proc/<pid>/cmdline` or `environ`. Both are bounded by the
 /// kernel's argument limit; the cap keeps a pathological process from costing more.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const MAX_PROC_READ: u64 = 4 << 20;
 
 #[cfg(target_os = "linux")]

@@ -1,12 +1,14 @@
-//! Probing one PID: does it name a running process, and which one (its start ticks)?
+//! Probing one PID: does it name a running process, and which one (its start time)? Through
+//! the backend in use ([`crate::backend`]).
 
 use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
-use crate::platform;
+use crate::backend;
+use crate::StartTime;
 
-/// What `kill(pid, 0)` and `/proc/<pid>/stat` say about a PID.
+/// What `kill(pid, 0)` and the backend's [`backend::stat`] say about a PID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {
     /// The PID cannot name a process csa may look at: 0 (our own process group for `kill`),
@@ -24,10 +26,10 @@ pub enum Probe {
     /// run: it is running (regression: such an agent was declared dead and could not be
     /// killed).
     Running {
-        /// Its start ticks (field 22 of `/proc/<pid>/stat`), `None` when they cannot be read.
-        /// Callers comparing against recorded ticks must treat `None` as "unknown", not as a
-        /// mismatch.
-        start_ticks: Option<u64>,
+        /// Its start time in the backend's unit (procfs: start ticks, field 22 of
+        /// `/proc/<pid>/stat`), `None` when it cannot be read. Callers comparing against a
+        /// recorded start must treat `None` as "unknown", not as a mismatch.
+        start_time: Option<StartTime>,
     },
 }
 
@@ -38,10 +40,11 @@ impl Probe {
     }
 }
 
-/// Probes `pid` with `kill(pid, 0)` and, on Linux, `/proc/<pid>/stat`.
+/// Probes `pid` with `kill(pid, 0)` and the backend's [`backend::stat`].
 ///
-/// Fails closed: an unexpected `kill` error, or a stat that cannot be read for any reason other
-/// than the process having gone, yields [`Probe::Running`] with unknown start ticks.
+/// Fails closed: an unexpected `kill` error, or a stat that cannot be read while `kill` still
+/// says the process exists (another user's process hidden by `hidepid`, say), yields
+/// [`Probe::Running`] with an unknown start time.
 pub fn probe(pid: u32) -> Probe {
     let raw = match i32::try_from(pid) {
         Ok(raw) if raw > 0 => raw,
@@ -52,21 +55,27 @@ pub fn probe(pid: u32) -> Probe {
         Err(Errno::ESRCH) => return Probe::Exited { zombie: false },
         Err(err) => {
             tracing::debug!(pid, %err, "kill(pid, 0) failed unexpectedly; counting as running");
-            return Probe::Running { start_ticks: None };
+            return Probe::Running { start_time: None };
         }
     }
-    match platform::stat(pid) {
-        Ok(stat) if !is_live(pid, &stat) => Probe::Exited {
-            zombie: stat.state == 'Z',
+    match backend::stat(pid) {
+        Ok(stat) if !stat.is_live() => Probe::Exited {
+            zombie: stat.status == backend::Status::Zombie,
         },
         Ok(stat) => Probe::Running {
-            start_ticks: Some(stat.start_ticks),
+            start_time: stat.start,
         },
-        // It exited between kill() and the read.
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Probe::Exited { zombie: false },
+        // It exited between kill() and the read, unless kill still finds it (then it is
+        // hidden from this backend: unknown).
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            match kill(Pid::from_raw(raw), None) {
+                Err(Errno::ESRCH) => Probe::Exited { zombie: false },
+                _ => Probe::Running { start_time: None },
+            }
+        }
         Err(err) => {
-            tracing::debug!(pid, %err, "cannot read process stat; start ticks unknown");
-            Probe::Running { start_ticks: None }
+            tracing::debug!(pid, %err, "cannot read process stat; start time unknown");
+            Probe::Running { start_time: None }
         }
     }
 }
@@ -76,11 +85,11 @@ pub fn probe(pid: u32) -> Probe {
 /// `kill(-pgid, 0)` alone cannot tell: it succeeds while any member exists, zombies included,
 /// and a zombie whose parent never reaps it (a stuck parent, or an init that does not reap, as
 /// in many containers) exists forever. So when the group exists, its members are found by
-/// listing `/proc` ([`platform::pids`]) and the group is running while any member is neither a
-/// zombie nor dead.
+/// listing the process table ([`backend::table`]) and the group is running while any member is
+/// neither a zombie nor dead.
 ///
-/// Fails closed: when the group exists but `/proc` cannot be listed (or on platforms without
-/// it), it counts as running. A `pgid` of 0 or above `i32::MAX` names no group: not running.
+/// Fails closed: when the group exists but the process table cannot be listed, it counts as
+/// running. A `pgid` of 0 or above `i32::MAX` names no group: not running.
 pub fn group_is_running(pgid: u32) -> bool {
     let raw = match i32::try_from(pgid) {
         Ok(raw) if raw > 0 => raw,
@@ -91,30 +100,12 @@ pub fn group_is_running(pgid: u32) -> bool {
         Ok(()) | Err(Errno::EPERM) => {}
         Err(_) => return true,
     }
-    let Ok(pids) = platform::pids() else {
+    let Ok(table) = backend::table() else {
         return true;
     };
-    pids.into_iter().any(|pid| {
-        // A member that exits between the listing and the read is gone.
-        platform::stat(pid).is_ok_and(|s| s.pgrp == pgid && is_live(pid, &s))
-    })
-}
-
-/// Whether the process whose stat is `stat` has not exited: not a zombie or dead, or a zombie
-/// thread-group leader with a thread that is neither ([`platform::ProcStat::may_have_live_threads`]).
-/// Fails closed: threads that cannot be listed count as running.
-pub(crate) fn is_live(pid: u32, stat: &platform::ProcStat) -> bool {
-    if !stat.has_exited() {
-        return true;
-    }
-    if !stat.may_have_live_threads() {
-        return false;
-    }
-    match platform::task_states(pid) {
-        Ok(states) => states.iter().any(|s| !matches!(s, 'Z' | 'X' | 'x')),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(_) => true,
-    }
+    table
+        .iter()
+        .any(|(_, stat)| stat.pgid == pgid && stat.is_live())
 }
 
 /// Whether the command line of `pid` contains any of `needles` as a substring (of the
@@ -122,7 +113,7 @@ pub(crate) fn is_live(pid: u32, stat: &platform::ProcStat) -> bool {
 ///
 /// Returns `None` when the command line cannot be read (unknown); callers fail closed.
 pub fn cmdline_contains(pid: u32, needles: &[&[u8]]) -> Option<bool> {
-    let cmdline = platform::cmdline(pid).ok()?;
+    let cmdline = backend::cmdline(pid).ok()?;
     Some(needles.iter().any(|needle| contains(&cmdline, needle)))
 }
 
@@ -132,35 +123,12 @@ pub fn cmdline_contains(pid: u32, needles: &[&[u8]]) -> Option<bool> {
 /// Returns `None` when the environment cannot be read, which is the rule for another user's
 /// process (reading it needs ptrace access); callers fail closed.
 pub fn environ_contains(pid: u32, entry: &[u8]) -> Option<bool> {
-    let environ = platform::environ(pid).ok()?;
+    let environ = backend::environ(pid).ok()?;
     Some(environ.split(|&b| b == 0).any(|e| e == entry))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The ancestors of `pid` (its parent, the parent's parent, …, up to but not including pid 1),
-/// each with its start ticks, nearest first. Stops at the first process that cannot be read.
-/// At most 256 steps (a parent chain is a tree; the bound only guards a corrupt read).
-pub fn ancestors(pid: u32) -> Vec<(u32, u64)> {
-    let mut chain = Vec::new();
-    let mut current = pid;
-    for _ in 0..256 {
-        let Ok(stat) = platform::stat(current) else {
-            break;
-        };
-        let parent = stat.ppid;
-        if parent <= 1 || parent == current {
-            break;
-        }
-        let Ok(parent_stat) = platform::stat(parent) else {
-            break;
-        };
-        chain.push((parent, parent_stat.start_ticks));
-        current = parent;
-    }
-    chain
 }
 
 #[cfg(test)]
@@ -174,13 +142,13 @@ mod tests {
     }
 
     #[test]
-    fn own_process_is_running_with_ticks() {
+    fn own_process_is_running_with_its_start_time() {
         let p = probe(std::process::id());
         assert!(
             matches!(
                 p,
                 Probe::Running {
-                    start_ticks: Some(_)
+                    start_time: Some(_)
                 }
             ),
             "{p:?}"
@@ -232,4 +200,28 @@ mod tests {
         let entry = format!("{key}={value}");
         assert_eq!(environ_contains(pid, entry.as_bytes()), Some(true));
     }
+}
+
+/// The ancestors of `pid` (its parent, the parent's parent, …, up to but not including pid 1),
+/// each with its start time in the backend's unit, nearest first. Stops at the first process
+/// whose stat or start time cannot be read. At most 256 steps (a parent chain is a tree; the
+/// bound only guards a corrupt read).
+pub fn ancestors(pid: u32) -> Vec<(u32, StartTime)> {
+    let mut chain = Vec::new();
+    let mut current = pid;
+    for _ in 0..256 {
+        let Ok(stat) = backend::stat(current) else {
+            break;
+        };
+        let parent = stat.ppid;
+        if parent <= 1 || parent == current {
+            break;
+        }
+        let Some(start) = backend::stat(parent).ok().and_then(|s| s.start) else {
+            break;
+        };
+        chain.push((parent, start));
+        current = parent;
+    }
+    chain
 }

@@ -3,10 +3,12 @@
 //! A pid alone never proves identity (it may have been reused, even within one clock tick, with
 //! equal start ticks). So a signal goes to a process only after it was pinned and verified: on
 //! Linux the pid is first opened as a pidfd (`pidfd_open(2)`), then verified (the caller's
-//! membership test, which reads `/proc/<pid>/…`, and its owner), then signalled through the
-//! pidfd (`pidfd_send_signal(2)`). If the pinned process exited at any point in between, the
-//! send fails with `ESRCH`: whatever got the pid since is never signalled, and if it is still
-//! alive at the send it was alive through the verification, so `/proc/<pid>` was its.
+//! membership test and its owner, read through the backend in use: `/proc/<pid>/…` or
+//! sysinfo), then signalled through the pidfd (`pidfd_send_signal(2)`). If the pinned process
+//! exited at any point in between, the send fails with `ESRCH`: whatever got the pid since is
+//! never signalled, and if it is still alive at the send it was alive through the
+//! verification, so what was read about the pid was its. (pidfds are a system call, not
+//! `/proc`: both backends use them on Linux.)
 //!
 //! Fallback (kernels before 5.3, other platforms): verify, then `kill(2)`; the window between
 //! the two is a pid reuse race, stated here.
@@ -51,7 +53,7 @@ pub fn signal_member(
         Err(Errno::ENOSYS | Errno::EINVAL) => None,
         Err(errno) => return Err(errno.into()),
     };
-    let owner_ok = crate::platform::owner_uid(pid)
+    let owner_ok = crate::backend::owner_uid(pid)
         .map(|uid| uid == nix::unistd::geteuid().as_raw())
         .unwrap_or(false);
     if !owner_ok || !is_member(pid) {

@@ -12,12 +12,13 @@
 //! 1. **Unreadable evidence** (a file that exists but cannot be read): alive.
 //! 2. **A recorded process that is this session's** ([`Claim`]): running (a zombie
 //!    thread-group leader with a running thread counts as running) *and* identified: its start
-//!    ticks equal the recorded ones (and, where csa recorded the process as an agent of a
-//!    session it supervises, its environment carries `CSA_SESSION_ID=<ULID>`, because a pid
-//!    reused within one clock tick has the same start ticks); or, with no ticks recorded
-//!    (upstream's tools), its command line names the session, its environment carries the
-//!    marker, or its lock file was modified within [`LOCK_FRESH`]. A ticks mismatch means the
-//!    pid was reused. Alive.
+//!    time equals the recorded one, compared like with like ([`StartTime::same_process`]:
+//!    ticks, microseconds or seconds since boot), and, where csa recorded the process as an
+//!    agent of a session it supervises, its environment carries `CSA_SESSION_ID=<ULID>`,
+//!    because a pid reused within one clock tick (or second) has the same start time; or, with
+//!    no start time recorded (upstream's tools) or one this backend cannot compare, its command
+//!    line names the session, its environment carries the marker, or its lock file was
+//!    modified within [`LOCK_FRESH`]. A start-time mismatch means the pid was reused. Alive.
 //! 3. **A held lock file**: alive, whatever its body says.
 //! 4. **A live member** of the session's recorded membership (its cgroup, or its process
 //!    session and marker: [`Membership`](crate::Membership)): alive. Membership that could not
@@ -34,7 +35,7 @@
 
 use std::time::Duration;
 
-use crate::LockState;
+use crate::{LockState, StartTime};
 
 /// A lock file modified this recently vouches for a running pid without recorded start ticks
 /// (upstream's rule for tools that do not record them): 60 seconds.
@@ -77,8 +78,8 @@ pub enum Observed {
     },
     /// It runs.
     Running {
-        /// Its start ticks (clock ticks since boot), `None` when unreadable.
-        start_ticks: Option<u64>,
+        /// Its start time in the backend's unit, `None` when unreadable.
+        start_time: Option<StartTime>,
         /// Whether its environment has `CSA_SESSION_ID=<this session>`; `None` when the
         /// environment cannot be read (another user's process) or was not read.
         marker: Option<bool>,
@@ -96,8 +97,8 @@ pub struct Claim {
     pub source: String,
     /// The pid.
     pub pid: u32,
-    /// The start ticks recorded with it.
-    pub recorded_ticks: Option<u64>,
+    /// The start time recorded with it (`pid_start_time_ticks`, `pid_start_time_us`, …).
+    pub recorded: Option<StartTime>,
     /// Whether identity also needs the session's marker in the process's environment (csa
     /// recorded this process as the agent of a session it supervises).
     pub marker_required: bool,
@@ -209,29 +210,42 @@ enum Judged {
 /// Whether a claim names a live process of the session (rule 2 of the module docs).
 fn judge(claim: &Claim) -> Judged {
     let pid = claim.pid;
-    let (start_ticks, marker, names_session) = match claim.observed {
+    let (start_time, marker, names_session) = match claim.observed {
         Observed::Invalid => return Judged::No(format!("pid {pid} names no process")),
         Observed::Exited { zombie: true } => return Judged::No(format!("pid {pid} is a zombie")),
         Observed::Exited { zombie: false } => {
             return Judged::No(format!("pid {pid} is not running"))
         }
         Observed::Running {
-            start_ticks,
+            start_time,
             marker,
             names_session,
-        } => (start_ticks, marker, names_session),
+        } => (start_time, marker, names_session),
     };
-    if let Some(recorded) = claim.recorded_ticks {
-        return match start_ticks {
-            Some(actual) if actual != recorded => Judged::No(format!(
-                "pid {pid} was reused (start ticks {actual}, recorded {recorded})"
-            )),
-            Some(_) if claim.marker_required && marker == Some(false) => Judged::No(format!(
-                "pid {pid} was reused within one clock tick (start ticks match, but it does not carry the session's CSA_SESSION_ID)"
-            )),
-            Some(actual) => Judged::Alive(format!("pid {pid} running, start ticks {actual} match")),
-            None => Judged::Alive(format!("pid {pid} running, start ticks unreadable")),
+    if let Some(recorded) = claim.recorded {
+        let Some(actual) = start_time else {
+            return Judged::Alive(format!("pid {pid} running, start time unreadable"));
         };
+        let precision = StartTime::precision(recorded, actual);
+        match StartTime::same_process(recorded, actual) {
+            Some(false) => {
+                return Judged::No(format!(
+                    "pid {pid} was reused ({actual}, recorded {recorded})"
+                ))
+            }
+            Some(true) if claim.marker_required && marker == Some(false) => {
+                return Judged::No(format!(
+                "pid {pid} was reused within {precision} (start times match, but it does not carry the session's CSA_SESSION_ID)"
+            ))
+            }
+            Some(true) => {
+                return Judged::Alive(format!(
+                    "pid {pid} running, {actual} matches the record (to {precision})"
+                ))
+            }
+            // Units that cannot be compared: the context rules below, as without a record.
+            None => {}
+        }
     }
     match names_session {
         Some(true) => {
@@ -389,7 +403,7 @@ mod tests {
 
     fn running(ticks: u64, marker: Option<bool>) -> Observed {
         Observed::Running {
-            start_ticks: Some(ticks),
+            start_time: Some(StartTime::Ticks(ticks)),
             marker,
             names_session: Some(false),
         }
@@ -399,7 +413,7 @@ mod tests {
         Claim {
             source: "locks/x.lock".into(),
             pid: 42,
-            recorded_ticks: recorded,
+            recorded: recorded.map(StartTime::Ticks),
             marker_required: false,
             lock_age: None,
             observed,
@@ -449,6 +463,34 @@ mod tests {
         let mut e = base();
         e.claims.push(claim(None, running(1, Some(false))));
         rows.push(("no ticks, nothing names it", e, false));
+        let mut e = base();
+        let mut c = claim(Some(7), running(7, Some(false)));
+        c.observed = Observed::Running {
+            start_time: Some(StartTime::Micros(7)),
+            marker: Some(false),
+            names_session: Some(false),
+        };
+        e.claims.push(c);
+        rows.push(("ticks against microseconds: context rules, nothing names it", e, false));
+        let mut e = base();
+        let mut c = claim(Some(7), running(7, Some(true)));
+        c.observed = Observed::Running {
+            start_time: Some(StartTime::Micros(7)),
+            marker: Some(true),
+            names_session: Some(false),
+        };
+        e.claims.push(c);
+        rows.push(("ticks against microseconds: context rules, marker", e, true));
+        let mut e = base();
+        let mut c = claim(None, running(1, Some(false)));
+        c.recorded = Some(StartTime::Micros(5));
+        c.observed = Observed::Running {
+            start_time: Some(StartTime::Micros(6)),
+            marker: None,
+            names_session: None,
+        };
+        e.claims.push(c);
+        rows.push(("microseconds differ: reused", e, false));
         let mut e = base();
         let mut c = claim(None, running(1, Some(false)));
         c.lock_age = Some(secs(5));
