@@ -111,7 +111,11 @@ mod tests {
         assert_eq!(procfs.other_boot(None, Some(1)), None);
         assert_eq!(portable.other_boot(Some("b"), None), None);
         assert_eq!(portable.other_boot(None, Some(10_000 - 3600)), None);
-        assert_eq!(portable.other_boot(None, Some(20_000)), None, "clock set back");
+        assert_eq!(
+            portable.other_boot(None, Some(20_000)),
+            None,
+            "clock set back"
+        );
         assert!(portable.other_boot(None, Some(10_000 - 3601)).is_some());
     }
 }

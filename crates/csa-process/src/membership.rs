@@ -177,8 +177,7 @@ fn scan(
         // Only this user's environments are readable; reading them is the costly part, so
         // only for processes not already members.
         let owner = stat.uid.map_or_else(|| backend::owner_uid(pid).ok(), Some);
-        let by_marker =
-            !by_sid && owner == Some(euid) && has_marker(pid, id) == Some(true);
+        let by_marker = !by_sid && owner == Some(euid) && has_marker(pid, id) == Some(true);
         if (by_sid || by_marker) && !is_released(pid) {
             members.push(pid);
         }

@@ -471,7 +471,11 @@ mod tests {
             names_session: Some(false),
         };
         e.claims.push(c);
-        rows.push(("ticks against microseconds: context rules, nothing names it", e, false));
+        rows.push((
+            "ticks against microseconds: context rules, nothing names it",
+            e,
+            false,
+        ));
         let mut e = base();
         let mut c = claim(Some(7), running(7, Some(true)));
         c.observed = Observed::Running {

@@ -149,8 +149,9 @@ fn temp_prefix() -> &'static str {
 
 /// Whether the process a `.tmp-<pid>.<ticks>-…` name (or a `<pid>.<ticks>` owner tag) names
 /// is gone: not running, a zombie, or a different process under a reused pid (other start
-/// ticks). Unknown start ticks (0) and names in any other form count as not gone: fails
-/// closed, so a write in progress is never disturbed.
+/// ticks, or on the portable backend another second since boot). Unknown start ticks (0, what
+/// the portable backend writes) and names in any other form count as not gone: fails closed,
+/// so a write in progress is never disturbed.
 pub(crate) fn owner_gone(tag: &str) -> bool {
     let mut parts = tag.splitn(2, '.');
     let (Some(pid), Some(ticks)) = (parts.next(), parts.next()) else {
@@ -161,8 +162,12 @@ pub(crate) fn owner_gone(tag: &str) -> bool {
     };
     match csa_process::probe(pid) {
         csa_process::Probe::Invalid | csa_process::Probe::Exited { .. } => true,
-        csa_process::Probe::Running { start_ticks } => {
-            ticks != 0 && start_ticks.is_some_and(|t| t != ticks)
+        csa_process::Probe::Running { start_time } => {
+            ticks != 0
+                && start_time.is_some_and(|now| {
+                    csa_process::StartTime::same_process(csa_process::StartTime::Ticks(ticks), now)
+                        == Some(false)
+                })
         }
     }
 }

@@ -220,13 +220,17 @@ fn check_session(ctx: &LivenessContext, dir: &Path, id: &str, out: &mut Vec<Viol
 
 fn check_claim(ctx: &LivenessContext, sessions: &Path, out: &mut Vec<Violation>) {
     let path = sessions.join(CLAIM_FILE);
-    let Ok(meta) = fs_err::metadata(&path) else {
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    // Never waits for a FIFO's writer.
+    let Ok(file) = fs_err::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(&path)
+    else {
         return;
     };
-    let Ok(held) = csa_process::HeldLocks::read() else {
-        return;
-    };
-    if !held.is_held(csa_process::FileId::of(&meta)) {
+    let held = csa_process::LockTable::read().state(file.file());
+    if !held.is_ok_and(csa_process::LockState::is_held) {
         return;
     }
     // Bounded, and never blocked by a FIFO: a held claim linked to /dev/zero was read without

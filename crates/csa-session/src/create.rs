@@ -7,7 +7,8 @@
 //! 2. `sessions/.build-<ULID>/` (0700): state.toml (`phase = "active"`, `turn_count = 1`,
 //!    genealogy, `[tools.<tool>]`), metadata.toml, run.toml (csa's own: the command line, its
 //!    environment additions, turn history; upstream never rewrites it), empty output.log and
-//!    stderr.log, `daemon.pid` naming the supervisor (pid and start ticks), and
+//!    stderr.log, `daemon.pid` naming the supervisor (pid and start ticks; the pid alone on
+//!    the portable backend, which has no ticks), and
 //!    `locks/<tool>.lock` flock-held by the supervisor, its JSON body naming it;
 //! 3. [`Draft::publish`]: rename to `sessions/<ULID>/`, fsync `sessions/`.
 //!
@@ -23,7 +24,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use csa_process::HostIdentity;
+use csa_process::{HostIdentity, StartTime};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
@@ -142,27 +143,65 @@ pub fn create_private_dirs(dir: &Path) -> io::Result<()> {
         .map_err(|e| with_path(e, "create", dir))
 }
 
-/// The JSON body of a tool lock written by csa (docs/format.md § 6).
+/// The JSON body of a tool lock written by csa (docs/format.md § 6). The start time goes under
+/// the key of its unit, never under another's: upstream's `pid_start_time_ticks` (`null` when
+/// the backend has no ticks), or csa's own `pid_start_time_us` / `pid_start_time_boot_s`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LockRecord<'a> {
     /// The process named.
     pub pid: u32,
-    /// Its start ticks.
+    /// Its start ticks (procfs backend).
     pub pid_start_time_ticks: Option<u64>,
+    /// Its start in microseconds since the Unix epoch (portable backend on macOS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid_start_time_us: Option<u64>,
+    /// Its start in whole seconds since boot (portable backend elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid_start_time_boot_s: Option<u64>,
     /// The tool.
     pub tool_name: &'a str,
     /// When csa took the lock.
     pub acquired_at: &'a str,
     /// Why.
     pub reason: &'a str,
-    /// This boot.
+    /// This boot (procfs backend).
     pub boot_id: Option<&'a str>,
+    /// This boot's start, seconds since the Unix epoch (portable backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_time: Option<u64>,
     /// This machine.
     pub machine_id: Option<&'a str>,
     /// This host.
     pub hostname: Option<&'a str>,
     /// This PID namespace.
     pub pid_ns: Option<u64>,
+}
+
+impl<'a> LockRecord<'a> {
+    /// The body naming `pid`, started at `start`, with the identity of `host`.
+    pub fn new(
+        pid: u32,
+        start: Option<StartTime>,
+        tool_name: &'a str,
+        acquired_at: &'a str,
+        reason: &'a str,
+        host: &'a HostIdentity,
+    ) -> Self {
+        LockRecord {
+            pid,
+            pid_start_time_ticks: start.and_then(StartTime::ticks),
+            pid_start_time_us: start.and_then(StartTime::micros),
+            pid_start_time_boot_s: start.and_then(StartTime::boot_seconds),
+            tool_name,
+            acquired_at,
+            reason,
+            boot_id: host.boot_id.as_deref(),
+            boot_time: host.boot_time,
+            machine_id: host.machine_id.as_deref(),
+            hostname: host.hostname.as_deref(),
+            pid_ns: host.pid_ns,
+        }
+    }
 }
 
 /// Name prefix of a session being built, in `sessions/`: `.build-<ULID>.<pid>.<ticks>`, naming
@@ -201,7 +240,7 @@ pub struct Created {
 
 impl Draft {
     /// Builds a new session of `project` (steps 1–2 of the module docs). `supervisor` is the
-    /// supervising process's pid and start ticks.
+    /// supervising process's pid and start time (`csa_process::start_time`).
     ///
     /// # Errors
     /// [`StoreError::Io`] for any failed write, naming the path; the partial build directory
@@ -209,7 +248,7 @@ impl Draft {
     pub fn build(
         project: &Project,
         new: &NewSession,
-        supervisor: (u32, Option<u64>),
+        supervisor: (u32, Option<StartTime>),
         host: &HostIdentity,
     ) -> Result<Self> {
         let sessions_dir = project.sessions_dir.clone();
@@ -299,7 +338,7 @@ fn write_files(
     id: &str,
     new: &NewSession,
     depth: u32,
-    (pid, ticks): (u32, Option<u64>),
+    (pid, start): (u32, Option<StartTime>),
     host: &HostIdentity,
 ) -> Result<Flock<File>> {
     let now = timestamp(Utc::now());
@@ -347,28 +386,31 @@ fn write_files(
         (RUN_FILE, run),
         ("output.log", String::new()),
         ("stderr.log", String::new()),
-        (
-            "daemon.pid",
-            match ticks {
-                Some(t) => format!("{pid} {t}\n"),
-                None => format!("{pid}\n"),
-            },
-        ),
+        ("daemon.pid", daemon_pid(pid, start)),
     ] {
         write_atomic(dir, name, body.as_bytes(), 0o600, Publish::CreateNew)?;
     }
-    take_tool_lock(dir, &new.tool, (pid, ticks), host, &now)
+    take_tool_lock(dir, &new.tool, (pid, start), host, &now)
+}
+
+/// `daemon.pid`'s body in upstream's format, `<pid> [<start ticks>]`: the ticks only when the
+/// start time is in ticks (upstream's file has no key for another unit).
+pub(crate) fn daemon_pid(pid: u32, start: Option<StartTime>) -> String {
+    match start.and_then(StartTime::ticks) {
+        Some(t) => format!("{pid} {t}\n"),
+        None => format!("{pid}\n"),
+    }
 }
 
 /// Creates `locks/<tool>.lock` if needed, takes its flock (without waiting) and writes its body
-/// naming the supervisor `(pid, ticks)`. Shared by new sessions and resumed turns.
+/// naming the supervisor `(pid, start)`. Shared by new sessions and resumed turns.
 ///
 /// # Errors
 /// [`StoreError::Io`] naming the path; `WouldBlock` when another process holds the lock.
 pub(crate) fn take_tool_lock(
     dir: &Path,
     tool: &str,
-    (pid, ticks): (u32, Option<u64>),
+    (pid, start): (u32, Option<StartTime>),
     host: &HostIdentity,
     now: &str,
 ) -> Result<Flock<File>> {
@@ -381,17 +423,14 @@ pub(crate) fn take_tool_lock(
     let file = open_lock_file(&lock_path)?;
     let mut flock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
         .map_err(|(_, e)| with_path(e.into(), "flock", &lock_path))?;
-    let body = serde_json::to_string(&LockRecord {
+    let body = serde_json::to_string(&LockRecord::new(
         pid,
-        pid_start_time_ticks: ticks,
-        tool_name: tool,
-        acquired_at: now,
-        reason: "csa run supervisor",
-        boot_id: host.boot_id.as_deref(),
-        machine_id: host.machine_id.as_deref(),
-        hostname: host.hostname.as_deref(),
-        pid_ns: host.pid_ns,
-    })
+        start,
+        tool,
+        now,
+        "csa run supervisor",
+        host,
+    ))
     .map_err(io::Error::other)?;
     rewrite_lock_body(&mut flock, &lock_path, body.as_bytes())?;
     flock
@@ -443,7 +482,7 @@ mod tests {
         let draft = Draft::build(
             &project,
             &new,
-            (me, csa_process::start_ticks(me)),
+            (me, csa_process::start_time(me)),
             &HostIdentity::current(),
         )
         .expect("build");

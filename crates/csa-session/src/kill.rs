@@ -10,8 +10,9 @@
 //!    marker) other than its supervisor, which finalizes the turn; each is verified as a member
 //!    again when signalled, through a pidfd ([`csa_process::signal::signal_member`]). For an
 //!    upstream session, the targets are the processes its `locks/*.lock` bodies name that are
-//!    *verified*: running, start ticks equal to the recorded ones, the recorded boot id (when
-//!    there is one) this boot's, and owned by this user; one that leads its own process group
+//!    *verified*: running, start time equal to the recorded one in a common unit, not of
+//!    another boot, every recorded identity (boot id, boot time, PID namespace) checkable by
+//!    the process backend in use, and owned by this user; one that leads its own process group
 //!    is signalled as a group. If the agent's main process is still running, [`KILL_MARKER`] is
 //!    written before the lock is released: from then on the turn ends as killed.
 //! 2. Without the lock: SIGTERM, wait up to the grace period, record the escalation in the
@@ -33,7 +34,7 @@ use std::io;
 use std::path::Path;
 
 use csa_process::signal::{signal_member, Sent};
-use csa_process::{HostIdentity, Membership, Probe, Released};
+use csa_process::{HostIdentity, Membership, Probe, Released, StartTime};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
@@ -68,8 +69,8 @@ pub enum Targets {
         membership: Membership,
         /// Its supervisor (never signalled: it finalizes the turn).
         supervisor: u32,
-        /// The supervisor's start ticks, when recorded.
-        supervisor_ticks: Option<u64>,
+        /// The supervisor's start time, when recorded.
+        supervisor_start: Option<StartTime>,
         /// Processes it let go.
         released: Vec<Released>,
     },
@@ -112,10 +113,9 @@ pub fn prepare(lock: &ReconcileLock, id: &str) -> Result<KillDecision> {
         Verdict::Alive(_) => {}
     }
     let record = MembershipRecord::load(dir).ok().flatten().filter(|r| {
-        match (&r.boot_id, &ctx.host().boot_id) {
-            (Some(theirs), Some(ours)) => theirs == ours,
-            _ => true,
-        }
+        ctx.host()
+            .other_boot(r.boot_id.as_deref(), r.boot_time)
+            .is_none()
     });
     let decision = match record {
         Some(record) => members_of(id, &record),
@@ -135,14 +135,8 @@ fn members_of(id: &str, record: &MembershipRecord) -> KillDecision {
         return KillDecision::Unverifiable("its membership record names no cgroup".to_owned());
     };
     let supervisor = record.supervisor.pid;
-    let running = |p: Option<crate::membership::ProcessId>| {
-        p.is_some_and(|p| match csa_process::probe(p.pid) {
-            Probe::Running { start_ticks } => {
-                p.start_ticks.is_none() || start_ticks == p.start_ticks
-            }
-            _ => false,
-        })
-    };
+    let running =
+        |p: Option<crate::membership::ProcessId>| p.is_some_and(|p| same_running(p.pid, p.start()));
     let agent_running = running(record.agent);
     let supervisor_running = running(Some(record.supervisor));
     if !agent_running && supervisor_running {
@@ -159,7 +153,7 @@ fn members_of(id: &str, record: &MembershipRecord) -> KillDecision {
             id: id.to_owned(),
             membership,
             supervisor,
-            supervisor_ticks: record.supervisor.start_ticks,
+            supervisor_start: record.supervisor.start(),
             released,
         }),
         Err(err) => {
@@ -270,14 +264,9 @@ impl Targets {
         match self {
             Targets::Members {
                 supervisor,
-                supervisor_ticks,
+                supervisor_start,
                 ..
-            } => match csa_process::probe(*supervisor) {
-                Probe::Running { start_ticks } => {
-                    supervisor_ticks.is_none() || start_ticks == *supervisor_ticks
-                }
-                _ => false,
-            },
+            } => same_running(*supervisor, *supervisor_start),
             Targets::Owners(_) => false,
         }
     }
@@ -297,6 +286,17 @@ impl Targets {
                 .is_ok_and(|live| live.is_empty()),
             Targets::Owners(owners) => owners_gone(owners),
         }
+    }
+}
+
+/// Whether `pid` runs and, when a start time was recorded, with that start time (compared in a
+/// common unit; one that cannot be compared does not match).
+fn same_running(pid: u32, recorded: Option<StartTime>) -> bool {
+    match csa_process::probe(pid) {
+        Probe::Running { start_time } => recorded.is_none_or(|recorded| {
+            start_time.is_some_and(|now| StartTime::same_process(recorded, now) == Some(true))
+        }),
+        _ => false,
     }
 }
 
@@ -330,31 +330,64 @@ fn verify(
     if pid <= 1 {
         return Err(format!("pid {pid} is never signalled"));
     }
-    let Some(recorded) = body.pid_start_time_ticks else {
+    let Some(recorded) = body.start() else {
         return Err(format!(
-            "pid {pid} has no recorded start ticks to verify it by"
+            "pid {pid} has no recorded start time to verify it by"
         ));
     };
-    if let (Some(ours), Some(theirs)) = (&host.boot_id, &body.boot_id) {
-        if ours != theirs {
-            return Err(format!("pid {pid} was recorded in another boot"));
-        }
+    if host
+        .other_boot(body.boot_id.as_deref(), body.boot_time)
+        .is_some()
+    {
+        return Err(format!("pid {pid} was recorded in another boot"));
+    }
+    // Recorded identity this process cannot check (the portable backend reads no boot id and
+    // no PID namespace): never signalled on doubt.
+    let unverifiable = [
+        (body.boot_id.is_some() && host.boot_id.is_none(), "boot id"),
+        (
+            body.boot_time.is_some() && host.boot_time.is_none(),
+            "boot time",
+        ),
+        (
+            body.pid_ns.is_some() && host.pid_ns.is_none(),
+            "PID namespace",
+        ),
+    ];
+    if let Some((_, what)) = unverifiable.iter().find(|(doubt, _)| *doubt) {
+        return Err(format!(
+            "pid {pid} was recorded with a {what}, which this process backend cannot check"
+        ));
     }
     if !matches!(csa_process::probe(pid), Probe::Running { .. }) {
         return Ok(None);
     }
-    let stat = match csa_process::platform::stat(pid) {
+    let stat = match csa_process::backend::stat(pid) {
         Ok(_) if !csa_process::probe(pid).is_running() => return Ok(None),
         Ok(stat) => stat,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("pid {pid}: cannot read its stat ({e})")),
     };
-    if stat.start_ticks != recorded {
-        return Err(format!(
-            "pid {pid} now belongs to another process (start ticks differ)"
-        ));
+    match stat
+        .start
+        .and_then(|now| StartTime::same_process(recorded, now))
+    {
+        Some(true) => {}
+        Some(false) => {
+            return Err(format!(
+                "pid {pid} now belongs to another process (start time differs)"
+            ))
+        }
+        None => {
+            return Err(format!(
+                "pid {pid}: its start time cannot be compared with the recorded {recorded}"
+            ))
+        }
     }
-    let uid = match csa_process::platform::owner_uid(pid) {
+    let uid = match stat
+        .uid
+        .map_or_else(|| csa_process::backend::owner_uid(pid), Ok)
+    {
         Ok(uid) => uid,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("pid {pid}: {e}")),
@@ -369,7 +402,7 @@ fn verify(
         Some(true) => {}
         Some(false) => {
             return Err(format!(
-                "pid {pid} does not carry the session's CSA_SESSION_ID (its pid and start ticks may have been reused)"
+                "pid {pid} does not carry the session's CSA_SESSION_ID (its pid and start time may have been reused)"
             ))
         }
         None if !csa_process::probe(pid).is_running() => return Ok(None),
@@ -377,7 +410,7 @@ fn verify(
     }
     Ok(Some(Target {
         pid,
-        group: stat.pgrp == pid,
+        group: stat.pgid == pid,
     }))
 }
 

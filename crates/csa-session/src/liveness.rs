@@ -5,15 +5,19 @@
 //! alive, are documented there (csa-process `verdict`).
 //!
 //! What the files contribute:
-//! - `daemon.pid` (`<pid> [<start ticks>]`) names the supervisor;
+//! - `daemon.pid` (`<pid> [<start ticks>]`, upstream's format: the portable backend, which has
+//!   no ticks, writes the pid alone) names the supervisor;
 //! - each `locks/<tool>.lock` is held (flock) by a live owner, and its JSON body names an owner
-//!   (the supervisor, then csa's agent), with the host identity csa records (machine, host
-//!   name, PID namespace, boot): a body from another machine or PID namespace makes the session
-//!   foreign, one from another boot of this machine names nothing;
+//!   (the supervisor, then csa's agent) with its start time under its unit's key
+//!   (`pid_start_time_ticks`, `pid_start_time_us`, `pid_start_time_boot_s`), and the host
+//!   identity csa records (machine, host name, PID namespace, boot id or boot time): a body
+//!   from another machine or PID namespace makes the session foreign, one from another boot of
+//!   this machine names nothing (csa-process `HostIdentity::other_boot`: a boot id is compared
+//!   only with a boot id, a boot time only with a boot time);
 //! - `membership.toml` (csa's own, [`crate::membership`]) names the session's cgroup or process
 //!   session, enumerated only when no cheaper signal said alive, and only in the boot that
-//!   wrote it; a session with such a record is csa's, so its agent is identified by start ticks
-//!   *and* the marker `CSA_SESSION_ID=<ULID>`;
+//!   wrote it; a session with such a record is csa's, so its agent is identified by its start
+//!   time *and* the marker `CSA_SESSION_ID=<ULID>`;
 //! - for an Active session, `.complete` and the progress files (`output.log`, `stderr.log`,
 //!   `output/acp-events.jsonl`, and `.liveness.snapshot`, read, never written: upstream's
 //!   reconciler rewrites it so an old difference goes away; csa never writes it, so it bounds
@@ -29,7 +33,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use csa_process::verdict::{Claim, LockEvidence, MembershipEvidence};
-use csa_process::{HostIdentity, Identify, LockTable};
+use csa_process::{HostIdentity, Identify, LockTable, StartTime};
 use serde::Deserialize;
 
 pub use csa_process::Verdict;
@@ -140,20 +144,37 @@ impl DaemonPid {
 pub struct LockBody {
     /// The process holding the lock.
     pub pid: u32,
-    /// Its start ticks.
+    /// Its start ticks (upstream; csa on the procfs backend).
     pub pid_start_time_ticks: Option<u64>,
+    /// Its start in microseconds since the Unix epoch (csa, portable backend on macOS).
+    pub pid_start_time_us: Option<u64>,
+    /// Its start in whole seconds since boot (csa, portable backend elsewhere).
+    pub pid_start_time_boot_s: Option<u64>,
     /// The tool name.
     pub tool_name: Option<String>,
     /// Why it was taken (csa: `csa run supervisor`, then [`AGENT_LOCK_REASON`]).
     pub reason: Option<String>,
-    /// `/proc/sys/kernel/random/boot_id` of the owner's boot (csa only).
+    /// `/proc/sys/kernel/random/boot_id` of the owner's boot (csa only, procfs backend).
     pub boot_id: Option<String>,
+    /// Start of the owner's boot, seconds since the Unix epoch (csa only, portable backend).
+    pub boot_time: Option<u64>,
     /// `/etc/machine-id` of the owner's machine (csa only).
     pub machine_id: Option<String>,
     /// Host name of the owner's machine (csa only).
     pub hostname: Option<String>,
     /// Inode of the owner's `/proc/self/ns/pid` (csa only).
     pub pid_ns: Option<u64>,
+}
+
+impl LockBody {
+    /// The recorded start time, whichever its unit (ticks first: upstream's key).
+    pub fn start(&self) -> Option<StartTime> {
+        StartTime::from_recorded(
+            self.pid_start_time_ticks,
+            self.pid_start_time_us,
+            self.pid_start_time_boot_s,
+        )
+    }
 }
 
 /// Decides whether the session in `session_dir` (id `session_id`) is alive. `active` says
@@ -201,9 +222,10 @@ pub fn gather(
         }
     };
     // A record of another boot names nothing: every process of that boot is gone.
-    let record = record.filter(|r| match (&r.boot_id, &ctx.host.boot_id) {
-        (Some(theirs), Some(ours)) => theirs == ours,
-        _ => true,
+    let record = record.filter(|r| {
+        ctx.host
+            .other_boot(r.boot_id.as_deref(), r.boot_time)
+            .is_none()
     });
     let csa_session = record.is_some();
 
@@ -217,7 +239,7 @@ pub fn gather(
                 session_id,
                 &names,
                 d.pid,
-                d.start_ticks,
+                d.start_ticks.map(StartTime::Ticks),
                 false,
                 None,
             )),
@@ -288,7 +310,7 @@ fn claim(
     session_id: &str,
     names: &[&[u8]],
     pid: u32,
-    recorded_ticks: Option<u64>,
+    recorded: Option<StartTime>,
     marker_required: bool,
     lock_age: Option<Duration>,
 ) -> Claim {
@@ -297,14 +319,14 @@ fn claim(
         &Identify {
             session_id,
             names,
-            recorded_ticks,
+            recorded,
             marker_required,
         },
     );
     Claim {
         source: source.to_owned(),
         pid,
-        recorded_ticks,
+        recorded,
         marker_required,
         lock_age,
         observed,
@@ -365,12 +387,10 @@ fn gather_locks(
             e.foreign.push(format!("{label}: {why}"));
             continue;
         }
-        if let (Some(ours), Some(theirs)) = (&ctx.host.boot_id, &body.boot_id) {
-            if ours != theirs {
-                e.other_boot
-                    .push(format!("{label}: owner's boot {theirs} has ended"));
-                continue;
-            }
+        if let Some(boot) = ctx.host.other_boot(body.boot_id.as_deref(), body.boot_time) {
+            e.other_boot
+                .push(format!("{label}: owner's {boot} has ended"));
+            continue;
         }
         let age = file
             .metadata()
@@ -383,7 +403,7 @@ fn gather_locks(
             session_id,
             names,
             body.pid,
-            body.pid_start_time_ticks,
+            body.start(),
             marker_required,
             age,
         ));

@@ -1,5 +1,5 @@
 //! `membership.toml`: csa's own record of who runs a session's current turn (upstream never
-//! reads it): the supervisor and the agent (pid and start ticks), how the session's processes
+//! reads it): the supervisor and the agent (pid and start time), how the session's processes
 //! are identified (a cgroup v2, or the agent's process session plus the marker
 //! `CSA_SESSION_ID=<ULID>`: csa-process `Membership`), whether the turn holds the directory
 //! claim or runs nested under another session's, and what the turn's end did with leftover
@@ -8,6 +8,7 @@
 //! ```toml
 //! turn = 1
 //! boot_id = "6b1d…"                 # the boot it was written in; in another boot it means nothing
+//! boot_time = 1733300000            # portable backend instead of boot_id: boot start, Unix seconds
 //! claim = "held"                    # "held", "nested" (under `nested_in`'s claim) or "none"
 //! nested_in = "01J…"                # with claim = "nested"
 //! mechanism = "cgroup"              # or "process-session"
@@ -16,7 +17,7 @@
 //! interactive = true                # csa run --tty: the supervisor serves a pseudo-terminal
 //! [supervisor]
 //! pid = 4200
-//! start_ticks = 123456
+//! start_ticks = 123456              # procfs; or start_time_us (macOS), start_time_boot_s
 //! [agent]                           # once spawned
 //! pid = 4242
 //! start_ticks = 123460
@@ -33,7 +34,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use csa_process::{Membership, Released};
+use csa_process::{Membership, Released, StartTime};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::{write_atomic, Publish};
@@ -66,22 +67,66 @@ pub enum Mechanism {
     ProcessSession,
 }
 
-/// A process and its start ticks.
+/// A process and its start time, under the key of the start time's unit (csa-process
+/// `StartTime`; at most one is written).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessId {
     /// Its pid.
     pub pid: u32,
-    /// Its start ticks (clock ticks since boot), when readable.
+    /// Its start ticks (clock ticks since boot; procfs backend), when readable.
     pub start_ticks: Option<u64>,
+    /// Its start in microseconds since the Unix epoch (portable backend on macOS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time_us: Option<u64>,
+    /// Its start in whole seconds since boot (portable backend elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time_boot_s: Option<u64>,
 }
 
-/// A released process (`--leave-running`).
+impl ProcessId {
+    /// `pid` with its start time `start` (as csa-process read it), under its unit's key.
+    pub fn new(pid: u32, start: Option<StartTime>) -> Self {
+        ProcessId {
+            pid,
+            start_ticks: start.and_then(StartTime::ticks),
+            start_time_us: start.and_then(StartTime::micros),
+            start_time_boot_s: start.and_then(StartTime::boot_seconds),
+        }
+    }
+
+    /// The recorded start time, whichever its unit.
+    pub fn start(&self) -> Option<StartTime> {
+        StartTime::from_recorded(self.start_ticks, self.start_time_us, self.start_time_boot_s)
+    }
+}
+
+/// A released process (`--leave-running`), with its start time under its unit's key (one of
+/// the three is present).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleasedProcess {
     /// Its pid.
     pub pid: u32,
-    /// Its start ticks.
-    pub start_ticks: u64,
+    /// Its start ticks (procfs backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ticks: Option<u64>,
+    /// Its start in microseconds since the Unix epoch (portable backend on macOS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time_us: Option<u64>,
+    /// Its start in whole seconds since boot (portable backend elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time_boot_s: Option<u64>,
+}
+
+impl ReleasedProcess {
+    /// `pid` with its start time `start`.
+    pub fn new(pid: u32, start: StartTime) -> Self {
+        ReleasedProcess {
+            pid,
+            start_ticks: start.ticks(),
+            start_time_us: start.micros(),
+            start_time_boot_s: start.boot_seconds(),
+        }
+    }
 }
 
 /// The record.
@@ -89,8 +134,12 @@ pub struct ReleasedProcess {
 pub struct MembershipRecord {
     /// The turn it describes.
     pub turn: u32,
-    /// The boot it was written in (`/proc/sys/kernel/random/boot_id`).
+    /// The boot it was written in (`/proc/sys/kernel/random/boot_id`; procfs backend).
     pub boot_id: Option<String>,
+    /// The boot it was written in, by its start in seconds since the Unix epoch (portable
+    /// backend, which has no boot id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_time: Option<u64>,
     /// The claim the turn runs under.
     #[serde(default)]
     pub claim: ClaimRole,
@@ -103,14 +152,14 @@ pub struct MembershipRecord {
     /// The process session id (the agent's pid), with [`Mechanism::ProcessSession`] once the
     /// agent runs.
     pub sid: Option<u32>,
-    /// Whether the turn runs on a pseudo-terminal its supervisor serves (`csa run --tty`):
-    /// people can attach to it while its supervisor lives.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub interactive: bool,
     /// The supervisor.
     pub supervisor: ProcessId,
     /// The agent, once spawned.
     pub agent: Option<ProcessId>,
+    /// Whether the turn runs on a pseudo-terminal its supervisor serves (`csa run --tty`):
+    /// people can attach to it while its supervisor lives.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
     /// Processes let go with `--leave-running`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub released: Vec<ReleasedProcess>,
@@ -124,21 +173,28 @@ impl MembershipRecord {
             Mechanism::Cgroup => self.cgroup.clone().map(|path| Membership::Cgroup { path }),
             Mechanism::ProcessSession => Some(Membership::ProcessSession {
                 sid: self.sid,
-                leader_ticks: self
+                leader_start: self
                     .agent
                     .filter(|a| Some(a.pid) == self.sid)
-                    .and_then(|a| a.start_ticks),
+                    .and_then(|a| a.start()),
             }),
         }
     }
 
-    /// The released processes, as csa-process takes them.
+    /// The released processes, as csa-process takes them (an entry without a start time
+    /// cannot be told from a reused pid and releases nothing).
     pub fn released(&self) -> Vec<Released> {
         self.released
             .iter()
-            .map(|r| Released {
-                pid: r.pid,
-                start_ticks: r.start_ticks,
+            .filter_map(|r| {
+                Some(Released {
+                    pid: r.pid,
+                    start: StartTime::from_recorded(
+                        r.start_ticks,
+                        r.start_time_us,
+                        r.start_time_boot_s,
+                    )?,
+                })
             })
             .collect()
     }
@@ -204,32 +260,32 @@ mod tests {
         let mut record = MembershipRecord {
             turn: 1,
             boot_id: Some("b".into()),
+            boot_time: None,
             claim: ClaimRole::Held,
             nested_in: None,
             mechanism: Mechanism::ProcessSession,
             cgroup: None,
             sid: None,
-            interactive: true,
-            supervisor: ProcessId {
-                pid: 10,
-                start_ticks: Some(1),
-            },
+            supervisor: ProcessId::new(10, Some(StartTime::Ticks(1))),
             agent: None,
             released: Vec::new(),
+            interactive: true,
         };
         assert_eq!(
             record.membership(),
             Some(Membership::ProcessSession {
                 sid: None,
-                leader_ticks: None
+                leader_start: None
             })
         );
         record.sid = Some(11);
-        record.agent = Some(ProcessId {
-            pid: 11,
-            start_ticks: Some(2),
-        });
+        record.agent = Some(ProcessId::new(11, Some(StartTime::Micros(2))));
         record.store(dir.path()).expect("store");
+        // Each start time under its own unit's key, never under another's.
+        let text = fs_err::read_to_string(dir.path().join(MEMBERSHIP_FILE)).expect("read");
+        let agent = text.split("[agent]").nth(1).expect("[agent]");
+        assert!(agent.contains("start_time_us = 2"), "{text}");
+        assert!(!agent.contains("start_ticks"), "{text}");
         let loaded = MembershipRecord::load(dir.path())
             .expect("load")
             .expect("some");
@@ -238,7 +294,7 @@ mod tests {
             loaded.membership(),
             Some(Membership::ProcessSession {
                 sid: Some(11),
-                leader_ticks: Some(2)
+                leader_start: Some(StartTime::Micros(2))
             })
         );
         fs_err::write(dir.path().join(MEMBERSHIP_FILE), "turn = \"x\"").expect("write");

@@ -106,7 +106,7 @@ pub fn begin_turn(
     id: &str,
     command: Option<Vec<String>>,
     turn_record: impl FnOnce(u32, &[String]) -> TurnRecord,
-    supervisor: (u32, Option<u64>),
+    supervisor: (u32, Option<csa_process::StartTime>),
     host: &HostIdentity,
     lock: &ReconcileLock,
 ) -> std::result::Result<Begun, Refusal> {
@@ -187,11 +187,8 @@ pub fn begin_turn(
         }
         // 3.
         let now = timestamp(Utc::now());
-        let (pid, ticks) = supervisor;
-        let daemon = match ticks {
-            Some(t) => format!("{pid} {t}\n"),
-            None => format!("{pid}\n"),
-        };
+        let (pid, start) = supervisor;
+        let daemon = crate::create::daemon_pid(pid, start);
         write_atomic(
             &dir,
             "daemon.pid",

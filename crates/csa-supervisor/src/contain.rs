@@ -160,15 +160,13 @@ impl Containment {
         let mut record = MembershipRecord {
             turn,
             boot_id: host.boot_id.clone(),
+            boot_time: host.boot_time,
             claim,
             nested_in,
             mechanism: Mechanism::ProcessSession,
             cgroup: None,
             sid: None,
-            supervisor: ProcessId {
-                pid: me,
-                start_ticks: csa_process::start_ticks(me),
-            },
+            supervisor: ProcessId::new(me, csa_process::start_time(me)),
             interactive,
             agent: None,
             released: Vec::new(),
@@ -204,7 +202,7 @@ impl Containment {
             .membership()
             .unwrap_or(Membership::ProcessSession {
                 sid: None,
-                leader_ticks: None,
+                leader_start: None,
             })
     }
 
@@ -213,8 +211,12 @@ impl Containment {
     /// # Errors
     /// The record's write, naming the path. The agent is a member either way (born in the
     /// cgroup, or carrying the marker), so callers warn and go on.
-    pub fn agent_started(&mut self, pid: u32, start_ticks: Option<u64>) -> std::io::Result<()> {
-        self.record.agent = Some(ProcessId { pid, start_ticks });
+    pub fn agent_started(
+        &mut self,
+        pid: u32,
+        start: Option<csa_process::StartTime>,
+    ) -> std::io::Result<()> {
+        self.record.agent = Some(ProcessId::new(pid, start));
         if self.record.mechanism == Mechanism::ProcessSession {
             self.record.sid = Some(pid);
         }
@@ -257,11 +259,9 @@ impl Containment {
         for &pid in left {
             let moved = match &self.cgroup {
                 Some(cgroup) => cgroup.move_out(pid).is_ok(),
-                None => match csa_process::start_ticks(pid) {
-                    Some(start_ticks) => {
-                        self.record
-                            .released
-                            .push(ReleasedProcess { pid, start_ticks });
+                None => match csa_process::start_time(pid) {
+                    Some(start) => {
+                        self.record.released.push(ReleasedProcess::new(pid, start));
                         true
                     }
                     None => false,

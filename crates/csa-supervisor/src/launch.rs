@@ -342,23 +342,20 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
         }
     };
     let agent = child.id();
-    let agent_ticks = csa_process::start_ticks(agent);
-    if let Err(err) = containment.agent_started(agent, agent_ticks) {
+    let agent_start = csa_process::start_time(agent);
+    if let Err(err) = containment.agent_started(agent, agent_start) {
         // The agent is a member anyway (born in the cgroup, or carrying the marker).
         tracing::warn!(%err, "could not record the agent in the membership record");
     }
     let now = timestamp(Utc::now());
-    if let Err(err) = created.record_agent(&LockRecord {
-        pid: agent,
-        pid_start_time_ticks: agent_ticks,
-        tool_name: &tool,
-        acquired_at: &now,
-        reason: AGENT_LOCK_REASON,
-        boot_id: host.boot_id.as_deref(),
-        machine_id: host.machine_id.as_deref(),
-        hostname: host.hostname.as_deref(),
-        pid_ns: host.pid_ns,
-    }) {
+    if let Err(err) = created.record_agent(&LockRecord::new(
+        agent,
+        agent_start,
+        &tool,
+        &now,
+        AGENT_LOCK_REASON,
+        &host,
+    )) {
         // The held flock still marks the session alive; the body is informational.
         tracing::warn!(%err, "could not record the agent in the lock body");
     }

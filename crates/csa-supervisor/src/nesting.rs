@@ -37,19 +37,22 @@ pub fn descends_from(session_dir: &Path) -> bool {
             return true;
         }
     }
-    if let (Some(sid), Ok(stat)) = (record.sid, csa_process::platform::stat(me)) {
-        if sid > 0 && stat.session == sid {
+    if let (Some(sid), Ok(stat)) = (record.sid, csa_process::backend::stat(me)) {
+        if sid > 0 && stat.sid == sid {
             return true;
         }
     }
-    let recorded: Vec<(u32, Option<u64>)> = [Some(record.supervisor), record.agent]
-        .into_iter()
-        .flatten()
-        .map(|p| (p.pid, p.start_ticks))
-        .collect();
-    csa_process::ancestors(me).into_iter().any(|(pid, ticks)| {
-        recorded
-            .iter()
-            .any(|&(rp, rt)| rp == pid && rt == Some(ticks))
+    let recorded: Vec<(u32, Option<csa_process::StartTime>)> =
+        [Some(record.supervisor), record.agent]
+            .into_iter()
+            .flatten()
+            .map(|p| (p.pid, p.start()))
+            .collect();
+    csa_process::ancestors(me).into_iter().any(|(pid, start)| {
+        recorded.iter().any(|&(rp, rt)| {
+            rp == pid
+                && rt
+                    .is_some_and(|rt| csa_process::StartTime::same_process(rt, start) == Some(true))
+        })
     })
 }

@@ -111,7 +111,7 @@ pub fn resume(
                 stderr_offset,
             }
         },
-        (me, csa_process::start_ticks(me)),
+        (me, csa_process::start_time(me)),
         &host,
         &lock,
     );

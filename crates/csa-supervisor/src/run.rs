@@ -169,7 +169,7 @@ pub fn run(
     }
     // The cgroup is created and joined while the session is built (crate::contain).
     let early = EarlyCgroup::start(&id, Choice::from_env());
-    let created = match Draft::build(&project, &new, (me, csa_process::start_ticks(me)), &host)
+    let created = match Draft::build(&project, &new, (me, csa_process::start_time(me)), &host)
         .and_then(Draft::publish)
     {
         Ok(created) => created,

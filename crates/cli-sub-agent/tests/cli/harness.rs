@@ -60,6 +60,8 @@ impl TestEnv {
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("csa"));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            // The process backend under test (.ci/run runs the suite with each).
+            .envs(std::env::var_os("CSA_PROCESS_BACKEND").map(|v| ("CSA_PROCESS_BACKEND", v)))
             .env("HOME", &self.home)
             .current_dir(&self.project)
             .arg("--state-dir")

@@ -421,6 +421,8 @@ fn run_hint(env: &TestEnv, hint: &str) -> Output {
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("csa"));
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        // The process backend under test (.ci/run runs the suite with each).
+        .envs(std::env::var_os("CSA_PROCESS_BACKEND").map(|v| ("CSA_PROCESS_BACKEND", v)))
         .current_dir(&env.project)
         .args(command.split_whitespace());
     cmd.output().expect("run hint")

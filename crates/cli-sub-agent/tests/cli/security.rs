@@ -127,6 +127,8 @@ fn csa_at(env: &TestEnv, state_dir: &Path, args: &[&str]) -> Output {
     Command::new(assert_cmd::cargo::cargo_bin!("csa"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        // The process backend under test (.ci/run runs the suite with each).
+        .envs(std::env::var_os("CSA_PROCESS_BACKEND").map(|v| ("CSA_PROCESS_BACKEND", v)))
         .env("HOME", base(env).join("home"))
         .current_dir(&env.project)
         .arg("--state-dir")

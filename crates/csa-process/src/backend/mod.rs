@@ -192,7 +192,10 @@ mod tests {
             );
         }
         let env = portable::environ(std::process::id()).expect("environ");
-        assert_eq!(env, crate::platform::environ(std::process::id()).expect("env"));
+        assert_eq!(
+            env,
+            crate::platform::environ(std::process::id()).expect("env")
+        );
         let table = portable::table().expect("table");
         assert!(table.iter().any(|(pid, _)| *pid == child.id()));
         let _ = child.kill();
@@ -209,7 +212,10 @@ mod tests {
         assert!(me.is_live());
         assert!(me.start.is_some());
         assert_eq!(me.uid, Some(nix::unistd::geteuid().as_raw()));
-        assert_eq!(me.sid, nix::unistd::getsid(None).expect("sid").as_raw() as u32);
+        assert_eq!(
+            me.sid,
+            nix::unistd::getsid(None).expect("sid").as_raw() as u32
+        );
         let boot = portable::boot_time().expect("boot time");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -383,7 +383,7 @@ fn gen_holder() -> impl Strategy<Value = ClaimHolder> {
 #[derive(Debug, Clone)]
 struct GenLock {
     pid: u32,
-    ticks: Option<u64>,
+    start: Option<csa_process::StartTime>,
     tool: String,
     boot_id: Option<String>,
     machine_id: Option<String>,
@@ -394,7 +394,11 @@ struct GenLock {
 fn gen_lock() -> impl Strategy<Value = GenLock> {
     (
         any::<u32>(),
-        prop::option::of(any::<u64>()),
+        prop::option::of((0u8..3, any::<u64>()).prop_map(|(unit, v)| match unit {
+            0 => csa_process::StartTime::Ticks(v),
+            1 => csa_process::StartTime::Micros(v),
+            _ => csa_process::StartTime::BootSeconds(v),
+        })),
         any::<String>(),
         prop::option::of(any::<String>()),
         prop::option::of(any::<String>()),
@@ -402,9 +406,9 @@ fn gen_lock() -> impl Strategy<Value = GenLock> {
         prop::option::of(any::<u64>()),
     )
         .prop_map(
-            |(pid, ticks, tool, boot_id, machine_id, hostname, pid_ns)| GenLock {
+            |(pid, start, tool, boot_id, machine_id, hostname, pid_ns)| GenLock {
                 pid,
-                ticks,
+                start,
                 tool,
                 boot_id,
                 machine_id,
@@ -416,17 +420,21 @@ fn gen_lock() -> impl Strategy<Value = GenLock> {
 
 impl GenLock {
     fn json(&self) -> String {
-        serde_json::to_string(&LockRecord {
-            pid: self.pid,
-            pid_start_time_ticks: self.ticks,
-            tool_name: &self.tool,
-            acquired_at: "2026-01-01T00:00:00Z",
-            reason: "proptest",
-            boot_id: self.boot_id.as_deref(),
-            machine_id: self.machine_id.as_deref(),
-            hostname: self.hostname.as_deref(),
+        let host = csa_process::HostIdentity {
+            boot_id: self.boot_id.clone(),
+            boot_time: None,
+            machine_id: self.machine_id.clone(),
+            hostname: self.hostname.clone(),
             pid_ns: self.pid_ns,
-        })
+        };
+        serde_json::to_string(&LockRecord::new(
+            self.pid,
+            self.start,
+            &self.tool,
+            "2026-01-01T00:00:00Z",
+            "proptest",
+            &host,
+        ))
         .expect("serialize")
     }
 }
@@ -760,7 +768,12 @@ fn liveness_properties() {
             let body: LockBody =
                 serde_json::from_str(&json).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(body.pid, l.pid);
-            prop_assert_eq!(body.pid_start_time_ticks, l.ticks);
+            prop_assert_eq!(body.start(), l.start);
+            prop_assert_eq!(
+                body.pid_start_time_ticks,
+                l.start.and_then(csa_process::StartTime::ticks),
+                "ticks only under upstream's key"
+            );
             prop_assert_eq!(body.tool_name.as_deref(), Some(l.tool.as_str()));
             prop_assert_eq!(&body.boot_id, &l.boot_id);
             prop_assert_eq!(&body.machine_id, &l.machine_id);

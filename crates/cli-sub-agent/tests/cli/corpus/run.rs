@@ -132,6 +132,8 @@ impl Csa {
         let mut cmd = self.command();
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            // The process backend under test (.ci/run runs the suite with each).
+            .envs(std::env::var_os("CSA_PROCESS_BACKEND").map(|v| ("CSA_PROCESS_BACKEND", v)))
             .env("HOME", &fx.home)
             .current_dir(cwd)
             .arg("--state-dir")

@@ -70,8 +70,7 @@ fn reader() -> &'static Reader {
                 break;
             }
         }
-        let (system, boot_time) =
-            made.unwrap_or_else(|| (System::new(), System::boot_time()));
+        let (system, boot_time) = made.unwrap_or_else(|| (System::new(), System::boot_time()));
         Reader {
             system: Mutex::new(system),
             boot_time,
@@ -246,8 +245,8 @@ fn zombie_has_live_thread(pid: u32) -> bool {
     }
     system.refresh_processes_specifics(ProcessesToUpdate::Some(&tasks), true, with_tasks);
     tasks.iter().any(|t| {
-        system
-            .process(*t)
-            .is_none_or(|task| !matches!(task.status(), ProcessStatus::Zombie | ProcessStatus::Dead))
+        system.process(*t).is_none_or(|task| {
+            !matches!(task.status(), ProcessStatus::Zombie | ProcessStatus::Dead)
+        })
     })
 }
