@@ -185,7 +185,10 @@ impl Fixture {
     /// that could not be read, written or removed.
     pub fn refresh_live(&self) -> Result<(), BenchError> {
         let pid = std::process::id();
-        let ticks = csa_process::start_ticks(pid).ok_or(BenchError::NoStartTicks { pid })?;
+        // Upstream's daemon.pid: start ticks from /proc, whichever backend the csa measured uses.
+        let ticks = csa_process::platform::stat(pid)
+            .map(|s| s.start_ticks)
+            .map_err(|_| BenchError::NoStartTicks { pid })?;
         let daemon = layout::daemon_pid(pid, ticks);
         let project_text = self.project.to_string_lossy();
         let mut repaired = false;
@@ -407,7 +410,9 @@ mod tests {
                 assert_eq!(table["phase"].as_str(), Some("active"));
                 assert!(!session.join(RESULT_FILE).exists());
                 let pid = fs_err::read_to_string(session.join(DAEMON_PID_FILE)).expect("pid");
-                let ticks = csa_process::start_ticks(std::process::id()).expect("ticks");
+                let ticks = csa_process::platform::stat(std::process::id())
+                    .expect("ticks")
+                    .start_ticks;
                 assert_eq!(pid, format!("{} {ticks}\n", std::process::id()));
             } else {
                 ended += 1;

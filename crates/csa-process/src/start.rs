@@ -99,6 +99,38 @@ impl StartTime {
     }
 }
 
+impl StartTime {
+    /// The start time as it goes into a file name (csa's temp files and builds,
+    /// `.tmp-<pid>.<tag>-…`): ticks as plain digits (the form csa always wrote), microseconds
+    /// as `u<digits>`, seconds since boot as `b<digits>`. Only `[0-9ub]`, so never a `.`, `-`
+    /// or `/`.
+    pub fn tag(self) -> String {
+        match self {
+            StartTime::Ticks(t) => t.to_string(),
+            StartTime::Micros(us) => format!("u{us}"),
+            StartTime::BootSeconds(s) => format!("b{s}"),
+        }
+    }
+
+    /// Reads a [`StartTime::tag`] back; `None` for anything else (and for `0`, which csa
+    /// writes when the start time is unknown).
+    pub fn from_tag(tag: &str) -> Option<Self> {
+        let digits = |s: &str| {
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<u64>().ok())
+                .flatten()
+        };
+        let start = if let Some(us) = tag.strip_prefix('u') {
+            StartTime::Micros(digits(us)?)
+        } else if let Some(s) = tag.strip_prefix('b') {
+            StartTime::BootSeconds(digits(s)?)
+        } else {
+            StartTime::Ticks(digits(tag)?)
+        };
+        (start != StartTime::Ticks(0)).then_some(start)
+    }
+}
+
 impl std::fmt::Display for StartTime {
     /// `start ticks 123`, `start time 1733330000123456 µs`, `started 42 s after boot`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,6 +179,17 @@ mod tests {
                 want,
                 "{recorded} vs {observed}"
             );
+        }
+    }
+
+    #[test]
+    fn tags_round_trip() {
+        for start in [Ticks(12), Micros(34), BootSeconds(56)] {
+            assert_eq!(StartTime::from_tag(&start.tag()), Some(start));
+        }
+        assert_eq!(Micros(34).tag(), "u34");
+        for bad in ["0", "", "u", "b-1", "x1", "1.2", "u1b"] {
+            assert_eq!(StartTime::from_tag(bad), None, "{bad:?}");
         }
     }
 

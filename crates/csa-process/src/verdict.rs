@@ -239,9 +239,12 @@ fn judge(claim: &Claim) -> Judged {
             ))
             }
             Some(true) => {
-                return Judged::Alive(format!(
-                    "pid {pid} running, {actual} matches the record (to {precision})"
-                ))
+                return Judged::Alive(match (recorded, actual) {
+                    (StartTime::Ticks(_), StartTime::Ticks(t)) => {
+                        format!("pid {pid} running, start ticks {t} match")
+                    }
+                    _ => format!("pid {pid} running, {actual} matches the record to {precision}"),
+                })
             }
             // Units that cannot be compared: the context rules below, as without a record.
             None => {}

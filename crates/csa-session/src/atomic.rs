@@ -137,37 +137,44 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     fs_err::File::open(dir)?.sync_all()
 }
 
-/// `.tmp-<pid>.<ticks>-` for this process (ticks 0 when unknown).
+/// `.tmp-<pid>.<start>-` for this process: [`owner_tag`].
 fn temp_prefix() -> &'static str {
     static PREFIX: OnceLock<String> = OnceLock::new();
-    PREFIX.get_or_init(|| {
-        let pid = std::process::id();
-        let ticks = csa_process::start_ticks(pid).unwrap_or(0);
-        format!("{TEMP_PREFIX}{pid}.{ticks}-")
-    })
+    PREFIX.get_or_init(|| format!("{TEMP_PREFIX}{}-", owner_tag()))
 }
 
-/// Whether the process a `.tmp-<pid>.<ticks>-…` name (or a `<pid>.<ticks>` owner tag) names
-/// is gone: not running, a zombie, or a different process under a reused pid (other start
-/// ticks, or on the portable backend another second since boot). Unknown start ticks (0, what
-/// the portable backend writes) and names in any other form count as not gone: fails closed,
-/// so a write in progress is never disturbed.
+/// `<pid>.<start>` naming this process in the names of the files and builds it leaves while
+/// it writes: its start ticks, or the portable backend's start time with its unit's letter
+/// (csa-process `StartTime::tag`); `0` when unknown.
+pub(crate) fn owner_tag() -> String {
+    let pid = std::process::id();
+    let start = csa_process::start_time(pid).map_or_else(|| "0".to_owned(), |s| s.tag());
+    format!("{pid}.{start}")
+}
+
+/// Whether the process a `.tmp-<pid>.<start>-…` name (or a `<pid>.<start>` owner tag,
+/// [`owner_tag`]) names is gone: not running, a zombie, or a different process under a reused
+/// pid (another start time in a comparable unit). An unknown start (`0`), one that cannot be
+/// compared, and names in any other form count as not gone: fails closed, so a write in
+/// progress is never disturbed.
 pub(crate) fn owner_gone(tag: &str) -> bool {
-    let mut parts = tag.splitn(2, '.');
-    let (Some(pid), Some(ticks)) = (parts.next(), parts.next()) else {
+    let Some((pid, start)) = tag.split_once('.') else {
         return false;
     };
-    let (Ok(pid), Ok(ticks)) = (pid.parse::<u32>(), ticks.parse::<u64>()) else {
+    let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
+    if start != "0" && csa_process::StartTime::from_tag(start).is_none() {
+        return false;
+    }
     match csa_process::probe(pid) {
         csa_process::Probe::Invalid | csa_process::Probe::Exited { .. } => true,
         csa_process::Probe::Running { start_time } => {
-            ticks != 0
-                && start_time.is_some_and(|now| {
-                    csa_process::StartTime::same_process(csa_process::StartTime::Ticks(ticks), now)
-                        == Some(false)
-                })
+            let recorded = csa_process::StartTime::from_tag(start);
+            matches!(
+                recorded.zip(start_time),
+                Some((recorded, now)) if csa_process::StartTime::same_process(recorded, now) == Some(false)
+            )
         }
     }
 }
@@ -244,14 +251,23 @@ mod tests {
         let dead = child.id();
         child.wait().expect("reap");
         let me = std::process::id();
-        let my_ticks = csa_process::start_ticks(me).expect("ticks");
+        let mine = owner_tag();
+        // Our pid with a start a minute earlier, in the backend's unit: reused.
+        let earlier = match csa_process::start_time(me).expect("start time") {
+            csa_process::StartTime::Ticks(t) => {
+                let hz = csa_process::clock_ticks_per_second().expect("CLK_TCK");
+                t.saturating_sub(60 * hz).to_string()
+            }
+            csa_process::StartTime::Micros(us) => format!("u{}", us.saturating_sub(60_000_000)),
+            csa_process::StartTime::BootSeconds(s) => format!("b{}", s.saturating_sub(60)),
+        };
         let names = [
-            format!(".tmp-{dead}.1-abc"),              // gone writer: removed
-            format!(".tmp-{me}.{my_ticks}-abc"),       // live writer (us): kept
-            format!(".tmp-{me}.{}-abc", my_ticks + 1), // our pid, other ticks: reused, removed
-            format!(".tmp-{me}.0-abc"),                // unknown ticks, pid running: kept
+            format!(".tmp-{dead}.1-abc"),       // gone writer: removed
+            format!(".tmp-{mine}-abc"),         // live writer (us): kept
+            format!(".tmp-{me}.{earlier}-abc"), // our pid, other start: reused, removed
+            format!(".tmp-{me}.0-abc"),         // unknown start, pid running: kept
             ".tmp-rollback-01M7YCZAQ6TZ9E7YGFW7ZMM2X7".to_owned(), // not a temp: kept
-            ".tmpXYZ".to_owned(),                      // another program's: kept
+            ".tmpXYZ".to_owned(),               // another program's: kept
         ];
         for n in &names {
             fs_err::write(dir.path().join(n), b"x").expect("write");

@@ -209,11 +209,10 @@ impl<'a> LockRecord<'a> {
 /// build from one in progress ([`crate::leftovers`]).
 pub const BUILD_PREFIX: &str = ".build-";
 
-/// `.build-<ULID>.<pid>.<ticks>` for session `id` built by this process (ticks 0 if unknown).
+/// `.build-<ULID>.<pid>.<start>` for session `id` built by this process (the owner tag of
+/// `atomic::owner_tag`: start ticks, or the portable backend's start with its unit's letter).
 fn build_dir_name(id: &str) -> String {
-    let pid = std::process::id();
-    let ticks = csa_process::start_ticks(pid).unwrap_or(0);
-    format!("{BUILD_PREFIX}{id}.{pid}.{ticks}")
+    format!("{BUILD_PREFIX}{id}.{}", crate::atomic::owner_tag())
 }
 
 /// A session being built under `sessions/.build-<ULID>.<pid>.<ticks>/`, not yet visible.

@@ -184,14 +184,13 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().expect("spawn");
         let dead = child.id();
         child.wait().expect("reap");
-        let me = std::process::id();
-        let ticks = csa_process::start_ticks(me).expect("ticks");
+        let mine = crate::atomic::owner_tag();
         let crashed = project
             .sessions_dir
             .join(format!(".build-01M7YCZAQ6TZ9E7YGFW7ZMM2X7.{dead}.1"));
         let live = project
             .sessions_dir
-            .join(format!(".build-01M7YCZAQ6TZ9E7YGFW7ZMM2X8.{me}.{ticks}"));
+            .join(format!(".build-01M7YCZAQ6TZ9E7YGFW7ZMM2X8.{mine}"));
         for d in [&crashed, &live] {
             fs_err::create_dir_all(d.join("locks")).expect("mkdir");
             fs_err::write(d.join("state.toml"), "x").expect("write");

@@ -608,13 +608,16 @@ mod tests {
     fn own_process_with_matching_ticks_is_alive_and_mismatch_is_reuse() {
         let dir = session();
         let pid = std::process::id();
-        let ticks = csa_process::start_ticks(pid).expect("ticks");
+        // Upstream's daemon.pid carries ticks (read from /proc whatever the backend); a backend
+        // without ticks compares them to the second, so the mismatch is a minute.
+        let ticks = csa_process::platform::stat(pid).expect("stat").start_ticks;
         fs_err::write(dir.path().join("daemon.pid"), format!("{pid} {ticks}\n")).expect("write");
         let a = assess(&LivenessContext::new(), dir.path(), ID, true);
         assert!(matches!(a.verdict, Verdict::Alive(_)), "{a:?}");
+        let hz = csa_process::clock_ticks_per_second().expect("CLK_TCK");
         fs_err::write(
             dir.path().join("daemon.pid"),
-            format!("{pid} {}\n", ticks + 1),
+            format!("{pid} {}\n", ticks.saturating_sub(60 * hz)),
         )
         .expect("write");
         let a = assess(&LivenessContext::new(), dir.path(), ID, true);

@@ -1,9 +1,11 @@
 //! Where sessions live: state roots, project keys, session directories, session ids.
 //!
 //! Layout (upstream `cli-sub-agent`, see docs/format.md):
-//! `<root>/<project key>/sessions/<ULID>/`, where the root is `$XDG_STATE_HOME/cli-sub-agent`
-//! (default `~/.local/state/cli-sub-agent`; the legacy root `…/state/csa` is read too) and the
-//! project key is the canonical project directory without its leading `/`.
+//! `<root>/<project key>/sessions/<ULID>/`, where the root is resolved as upstream resolves it
+//! ([`StateRoots::resolve`]: on Linux `$XDG_STATE_HOME/cli-sub-agent`, default
+//! `~/.local/state/cli-sub-agent`; on macOS `~/Library/Application Support/cli-sub-agent`; the
+//! legacy root of the same rule with the name `csa` is read too) and the project key is the
+//! canonical project directory without its leading `/`.
 
 use std::ffi::OsStr;
 use std::io;
@@ -22,31 +24,38 @@ pub struct StateRoots {
 
 impl StateRoots {
     /// Resolves the roots: `state_dir` alone when given (the global `--state-dir`); otherwise
-    /// `$XDG_STATE_HOME/cli-sub-agent` and the legacy `$XDG_STATE_HOME/csa`, with
-    /// `XDG_STATE_HOME` defaulting to `$HOME/.local/state` when unset or not absolute (as the
-    /// XDG Base Directory specification says).
+    /// the two roots upstream reads (its `csa-config` `paths::state_dir_all_roots`): the
+    /// `directories` crate's `ProjectDirs` state directory of the application `cli-sub-agent`,
+    /// falling back to its local data directory where the platform has no state directory,
+    /// then the same for the legacy name `csa` (left out when it is the primary root under
+    /// another spelling, such as a symbolic link upstream's migration made). So:
+    ///
+    /// - Linux: `$XDG_STATE_HOME/cli-sub-agent`, with `XDG_STATE_HOME` defaulting to
+    ///   `$HOME/.local/state` when unset or not absolute (the XDG Base Directory
+    ///   specification); legacy `…/csa`;
+    /// - macOS: `~/Library/Application Support/cli-sub-agent` (`XDG_STATE_HOME` is not read
+    ///   there, as upstream does not); legacy `…/csa`.
+    ///
+    /// `$HOME` is the home directory, or the password database's when it is unset or empty.
     ///
     /// # Errors
-    /// [`StoreError::NoStateRoot`] when no root can be determined.
+    /// [`StoreError::NoStateRoot`] when no root can be determined, or it would not be an
+    /// absolute path (a relative `$HOME`: csa never resolves a state root against the current
+    /// directory).
     pub fn resolve(state_dir: Option<&Path>) -> Result<Self> {
         if let Some(dir) = state_dir {
             return Ok(StateRoots {
                 roots: vec![absolute(dir)?],
             });
         }
-        let base = std::env::var_os("XDG_STATE_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .map(PathBuf::from)
-                    .filter(|p| p.is_absolute())
-                    .map(|home| home.join(".local").join("state"))
-            })
-            .ok_or(StoreError::NoStateRoot)?;
-        Ok(StateRoots {
-            roots: vec![base.join("cli-sub-agent"), base.join("csa")],
-        })
+        let primary = project_state_dir(APP_NAME).ok_or(StoreError::NoStateRoot)?;
+        let mut roots = vec![primary];
+        if let Some(legacy) = project_state_dir(LEGACY_APP_NAME) {
+            if !same_directory(&roots[0], &legacy) {
+                roots.push(legacy);
+            }
+        }
+        Ok(StateRoots { roots })
     }
 
     /// The root new sessions are created in.
@@ -58,6 +67,34 @@ impl StateRoots {
     pub fn iter(&self) -> impl Iterator<Item = &Path> {
         self.roots.iter().map(PathBuf::as_path)
     }
+}
+
+/// Upstream's application name: the primary root's last component.
+pub const APP_NAME: &str = "cli-sub-agent";
+/// Upstream's legacy application name, still read.
+pub const LEGACY_APP_NAME: &str = "csa";
+
+/// Upstream's `project_state_dir`: `ProjectDirs::from("", "", app)`'s state directory, or its
+/// local data directory where there is none (macOS). `None` without a home directory, or
+/// when the result is not absolute.
+fn project_state_dir(app: &str) -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", app)
+        .map(|dirs| {
+            dirs.state_dir()
+                .unwrap_or_else(|| dirs.data_local_dir())
+                .to_path_buf()
+        })
+        .filter(|p| p.is_absolute())
+}
+
+/// Whether `a` and `b` name one directory (equal, or both exist and resolve to the same
+/// path), as upstream de-duplicates its roots.
+fn same_directory(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (fs_err::canonicalize(a), fs_err::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
 }
 
 fn absolute(path: &Path) -> io::Result<PathBuf> {
@@ -253,6 +290,68 @@ mod tests {
         assert!(!key.starts_with('/'));
         assert_eq!(project_key(&dir.path().join("link/")).expect("key"), key);
         assert_eq!(project_key(&real.join(".")).expect("key"), key);
+    }
+
+    /// The roots upstream resolves on this platform, from the environment of a child process
+    /// (the environment of this test process is shared with the tests running beside it).
+    #[test]
+    fn roots_follow_upstream_with_and_without_xdg_state_home() {
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        if std::env::var_os("CSA_PATHS_CHILD").is_some() {
+            let roots = StateRoots::resolve(None).map(|r| {
+                r.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            println!("ROOTS[{}]", roots.unwrap_or_else(|e| format!("error: {e}")));
+            return;
+        }
+        let roots = |home: &str, xdg: Option<&str>| {
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.args([
+                "--exact",
+                "paths::tests::roots_follow_upstream_with_and_without_xdg_state_home",
+                "--nocapture",
+            ])
+            .env("CSA_PATHS_CHILD", "1")
+            .env("HOME", home)
+            .env_remove("XDG_STATE_HOME");
+            if let Some(xdg) = xdg {
+                cmd.env("XDG_STATE_HOME", xdg);
+            }
+            let out = cmd.output().expect("run the child");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let start = text.find("ROOTS[").expect("roots printed") + 6;
+            let end = text[start..].find(']').expect("end") + start;
+            text[start..end].to_owned()
+        };
+        if cfg!(target_os = "macos") {
+            let base = "/h/Library/Application Support";
+            let want = format!("{base}/cli-sub-agent\n{base}/csa");
+            assert_eq!(roots("/h", None), want);
+            assert_eq!(roots("/h", Some("/x")), want, "not read on macOS");
+        } else if cfg!(target_os = "linux") {
+            assert_eq!(
+                roots("/h", None),
+                "/h/.local/state/cli-sub-agent\n/h/.local/state/csa"
+            );
+            assert_eq!(roots("/h", Some("/x")), "/x/cli-sub-agent\n/x/csa");
+            assert_eq!(
+                roots("/h", Some("relative")),
+                "/h/.local/state/cli-sub-agent\n/h/.local/state/csa",
+                "a relative XDG_STATE_HOME is ignored"
+            );
+        } else {
+            eprintln!("skipped: no expected roots recorded for this platform");
+            return;
+        }
+        assert!(
+            roots("relative-home", None).starts_with("error:"),
+            "never a root relative to the current directory"
+        );
     }
 
     #[test]

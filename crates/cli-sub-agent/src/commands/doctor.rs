@@ -9,9 +9,14 @@
 //!   directories and each session directory belong to the user running csa, are not writable by
 //!   group or others, and are not symbolic links inside the root); a missing root is fine (the
 //!   first `csa run` creates it);
-//! - `/proc`: the liveness probes read `/proc/<pid>/stat` and `/proc/locks`; without them every
-//!   session counts as alive and reconcile finalizes nothing;
-//! - the boot id, which tells sessions of a previous boot from live ones;
+//! - the process backend (csa-process `backend`): which one is in use and why (the environment
+//!   variable `CSA_PROCESS_BACKEND`, or whether `/proc/self/stat` can be read), and that it can
+//!   read this process; a `CSA_PROCESS_BACKEND` that could not be followed is a problem;
+//! - `/proc`, on the procfs backend: the liveness probes read `/proc/<pid>/stat` and
+//!   `/proc/locks`; without them every session counts as alive and reconcile finalizes
+//!   nothing (on the portable backend it is only reported);
+//! - the boot's identity, which tells sessions of a previous boot from live ones: the boot id
+//!   (procfs backend) or the boot time (portable backend);
 //! - each project's active-session record (csa-session [`csa_session::active`]): an Active
 //!   session without an entry while the record's scan fingerprint is current (so a reconcile
 //!   would trust the record and miss it), and entries older than an hour whose session
@@ -56,10 +61,16 @@ pub struct Report {
     pub version: BuildInfo,
     /// Each state root, primary first.
     pub roots: Vec<RootReport>,
+    /// The process backend in use, and why.
+    pub process_backend: BackendReport,
     /// Whether the liveness probes can read `/proc`.
     pub proc: ProcReport,
-    /// `/proc/sys/kernel/random/boot_id`, or `None` when unreadable.
+    /// `/proc/sys/kernel/random/boot_id`, or `None` when unreadable (and always on the
+    /// portable backend, which has none).
     pub boot_id: Option<String>,
+    /// When this boot started, seconds since the Unix epoch, as the portable backend knows the
+    /// boot; `None` on the procfs backend (it has the boot id) or when unknown.
+    pub boot_time: Option<u64>,
     /// Every problem, each with its fix. Empty: all is well.
     pub problems: Vec<Problem>,
 }
@@ -97,6 +108,17 @@ pub enum RootKind {
     Legacy,
 }
 
+/// The process backend in use (csa-process `backend`).
+#[derive(Debug, Serialize)]
+pub struct BackendReport {
+    /// `procfs` or `portable`.
+    pub name: &'static str,
+    /// Why it was chosen: `CSA_PROCESS_BACKEND=portable`, `/proc/self/stat is readable`, …
+    pub reason: String,
+    /// A `CSA_PROCESS_BACKEND` value that could not be followed, and why; `None` when none.
+    pub problem: Option<String>,
+}
+
 /// Whether `/proc` serves the liveness probes.
 #[derive(Debug, Serialize)]
 pub struct ProcReport {
@@ -132,10 +154,13 @@ pub enum Check {
     Unreadable,
     /// A `state.toml` that cannot be read or does not parse.
     SessionState,
-    /// `/proc` is not available to the liveness probes.
+    /// `/proc` is not available to the liveness probes (procfs backend).
     Proc,
-    /// The boot id cannot be read.
+    /// The boot id (procfs backend) or the boot time (portable backend) cannot be read.
     BootId,
+    /// `CSA_PROCESS_BACKEND` could not be followed, or the portable backend cannot read this
+    /// process.
+    ProcessBackend,
     /// An Active session the active-session record lacks, while the record is trusted.
     MissingRecordEntry,
     /// A record entry whose session directory is gone (older than an hour).
@@ -215,13 +240,22 @@ pub fn diagnose(state_dir: Option<&Path>) -> Report {
             Vec::new()
         }
     };
-    let proc = doctor.proc();
-    let boot_id = doctor.boot_id();
+    let selection = csa_process::backend::selection();
+    let process_backend = doctor.backend(selection);
+    let portable = selection.backend == csa_process::Backend::Portable;
+    let proc = doctor.proc(!portable);
+    let (boot_id, boot_time) = if portable {
+        (None, doctor.boot_time())
+    } else {
+        (doctor.boot_id(), None)
+    };
     Report {
         version: BuildInfo::current(),
         roots,
+        process_backend,
         proc,
         boot_id,
+        boot_time,
         problems: doctor.problems,
     }
 }
@@ -501,11 +535,45 @@ impl Doctor {
         }
     }
 
+    /// Reports the process backend, and checks that the request for it was followed and that
+    /// the portable backend can read this process.
+    fn backend(&mut self, selection: &csa_process::Selection) -> BackendReport {
+        let env = csa_process::backend::ENV;
+        if let Some(problem) = &selection.problem {
+            self.problem(
+                Check::ProcessBackend,
+                None,
+                format!(
+                    "{problem}: csa uses the {} backend",
+                    selection.backend.name()
+                ),
+                format!("set {env} to procfs (Linux, with /proc mounted) or portable, or unset it"),
+            );
+        }
+        if selection.backend == csa_process::Backend::Portable {
+            if let Err(err) = portable_probe() {
+                self.problem(
+                    Check::ProcessBackend,
+                    None,
+                    format!(
+                        "the portable process backend cannot read this process ({err}): every session counts as alive, so reconcile finalizes none"
+                    ),
+                    format!("run csa on Linux or macOS, or set {env}=procfs on Linux"),
+                );
+            }
+        }
+        BackendReport {
+            name: selection.backend.name(),
+            reason: selection.reason.clone(),
+            problem: selection.problem.clone(),
+        }
+    }
+
     /// Checks that the liveness probes can read `/proc` (this process's stat, and the lock
-    /// table).
-    fn proc(&mut self) -> ProcReport {
+    /// table); a problem only when the procfs backend is in use (`needed`).
+    fn proc(&mut self, needed: bool) -> ProcReport {
         let probe = proc_probe();
-        if let Err(err) = &probe {
+        if let (true, Err(err)) = (needed, &probe) {
             self.problem(
                 Check::Proc,
                 Some(Path::new("/proc")),
@@ -560,6 +628,36 @@ impl WriteUse {
             WriteUse::LockFile => "a lock file (opened for writing to take the lock)",
         }
     }
+}
+
+impl Doctor {
+    /// Reads the boot time (portable backend).
+    fn boot_time(&mut self) -> Option<u64> {
+        let time = csa_process::HostIdentity::current().boot_time;
+        if time.is_none() {
+            self.problem(
+                Check::BootId,
+                None,
+                "cannot read the boot time: a session from before a reboot is not recognized as dead by its boot",
+                "run csa where sysinfo can read the boot time (Linux, macOS)",
+            );
+        }
+        time
+    }
+}
+
+/// Reads this process and the process list through the portable backend. With the
+/// `failpoints` feature, the fail point `doctor::portable` (any `return`) stands for a
+/// platform where it cannot.
+fn portable_probe() -> io::Result<()> {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("doctor::portable", |_| Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "sysinfo lists no process on this platform (injected)"
+    )));
+    csa_process::backend::stat(std::process::id())?;
+    csa_process::backend::table()?;
+    Ok(())
 }
 
 /// Where the kernel publishes the boot id.
@@ -630,16 +728,35 @@ fn print_text(out: &mut impl Write, report: &Report, state_dir_given: bool) -> i
     if state_dir_given {
         writeln!(out, "{:<15}not read (--state-dir)", "legacy root")?;
     }
-    match &report.proc.error {
-        None => writeln!(out, "{:<15}available", "/proc")?,
-        Some(err) => writeln!(out, "{:<15}unavailable: {err}", "/proc")?,
-    }
+    let backend = &report.process_backend;
     writeln!(
         out,
-        "{:<15}{}",
-        "boot id",
-        report.boot_id.as_deref().unwrap_or("unknown")
+        "{:<15}{} ({})",
+        "backend", backend.name, backend.reason
     )?;
+    let portable = backend.name == csa_process::Backend::Portable.name();
+    match (&report.proc.error, portable) {
+        (None, false) => writeln!(out, "{:<15}available", "/proc")?,
+        (None, true) => writeln!(out, "{:<15}available, not used", "/proc")?,
+        (Some(err), false) => writeln!(out, "{:<15}unavailable: {err}", "/proc")?,
+        (Some(_), true) => writeln!(out, "{:<15}not used", "/proc")?,
+    }
+    if portable {
+        let time = report.boot_time.map(|t| format!("{t} (Unix time)"));
+        writeln!(
+            out,
+            "{:<15}{}",
+            "boot time",
+            time.as_deref().unwrap_or("unknown")
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{:<15}{}",
+            "boot id",
+            report.boot_id.as_deref().unwrap_or("unknown")
+        )?;
+    }
     for problem in &report.problems {
         writeln!(out)?;
         writeln!(out, "problem: {}", problem.message)?;

@@ -294,8 +294,20 @@ impl Agent {
         self.child.id()
     }
 
+    /// Its start ticks, as upstream records them (read from `/proc` whatever backend csa
+    /// uses: upstream's files always carry ticks on Linux).
     pub fn ticks(&self) -> u64 {
-        csa_process::start_ticks(self.pid()).expect("start ticks")
+        csa_process::platform::stat(self.pid())
+            .expect("start ticks")
+            .start_ticks
+    }
+
+    /// The start ticks of an earlier process that had this pid: five seconds before this one
+    /// started, so that a backend comparing whole seconds since boot (the portable backend)
+    /// sees the reuse too.
+    pub fn reused_ticks(&self) -> u64 {
+        let hz = csa_process::clock_ticks_per_second().expect("CLK_TCK");
+        self.ticks().saturating_sub(5 * hz)
     }
 
     /// SIGKILL and reap: the PID no longer names a process.

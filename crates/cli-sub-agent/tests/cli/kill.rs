@@ -178,7 +178,7 @@ fn a_pid_reused_by_an_unrelated_process_is_never_signalled_and_the_session_is_re
     let env = TestEnv::new();
     let unrelated = Agent::spawn();
     let s = env.session();
-    let ticks = unrelated.ticks() + 1;
+    let ticks = unrelated.reused_ticks();
     s.write("daemon.pid", format!("{} {ticks}\n", unrelated.pid()));
     s.write(
         "locks/codex.lock",

@@ -107,8 +107,9 @@ fn unreaped_zombie_agent_counts_as_dead() {
     let pid = zombie.id();
     let ticks = loop {
         // Read the ticks before it exits or after: the zombie keeps its stat.
-        if let Some(t) = csa_process::start_ticks(pid) {
-            break t;
+        // Upstream's ticks, read from /proc whatever backend csa uses.
+        if let Ok(stat) = csa_process::platform::stat(pid) {
+            break stat.start_ticks;
         }
     };
     while !matches!(
@@ -133,7 +134,7 @@ fn daemon_pid_reused_by_an_unrelated_live_process_is_reconciled() {
     let unrelated = Agent::spawn();
     let s = env.session();
     // The recorded start ticks differ from the live process's: the PID was reused.
-    s.daemon_pid(unrelated.pid(), unrelated.ticks() + 1);
+    s.daemon_pid(unrelated.pid(), unrelated.reused_ticks());
     let (code, json) = env.reconcile_json(&[]);
     assert_eq!(code, 0);
     assert_eq!(
