@@ -435,6 +435,13 @@ fn foreign_owner(host: &HostIdentity, body: &LockBody) -> Option<String> {
             body.pid_ns.unwrap_or_default()
         ));
     }
+    // A namespace recorded that this process cannot read its own of (the portable backend):
+    // the pid may mean nothing here, so it cannot be decided here.
+    if let (None, Some(theirs)) = (host.pid_ns, body.pid_ns) {
+        return Some(format!(
+            "owner is in PID namespace {theirs}, which this process backend cannot compare"
+        ));
+    }
     None
 }
 

@@ -82,27 +82,100 @@ fn a_clean_root_has_no_problems() {
     let (code, text) = doctor(&env, &[]);
     assert_eq!(code, 0, "{text}");
     let text = text.replace(&env.state_root.display().to_string(), "[STATE]");
+    // One snapshot per process backend (.ci/run runs the suite with each).
+    let portable = csa_process::backend::current() == csa_process::Backend::Portable;
     insta::with_settings!({filters => vec![
         (r"csa \d+\.\d+\.\d+ \([^)]*\)", "csa [VERSION]"),
         (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[BOOT_ID]"),
+        (r"\d{10} \(Unix time\)", "[BOOT_TIME] (Unix time)"),
+        // Why the backend was chosen depends on CSA_PROCESS_BACKEND (tested on its own).
+        (r"(?m)^(backend +\w+) \(.*\)$", "$1 ([WHY])"),
     ]}, {
-        insta::assert_snapshot!(text);
+        if portable {
+            insta::assert_snapshot!("a_clean_root_has_no_problems_portable", text);
+        } else {
+            insta::assert_snapshot!(text);
+        }
     });
     let (code, report) = doctor_json(&env);
     assert_eq!(code, 0);
     assert_eq!(report["problems"], serde_json::json!([]));
-    assert_eq!(report["proc"]["available"], true);
-    assert_eq!(
-        report["boot_id"].as_str().map(str::len),
-        Some(36),
-        "{report}"
-    );
+    if portable {
+        assert_eq!(report["process_backend"]["name"], "portable");
+        assert!(report["boot_id"].is_null());
+        assert!(report["boot_time"].as_u64().is_some(), "{report}");
+    } else {
+        assert_eq!(report["process_backend"]["name"], "procfs");
+        assert_eq!(report["proc"]["available"], true);
+        assert_eq!(
+            report["boot_id"].as_str().map(str::len),
+            Some(36),
+            "{report}"
+        );
+    }
     let roots = report["roots"].as_array().expect("roots");
     assert_eq!(roots.len(), 1, "--state-dir is the only root");
     assert_eq!(roots[0]["path"], env.state_root.display().to_string());
     assert_eq!(roots[0]["kind"], "primary");
     assert_eq!(roots[0]["mode"], "0700");
     assert_eq!(roots[0]["projects"], 1);
+}
+
+/// `csa doctor` says which process backend is in use and why, in text and JSON, and a
+/// `CSA_PROCESS_BACKEND` it cannot follow is a problem with its fix.
+#[test]
+fn doctor_reports_the_process_backend_and_why() {
+    let env = TestEnv::new();
+    let run = |value: &str, format: &str| {
+        let out = env
+            .csa(&["doctor", "--format", format])
+            .env("CSA_PROCESS_BACKEND", value)
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).expect("utf8"),
+        )
+    };
+    let (code, text) = run("portable", "text");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("\nbackend        portable (CSA_PROCESS_BACKEND=portable)\n/proc          "),
+        "{text}"
+    );
+    assert!(text.contains("\nboot time      "), "{text}");
+    let (_, json) = run("portable", "json");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(
+        report["process_backend"],
+        serde_json::json!({"name": "portable", "reason": "CSA_PROCESS_BACKEND=portable", "problem": null})
+    );
+    if !std::path::Path::new("/proc/self/stat").exists() {
+        eprintln!("skipped: no /proc here: the procfs backend cannot be chosen");
+        return;
+    }
+    let (code, text) = run("procfs", "text");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("\nbackend        procfs (CSA_PROCESS_BACKEND=procfs)\n/proc          available\nboot id        "),
+        "{text}"
+    );
+    let (code, json) = run("kqueue", "json");
+    assert_eq!(code, Some(1), "{json}");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(report["process_backend"]["name"], "procfs");
+    assert_eq!(
+        report["process_backend"]["reason"],
+        "/proc/self/stat is readable"
+    );
+    assert_eq!(
+        problems(&report),
+        [(
+            "process_backend".to_owned(),
+            "set CSA_PROCESS_BACKEND to procfs (Linux, with /proc mounted) or portable, or unset it"
+                .to_owned()
+        )]
+    );
 }
 
 #[test]
@@ -387,6 +460,24 @@ fn no_state_root_at_all_is_a_problem_with_the_fix() {
 #[test]
 fn without_proc_or_boot_id_doctor_says_what_csa_loses() {
     let env = TestEnv::new();
+    if csa_process::backend::current() == csa_process::Backend::Portable {
+        // The portable backend does not use /proc; its own read stands in.
+        let out = env
+            .csa(&["doctor"])
+            .env("FAILPOINTS", "doctor::portable=return;doctor::proc=return")
+            .output()
+            .expect("run");
+        let text = String::from_utf8(out.stdout).expect("utf8");
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        for expected in [
+            "/proc          not used\n",
+            "problem: the portable process backend cannot read this process (sysinfo lists no process on this platform (injected)): every session counts as alive, so reconcile finalizes none\n",
+            "doctor: 1 problem\n",
+        ] {
+            assert!(text.contains(expected), "{expected:?} not in\n{text}");
+        }
+        return;
+    }
     let out = env
         .csa(&["doctor"])
         .env("FAILPOINTS", "doctor::proc=return;doctor::boot_id=return")
@@ -472,11 +563,21 @@ fn with_an_empty_proc_doctor_reports_proc_and_boot_id() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["proc"]["available"], false);
     assert!(report["boot_id"].is_null());
+    // Without /proc/self/stat the portable backend is chosen, and on Linux it cannot read
+    // processes either (sysinfo reads /proc): said plainly, with the boot time it lacks.
+    assert_eq!(report["process_backend"]["name"], "portable");
+    assert!(
+        report["process_backend"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("/proc/self/stat cannot be read")),
+        "{report}"
+    );
+    assert!(report["boot_time"].is_null());
     let checks: Vec<&str> = report["problems"]
         .as_array()
         .expect("problems")
         .iter()
         .map(|p| p["check"].as_str().expect("check"))
         .collect();
-    assert_eq!(checks, ["proc", "boot_id"]);
+    assert_eq!(checks, ["process_backend", "boot_id"]);
 }

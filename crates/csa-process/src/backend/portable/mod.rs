@@ -185,8 +185,12 @@ pub(super) fn environ(pid: u32) -> io::Result<Vec<u8>> {
     })
 }
 
+/// sysinfo's boot time, or `None` when it is not a plausible time since the epoch (sysinfo on
+/// Linux without `/proc/stat` returns the seconds since boot instead).
 pub(super) fn boot_time() -> Option<u64> {
-    Some(reader().boot_time).filter(|&t| t > 0)
+    /// 2001-09-09: no machine csa runs on booted before.
+    const PLAUSIBLE: u64 = 1_000_000_000;
+    Some(reader().boot_time).filter(|&t| t > PLAUSIBLE)
 }
 
 /// The entries of `parts`, each followed by a NUL (the shape of `/proc/<pid>/cmdline`).
