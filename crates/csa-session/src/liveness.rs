@@ -680,15 +680,35 @@ mod tests {
         let dir = session();
         let host = HostIdentity::current();
         fs_err::create_dir(dir.path().join("locks")).expect("mkdir");
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "pid": std::process::id(),
             "machine_id": host.machine_id,
             "pid_ns": host.pid_ns,
             "boot_id": "00000000-0000-0000-0000-000000000000",
         });
+        // The portable backend knows a boot by its start time only: two hours earlier.
+        if let Some(boot_time) = host.boot_time {
+            body["boot_id"] = serde_json::Value::Null;
+            body["boot_time"] = boot_time.saturating_sub(7200).into();
+        }
         fs_err::write(dir.path().join("locks/x.lock"), body.to_string()).expect("write");
         let a = assess(&LivenessContext::new(), dir.path(), ID, true);
         assert!(matches!(a.verdict, Verdict::Dead { .. }), "{a:?}");
+    }
+
+    /// A lock body of another PID namespace, read where this process's own namespace is
+    /// unknown (the portable backend): foreign, never judged by its pid.
+    #[test]
+    fn a_namespace_that_cannot_be_compared_is_foreign() {
+        let host = HostIdentity {
+            pid_ns: None,
+            ..HostIdentity::current()
+        };
+        let body: LockBody =
+            serde_json::from_str(r#"{"pid": 1, "pid_ns": 4026531836}"#).expect("body");
+        assert!(foreign_owner(&host, &body).is_some_and(|why| why.contains("cannot compare")));
+        let body: LockBody = serde_json::from_str(r#"{"pid": 1}"#).expect("body");
+        assert_eq!(foreign_owner(&host, &body), None);
     }
 
     #[test]
