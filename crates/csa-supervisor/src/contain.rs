@@ -176,8 +176,12 @@ impl Containment {
             record.mechanism = Mechanism::Cgroup;
             record.cgroup = Some(cgroup.path().to_owned());
         }
-        // Orphans of a process session re-parent to us; in a cgroup it does no harm either.
-        crate::supervise::become_subreaper();
+        // Orphans of a process session re-parent to us; in a cgroup it does no harm either. The
+        // portable backend stands for platforms without one (macOS): orphans go to init there,
+        // and are found by their session id or marker alone (docs/lifecycle.md).
+        if csa_process::backend::current() != csa_process::Backend::Portable {
+            crate::supervise::become_subreaper();
+        }
         let containment = Containment {
             dir: dir.to_owned(),
             id: id.to_owned(),
