@@ -35,6 +35,8 @@ pub struct Invocation {
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<OsString>,
+    /// Environment variables set for it (besides the harness's own environment).
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl Invocation {
@@ -47,12 +49,20 @@ impl Invocation {
         Self {
             program: program.into(),
             args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
         }
+    }
+
+    /// The same invocation with `key=value` in its environment.
+    pub fn with_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
         command.args(&self.args);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
 
@@ -127,7 +137,9 @@ impl Invocation {
         let mut args = vec![OsString::from(PEAK_RSS_SUBCOMMAND), OsString::from("--")];
         args.push(self.program.clone().into_os_string());
         args.extend(self.args.iter().cloned());
-        let helper = Invocation::new(std::env::current_exe()?, args);
+        let mut helper = Invocation::new(std::env::current_exe()?, args);
+        // The helper's child inherits it.
+        helper.env.clone_from(&self.env);
         let output = helper.run_captured()?;
         output
             .trim()
@@ -138,6 +150,9 @@ impl Invocation {
 
 impl fmt::Display for Invocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (key, value) in &self.env {
+            write!(f, "{}={} ", key.to_string_lossy(), value.to_string_lossy())?;
+        }
         write!(f, "{}", self.program.display())?;
         for arg in &self.args {
             write!(f, " {}", arg.to_string_lossy())?;
