@@ -177,6 +177,12 @@ mod tests {
                 (a.status, a.ppid, a.pgid, a.sid),
                 (b.status, b.ppid, b.pgid, b.sid)
             );
+            // The sysinfo path (other platforms, and macOS's fallback) reads the same.
+            let c = portable::sysinfo_stat(pid).expect("sysinfo");
+            assert_eq!(
+                (b.status, b.ppid, b.pgid, b.sid, b.start, b.uid),
+                (c.status, c.ppid, c.pgid, c.sid, c.start, c.uid)
+            );
             assert_eq!(
                 crate::platform::owner_uid(pid).ok(),
                 portable::owner_uid(pid).ok()

@@ -1,14 +1,18 @@
-//! The portable backend: everything csa reads about processes without `/proc` parsing of its
-//! own, through well-kept crates, on every Unix.
+//! The portable backend: what csa reads about processes through well-kept crates and the
+//! platform's own per-process call, on every Unix, with no cgroup, boot id, PID namespace or
+//! lock table.
 //!
-//! - **Process list, state, parent, owner, command line, environment**: sysinfo (on Linux it
-//!   reads `/proc` itself; on macOS `proc_pidinfo` and `sysctl(KERN_PROCARGS2)`). One
-//!   `sysinfo::System` per csa process, refreshed for exactly the pid asked about and the
-//!   fields needed, before each answer: nothing is answered from an older refresh.
-//! - **Process group and session id**: `getpgid(2)` and `getsid(2)` (nix).
-//! - **Start time**: the platform's most precise ([`StartTime`]): on macOS `proc_pidinfo`'s
-//!   start in microseconds since the epoch ([`macos`]); elsewhere ([`fallback`]) sysinfo's
-//!   whole seconds since boot.
+//! - **Process list, command line, environment**: sysinfo (on Linux it reads `/proc` itself; on
+//!   macOS `proc_listallpids`, `proc_pidinfo` and `sysctl(KERN_PROCARGS2)`). One
+//!   `sysinfo::System` per csa process, refreshed for the pids asked about and the fields
+//!   needed, before each answer: nothing is answered from an older refresh.
+//! - **One process** (state, parent, process group, session id, owner, start time): the
+//!   platform's per-process call, one small module each, because sysinfo lists every process
+//!   to refresh one, and a probe must not cost a scan of the process table: on macOS
+//!   `proc_pidinfo` ([`macos`]: start in microseconds since the epoch), on Linux
+//!   `/proc/<pid>/stat` ([`linux`]: start in whole seconds since boot, as sysinfo counts it);
+//!   elsewhere sysinfo ([`fallback`]). Process group and session id come from `getpgid(2)` and
+//!   `getsid(2)` (nix) where the call does not give them.
 //! - **Boot**: sysinfo's boot time, seconds since the epoch (no boot id).
 //! - **Threads of a zombie leader** (Linux, a main thread that called `pthread_exit(3)`):
 //!   sysinfo's task list, read only for a zombie.
@@ -28,11 +32,12 @@ use super::{ProcessStat, Status};
 use crate::StartTime;
 
 mod fallback;
+mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
 
-/// The start time of `process` (pid `pid`) in the platform's most precise unit: the one
-/// platform switch of this backend.
+/// The start time of `process` (pid `pid`) in the platform's most precise unit, for processes
+/// read through sysinfo (the process table). One of the two platform switches of this backend.
 fn start_time(pid: u32, process: &sysinfo::Process, boot_time: u64) -> Option<StartTime> {
     #[cfg(target_os = "macos")]
     {
@@ -43,6 +48,24 @@ fn start_time(pid: u32, process: &sysinfo::Process, boot_time: u64) -> Option<St
     {
         let _ = pid;
         fallback::start_time(process, boot_time)
+    }
+}
+
+/// One process through the platform's per-process call; `None` where there is none (then
+/// sysinfo). The other platform switch.
+fn stat_one(pid: u32) -> Option<io::Result<ProcessStat>> {
+    #[cfg(target_os = "macos")]
+    {
+        macos::stat(pid)
+    }
+    #[cfg(target_os = "linux")]
+    {
+        Some(linux::stat(pid))
+    }
+    #[cfg(not(any(target_os = "macos", target_os = "linux")))]
+    {
+        let _ = pid;
+        None
     }
 }
 
@@ -113,6 +136,15 @@ fn base_kind() -> ProcessRefreshKind {
 }
 
 pub(super) fn stat(pid: u32) -> io::Result<ProcessStat> {
+    if let Some(stat) = stat_one(pid) {
+        return stat;
+    }
+    sysinfo_stat(pid)
+}
+
+/// [`stat`] through sysinfo (which lists every process to refresh one): the platforms without
+/// a per-process module, and the fallback of macOS's.
+pub(super) fn sysinfo_stat(pid: u32) -> io::Result<ProcessStat> {
     let mut stat = with_process(pid, base_kind(), |_, process, boot| {
         convert(pid, process, boot)
     })?;
