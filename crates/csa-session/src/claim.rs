@@ -217,7 +217,7 @@ fn live_claimant(project: &Project) -> Option<Busy> {
 }
 
 /// Whether the agent recorded in the session's membership record has exited (its pid names no
-/// running process with its start ticks). `false` when there is no record or no agent yet.
+/// running process with its start time). `false` when there is no record or no agent yet.
 fn agent_exited(session_dir: &std::path::Path) -> bool {
     let Ok(Some(record)) = MembershipRecord::load(session_dir) else {
         return false;
@@ -226,8 +226,11 @@ fn agent_exited(session_dir: &std::path::Path) -> bool {
         return false;
     };
     match csa_process::probe(agent.pid) {
-        csa_process::Probe::Running { start_ticks } => {
-            agent.start_ticks.is_some() && start_ticks.is_some() && start_ticks != agent.start_ticks
+        csa_process::Probe::Running { start_time } => {
+            matches!(
+                agent.start().zip(start_time),
+                Some((recorded, now)) if csa_process::StartTime::same_process(recorded, now) == Some(false)
+            )
         }
         _ => true,
     }
