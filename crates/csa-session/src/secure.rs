@@ -244,7 +244,10 @@ pub fn open_session_dir(dir: &Path) -> Result<OwnedFd> {
         Err(errno) => return Err(with_path(errno.into(), "open directory", dir).into()),
     };
     let stat = fstat(&fd).map_err(|e| with_path(e.into(), "stat", dir))?;
-    owner_and_mode(dir, stat.st_uid, stat.st_mode)?;
+    // `st_mode` is a `u16` on macOS, a `u32` on Linux.
+    #[allow(clippy::useless_conversion)]
+    let mode = u32::from(stat.st_mode);
+    owner_and_mode(dir, stat.st_uid, mode)?;
     Ok(fd)
 }
 
