@@ -52,7 +52,9 @@ pub use host::{HostIdentity, BOOT_TIME_SLACK};
 pub use locks::{FileId, HeldLocks, LockState, LockTable};
 pub use membership::{Membership, Released};
 pub use observe::{observe, Identify};
-pub use probe::{ancestors, cmdline_contains, environ_contains, group_is_running, probe, Probe};
+pub use probe::{
+    ancestors, cmdline_contains, environ_contains, group_is_running, probe, running_as, Probe,
+};
 pub use start::{clock_ticks_per_second, StartTime};
 pub use verdict::{decide, Evidence, Verdict};
 

@@ -80,6 +80,18 @@ pub fn probe(pid: u32) -> Probe {
     }
 }
 
+/// Whether `pid` runs and, when a start time was `recorded`, with that start time (compared in
+/// a common unit, [`StartTime::same_process`]; one that is unreadable or cannot be compared
+/// does not match).
+pub fn running_as(pid: u32, recorded: Option<StartTime>) -> bool {
+    match probe(pid) {
+        Probe::Running { start_time } => recorded.is_none_or(|recorded| {
+            start_time.is_some_and(|now| StartTime::same_process(recorded, now) == Some(true))
+        }),
+        _ => false,
+    }
+}
+
 /// Whether the process group `pgid` has a member that has not exited.
 ///
 /// `kill(-pgid, 0)` alone cannot tell: it succeeds while any member exists, zombies included,
@@ -129,6 +141,30 @@ pub fn environ_contains(pid: u32, entry: &[u8]) -> Option<bool> {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The ancestors of `pid` (its parent, the parent's parent, …, up to but not including pid 1),
+/// each with its start time in the backend's unit, nearest first. Stops at the first process
+/// whose stat or start time cannot be read. At most 256 steps (a parent chain is a tree; the
+/// bound only guards a corrupt read).
+pub fn ancestors(pid: u32) -> Vec<(u32, StartTime)> {
+    let mut chain = Vec::new();
+    let mut current = pid;
+    for _ in 0..256 {
+        let Ok(stat) = backend::stat(current) else {
+            break;
+        };
+        let parent = stat.ppid;
+        if parent <= 1 || parent == current {
+            break;
+        }
+        let Some(start) = backend::stat(parent).ok().and_then(|s| s.start) else {
+            break;
+        };
+        chain.push((parent, start));
+        current = parent;
+    }
+    chain
 }
 
 #[cfg(test)]
@@ -200,28 +236,4 @@ mod tests {
         let entry = format!("{key}={value}");
         assert_eq!(environ_contains(pid, entry.as_bytes()), Some(true));
     }
-}
-
-/// The ancestors of `pid` (its parent, the parent's parent, …, up to but not including pid 1),
-/// each with its start time in the backend's unit, nearest first. Stops at the first process
-/// whose stat or start time cannot be read. At most 256 steps (a parent chain is a tree; the
-/// bound only guards a corrupt read).
-pub fn ancestors(pid: u32) -> Vec<(u32, StartTime)> {
-    let mut chain = Vec::new();
-    let mut current = pid;
-    for _ in 0..256 {
-        let Ok(stat) = backend::stat(current) else {
-            break;
-        };
-        let parent = stat.ppid;
-        if parent <= 1 || parent == current {
-            break;
-        }
-        let Some(start) = backend::stat(parent).ok().and_then(|s| s.start) else {
-            break;
-        };
-        chain.push((parent, start));
-        current = parent;
-    }
-    chain
 }

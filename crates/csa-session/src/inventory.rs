@@ -185,7 +185,7 @@ pub struct TerminalStatus {
 impl TerminalStatus {
     /// The status of the interactive session in `dir`, when its membership record says it is
     /// interactive and the verdict says it runs: attachable while its recorded supervisor runs
-    /// (pid and start ticks), with `attach.toml`'s counts. Reads two small files.
+    /// (pid and start time), with `attach.toml`'s counts. Reads two small files.
     pub fn of(dir: &std::path::Path, verdict: Option<&Verdict>) -> Option<Self> {
         if !verdict.is_some_and(Verdict::is_alive) {
             return None;
@@ -195,12 +195,7 @@ impl TerminalStatus {
             return None;
         }
         let supervisor = record.supervisor;
-        let attachable = match csa_process::probe(supervisor.pid) {
-            csa_process::Probe::Running { start_ticks } => {
-                supervisor.start_ticks.is_none() || start_ticks == supervisor.start_ticks
-            }
-            _ => false,
-        };
+        let attachable = csa_process::running_as(supervisor.pid, supervisor.start());
         let counts = crate::read_capped(&dir.join("attach.toml"), 4096)
             .ok()
             .and_then(|(bytes, _)| {

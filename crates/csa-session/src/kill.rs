@@ -135,8 +135,9 @@ fn members_of(id: &str, record: &MembershipRecord) -> KillDecision {
         return KillDecision::Unverifiable("its membership record names no cgroup".to_owned());
     };
     let supervisor = record.supervisor.pid;
-    let running =
-        |p: Option<crate::membership::ProcessId>| p.is_some_and(|p| same_running(p.pid, p.start()));
+    let running = |p: Option<crate::membership::ProcessId>| {
+        p.is_some_and(|p| csa_process::running_as(p.pid, p.start()))
+    };
     let agent_running = running(record.agent);
     let supervisor_running = running(Some(record.supervisor));
     if !agent_running && supervisor_running {
@@ -266,7 +267,7 @@ impl Targets {
                 supervisor,
                 supervisor_start,
                 ..
-            } => same_running(*supervisor, *supervisor_start),
+            } => csa_process::running_as(*supervisor, *supervisor_start),
             Targets::Owners(_) => false,
         }
     }
@@ -286,17 +287,6 @@ impl Targets {
                 .is_ok_and(|live| live.is_empty()),
             Targets::Owners(owners) => owners_gone(owners),
         }
-    }
-}
-
-/// Whether `pid` runs and, when a start time was recorded, with that start time (compared in a
-/// common unit; one that cannot be compared does not match).
-fn same_running(pid: u32, recorded: Option<StartTime>) -> bool {
-    match csa_process::probe(pid) {
-        Probe::Running { start_time } => recorded.is_none_or(|recorded| {
-            start_time.is_some_and(|now| StartTime::same_process(recorded, now) == Some(true))
-        }),
-        _ => false,
     }
 }
 
