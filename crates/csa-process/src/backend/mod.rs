@@ -4,7 +4,7 @@
 //!
 //! - [`Backend::Procfs`] (Linux): the `/proc` readers of [`crate::platform`]: start ticks, the
 //!   threads of a zombie leader, `/proc/locks`, the boot id and the PID namespace.
-//! - [`Backend::Portable`] (every Unix, Linux included): no `/proc` of its own ([`portable`]):
+//! - [`Backend::Portable`] (every Unix, Linux included): no `/proc` of its own (the `portable` module):
 //!   sysinfo for the process list, state, parent, owner, command line and environment;
 //!   `getpgid(2)`/`getsid(2)` for the process group and session id; the start time in
 //!   microseconds from `proc_pidinfo` on macOS, in whole seconds since boot elsewhere; the

@@ -13,8 +13,8 @@ pub const ENV: &str = "CSA_PROCESS_BACKEND";
 pub enum Backend {
     /// Linux `/proc`: start ticks, `/proc/locks`, boot id, PID namespace ([`crate::platform`]).
     Procfs,
-    /// No `/proc`: sysinfo, `getpgid(2)`/`getsid(2)`, and on macOS `proc_pidinfo` (see
-    /// [`super::portable`]).
+    /// No `/proc` of its own: sysinfo, `getpgid(2)`/`getsid(2)`, and on macOS `proc_pidinfo`
+    /// (see [`crate::backend`]).
     Portable,
 }
 
