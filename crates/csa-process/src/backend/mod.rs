@@ -170,6 +170,12 @@ mod tests {
             .arg("30")
             .spawn()
             .expect("spawn");
+        // Until it has exec'd, the child's command line is this test's.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !crate::platform::cmdline(child.id()).is_ok_and(|c| c.starts_with(b"sleep\0")) {
+            assert!(std::time::Instant::now() < deadline, "sleep never ran");
+            std::thread::yield_now();
+        }
         for pid in [std::process::id(), child.id()] {
             let a = procfs::stat(pid).expect("procfs");
             let b = portable::stat(pid).expect("portable");
