@@ -24,7 +24,7 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 
 use crate::spawn::new_session;
 
@@ -153,7 +153,10 @@ pub fn spawn_supervisor(
     args: &[OsString],
     mode: SupervisorMode,
 ) -> std::io::Result<Report> {
-    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    // std's pipe is close-on-exec on every platform (nix has no pipe2 on macOS); the write end
+    // is then made inheritable for the supervisor.
+    let (read, write) = std::io::pipe()?;
+    let (read, write) = (OwnedFd::from(read), OwnedFd::from(write));
     fcntl(write.as_fd(), FcntlArg::F_SETFD(FdFlag::empty())).map_err(std::io::Error::from)?;
     let mut cmd = Command::new(exe);
     cmd.args(args);

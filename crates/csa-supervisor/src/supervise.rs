@@ -19,8 +19,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+#[cfg(target_os = "linux")]
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
+#[cfg(target_os = "linux")]
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
@@ -61,6 +63,7 @@ pub fn become_subreaper() {
 
 /// Reaps every exited child that is not `keep` (orphans re-parented to this subreaper),
 /// without waiting. Returns how many were reaped.
+#[cfg(target_os = "linux")]
 pub fn reap_orphans(keep: Option<u32>) -> usize {
     let mut reaped = 0;
     loop {
@@ -81,6 +84,13 @@ pub fn reap_orphans(keep: Option<u32>) -> usize {
             }
         }
     }
+}
+
+/// Without a child subreaper (platforms other than Linux) orphans go to init, never to this
+/// supervisor, so there is nothing to reap: returns 0.
+#[cfg(not(target_os = "linux"))]
+pub fn reap_orphans(_keep: Option<u32>) -> usize {
+    0
 }
 
 /// Copies everything read from `from` to `log` and, when given, to `echo`, chunk by chunk as
@@ -181,6 +191,52 @@ impl Forwarder {
     }
 }
 
+/// Waits for the child `agent` to exit without reaping it: until reaped, the agent's pid (and
+/// process group id) stays its own. Another child that exits meanwhile is an orphan re-parented
+/// to this subreaper: it is reaped and the wait goes on.
+///
+/// # Errors
+/// I/O errors of `waitid(2)` other than `EINTR`.
+#[cfg(target_os = "linux")]
+fn wait_for_exit(agent: Pid) -> std::io::Result<()> {
+    loop {
+        match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Ok(status) => match status.pid() {
+                Some(pid) if pid == agent => return Ok(()),
+                Some(pid) => {
+                    let _ = waitpid(pid, None);
+                }
+                None => {}
+            },
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits for the child `agent` to exit without reaping it (`waitid(P_PID, WEXITED |
+/// WNOWAIT)`, through rustix: nix has no `waitid` on macOS). Without a subreaper no orphan
+/// comes here.
+///
+/// # Errors
+/// I/O errors of `waitid(2)` other than `EINTR`.
+#[cfg(not(target_os = "linux"))]
+fn wait_for_exit(agent: Pid) -> std::io::Result<()> {
+    use rustix::process::{waitid, WaitId, WaitIdOptions};
+    let pid = rustix::process::Pid::from_raw(agent.as_raw())
+        .ok_or_else(|| std::io::Error::other("the agent's pid is not positive"))?;
+    loop {
+        match waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Waits for the agent, forwarding the signals `forwarder` catches to the agent's process
 /// group meanwhile and reaping orphans re-parented to this supervisor, then reaps the agent.
 /// `streams` (from [`stream`]) is drained for at most 500 ms after the exit.
@@ -206,21 +262,7 @@ pub fn wait(
             }
         }
     });
-    // Wait for any child's exit without reaping: until reaped, the agent's pid stays its own.
-    // Another child is an orphan re-parented to us: reap it and go on.
-    loop {
-        match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
-            Ok(status) => match status.pid() {
-                Some(pid) if pid == pgid => break,
-                Some(pid) => {
-                    let _ = waitpid(pid, None);
-                }
-                None => {}
-            },
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    wait_for_exit(pgid)?;
     handle.close();
     let _ = forwarder.join();
     let status = child.wait()?;

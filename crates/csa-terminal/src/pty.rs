@@ -47,9 +47,17 @@ impl Pty {
             let what = what.to_owned();
             move |e: rustix::io::Errno| TerminalError::io(what, e.into())
         };
+        // Linux opens the master close-on-exec at once; elsewhere (macOS has no such flag for
+        // posix_openpt) it is set right after.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY;
         let master =
-            rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
-                .map_err(err("open a pseudo-terminal (posix_openpt)"))?;
+            rustix::pty::openpt(flags).map_err(err("open a pseudo-terminal (posix_openpt)"))?;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        rustix::io::fcntl_setfd(&master, rustix::io::FdFlags::CLOEXEC)
+            .map_err(err("set close-on-exec on the pseudo-terminal"))?;
         rustix::pty::grantpt(&master).map_err(err("grant the pseudo-terminal (grantpt)"))?;
         rustix::pty::unlockpt(&master).map_err(err("unlock the pseudo-terminal (unlockpt)"))?;
         let name = rustix::pty::ptsname(&master, Vec::new())

@@ -287,8 +287,9 @@ impl Server {
         dir_path: &Path,
         options: ServerOptions,
     ) -> Result<Server> {
-        let (stopped, stop) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|e| TerminalError::io("create a pipe", e.into()))?;
+        // std's pipe is close-on-exec on every platform.
+        let (stopped, stop) = std::io::pipe().map_err(|e| TerminalError::io("create a pipe", e))?;
+        let (stopped, stop) = (OwnedFd::from(stopped), OwnedFd::from(stop));
         let listening = Arc::new(Listening::create(dir, dir_path)?);
         let size = master.size();
         let ServerOptions {

@@ -56,6 +56,12 @@ fn short_dir_name(_dir: BorrowedFd<'_>) -> Option<PathBuf> {
     None
 }
 
+/// `st_mode` as a `u32` (it is a `u16` on macOS).
+#[allow(clippy::useless_conversion)]
+fn mode_bits(st: &Stat) -> u32 {
+    u32::from(st.st_mode)
+}
+
 fn same_inode(a: &Stat, b: &Stat) -> bool {
     a.st_dev == b.st_dev && a.st_ino == b.st_ino
 }
@@ -119,8 +125,8 @@ pub struct Listening {
     listener: UnixListener,
     dir: OwnedFd,
     path: PathBuf,
-    dev: u64,
-    ino: u64,
+    /// The socket file's identity (device and inode) when it was placed.
+    placed: Stat,
 }
 
 impl Listening {
@@ -157,7 +163,7 @@ impl Listening {
             if let Some(reason) = check_socket_metadata(
                 FileType::from_raw_mode(st.st_mode),
                 st.st_uid,
-                st.st_mode,
+                mode_bits(&st),
                 peer::euid(),
             ) {
                 return Err(TerminalError::InsecureSocket {
@@ -180,11 +186,7 @@ impl Listening {
             listener,
             dir,
             path,
-            // Widening conversions on every platform (dev_t and ino_t are at most 64 bits).
-            #[allow(clippy::useless_conversion)]
-            dev: st.st_dev.into(),
-            #[allow(clippy::useless_conversion)]
-            ino: st.st_ino.into(),
+            placed: st,
         })
     }
 
@@ -202,9 +204,7 @@ impl Listening {
     /// the same session directory may have replaced it since).
     pub fn remove(&self) {
         if let Ok(st) = rustix::fs::statat(&self.dir, SOCKET_NAME, AtFlags::SYMLINK_NOFOLLOW) {
-            #[allow(clippy::useless_conversion)]
-            let ours = u64::from(st.st_dev) == self.dev && u64::from(st.st_ino) == self.ino;
-            if ours {
+            if same_inode(&st, &self.placed) {
                 let _ = rustix::fs::unlinkat(&self.dir, SOCKET_NAME, AtFlags::empty());
             }
         }
@@ -233,7 +233,7 @@ pub fn connect(dir: BorrowedFd<'_>, dir_path: &Path) -> Result<UnixStream> {
     if let Some(reason) = check_socket_metadata(
         FileType::from_raw_mode(st.st_mode),
         st.st_uid,
-        st.st_mode,
+        mode_bits(&st),
         peer::euid(),
     ) {
         return Err(TerminalError::InsecureSocket { path, reason });
