@@ -33,6 +33,7 @@ mod session_commands;
 mod shells;
 mod snapshots;
 mod stress;
+mod swap_race;
 mod synthetic;
 mod verbosity;
 mod wait_logs;
