@@ -28,13 +28,10 @@
 //! - Deleting `.csa-active/` is always safe: the next run finds no fingerprint and scans.
 
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-
-use fs_err::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::atomic::{sync_dir, write_atomic, Publish};
+use crate::dirfd::StoreDir;
 use crate::lock::ReconcileLock;
 
 /// Name of the record directory inside `sessions/`.
@@ -53,12 +50,12 @@ const MAX_SCAN_BYTES: u64 = 4 << 10;
 /// Largest `.ended` read (bytes): 27 per ended session, so about 600,000 sessions.
 const MAX_ENDED_BYTES: u64 = 16 << 20;
 
-/// The UTF-8 text of one of the record's files, read with [`crate::read_capped`] (bounded, and
-/// not blocked by a FIFO); `None` when it cannot be read, is larger than `max` or is not UTF-8:
-/// the record is a cache, and a damaged file only means a slower next scan. Regression: a 100 MB
-/// `.scan.toml`, or one linked to /dev/zero, was read whole (tests/cli/corpus.rs).
-fn read_text(path: &Path, max: u64) -> Option<String> {
-    let (bytes, _) = crate::read_capped(path, max).ok()?;
+/// The UTF-8 text of the record's file `name`, read with [`StoreDir::read_capped`] (bounded,
+/// and not blocked by a FIFO); `None` when it cannot be read, is larger than `max` or is not
+/// UTF-8: the record is a cache, and a damaged file only means a slower next scan. Regression:
+/// a 100 MB `.scan.toml`, or one linked to /dev/zero, was read whole (tests/cli/corpus.rs).
+fn read_text(dir: &StoreDir, name: &str, max: u64) -> Option<String> {
+    let (bytes, _) = dir.read_capped(name, max).ok()?;
     String::from_utf8(bytes).ok()
 }
 
@@ -72,21 +69,22 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
-    /// The fingerprint of `dir` now. `Ok(None)` when it does not exist.
+    /// The fingerprint of the open directory `dir` now (`fstat`).
     ///
     /// # Errors
-    /// Any I/O error of the stat other than absence.
-    pub fn of(dir: &Path) -> io::Result<Option<Self>> {
-        match fs_err::metadata(dir) {
-            Ok(m) => Ok(Some(Fingerprint {
-                dev: m.dev(),
-                ino: m.ino(),
-                mtime_sec: m.mtime(),
-                mtime_nsec: m.mtime_nsec(),
-            })),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+    /// The `fstat`'s error, naming the directory.
+    pub fn of(dir: &StoreDir) -> io::Result<Self> {
+        let meta = dir.meta()?;
+        let since = meta
+            .modified
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        Ok(Fingerprint {
+            dev: meta.dev,
+            ino: meta.ino,
+            mtime_sec: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+            mtime_nsec: i64::from(since.subsec_nanos()),
+        })
     }
 
     fn mtime(&self) -> SystemTime {
@@ -112,33 +110,41 @@ impl Fingerprint {
     }
 }
 
-/// The record of one project (`<sessions>/.csa-active`).
-#[derive(Debug, Clone)]
-pub struct ActiveRecord {
-    dir: PathBuf,
+/// The record of one project (`<sessions>/.csa-active`), reached through the project's open
+/// `sessions/` directory.
+#[derive(Debug, Clone, Copy)]
+pub struct ActiveRecord<'a> {
+    sessions: &'a StoreDir,
 }
 
-impl ActiveRecord {
-    /// The record of the project whose sessions live in `sessions_dir`.
-    pub fn new(sessions_dir: &Path) -> Self {
-        ActiveRecord {
-            dir: sessions_dir.join(ACTIVE_DIR),
-        }
+impl<'a> ActiveRecord<'a> {
+    /// The record of the project whose `sessions/` is open as `sessions`.
+    pub fn new(sessions: &'a StoreDir) -> Self {
+        ActiveRecord { sessions }
+    }
+
+    /// The project's `sessions/` directory this record belongs to.
+    pub fn sessions(&self) -> &StoreDir {
+        self.sessions
+    }
+
+    /// The record directory, opened without following a link and verified; `None` when missing.
+    fn dir(&self) -> io::Result<Option<StoreDir>> {
+        Ok(self.sessions.open_private_dir_if_exists(ACTIVE_DIR)?)
     }
 
     /// The ids with an entry. A missing record has none.
     ///
     /// # Errors
-    /// Any I/O error reading the record directory other than its absence.
+    /// Any I/O error reading the record directory other than its absence (a refused one
+    /// included, naming it).
     pub fn ids(&self) -> io::Result<Vec<String>> {
-        let entries = match fs_err::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        let Some(dir) = self.dir()? else {
+            return Ok(Vec::new());
         };
         let mut ids = Vec::new();
-        for entry in entries {
-            if let Some(name) = entry?.file_name().to_str() {
+        for entry in dir.entries()? {
+            if let Some(name) = entry.name_str() {
                 if crate::paths::is_ulid(name) {
                     ids.push(name.to_owned());
                 }
@@ -149,7 +155,7 @@ impl ActiveRecord {
 
     /// Whether `id` has an entry.
     pub fn contains(&self, id: &str) -> bool {
-        crate::paths::is_ulid(id) && self.dir.join(id).exists()
+        crate::paths::is_ulid(id) && matches!(self.dir(), Ok(Some(dir)) if dir.exists(id))
     }
 
     /// Adds an entry for `id` (idempotent) and makes it durable (fsync of the record directory).
@@ -158,23 +164,17 @@ impl ActiveRecord {
     /// # Errors
     /// Any I/O error creating the directory or the entry, naming the path.
     pub fn add(&self, id: &str) -> io::Result<()> {
-        match crate::failpoint!("active::make_dir")
-            .and_then(|()| std::fs::DirBuilder::new().mode(0o700).create(&self.dir))
-        {
-            Ok(()) => sync_dir(self.dir.parent().unwrap_or(&self.dir))?,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(crate::atomic::with_path(e, "create", &self.dir)),
+        let created = crate::failpoint!("active::make_dir")
+            .map_err(|e| crate::atomic::with_path(e, "create", &self.sessions.join(ACTIVE_DIR)))
+            .and_then(|()| self.sessions.mkdir(ACTIVE_DIR))?;
+        if created {
+            sync_dir(self.sessions)?;
         }
+        let dir = self.sessions.open_private_dir(ACTIVE_DIR)?;
         crate::failpoint!("active::add")
-            .map_err(|e| crate::atomic::with_path(e, "create", &self.dir.join(id)))?;
-        fs_err::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(self.dir.join(id))?;
-        sync_dir(&self.dir)
+            .map_err(|e| crate::atomic::with_path(e, "create", &dir.join(id)))?;
+        dir.touch(id)?;
+        sync_dir(&dir)
     }
 
     /// Removes the entry of the session `lock` protects, which the caller has found ended after
@@ -184,26 +184,26 @@ impl ActiveRecord {
     /// Any I/O error of the unlink other than absence.
     pub fn remove(&self, id: &str, lock: &ReconcileLock) -> io::Result<()> {
         debug_assert!(lock.session_dir().ends_with(id));
-        crate::failpoint!("active::remove", "remove", &self.dir.join(id))?;
-        match fs_err::remove_file(self.dir.join(id)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
+        let path = self.sessions.join(ACTIVE_DIR).join(id);
+        crate::failpoint!("active::remove", "remove", &path)?;
+        let Some(dir) = self.dir()? else {
+            return Ok(());
+        };
+        crate::dirfd::gone_is_fine(dir.remove_file(id))
     }
 
     /// Removes the entry of `id` if its session directory does not exist and the entry is older
     /// than an hour (a session being created has its entry before its directory). Best effort.
     pub fn remove_if_orphaned(&self, id: &str, now: SystemTime) {
-        let path = self.dir.join(id);
-        let old = fs_err::metadata(&path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|m| {
-                now.duration_since(m)
-                    .is_ok_and(|age| age > ORPHAN_ENTRY_AGE)
-            });
+        let Ok(Some(dir)) = self.dir() else {
+            return;
+        };
+        let old = dir.symlink_metadata(id).is_ok_and(|m| {
+            now.duration_since(m.modified)
+                .is_ok_and(|age| age > ORPHAN_ENTRY_AGE)
+        });
         if old {
-            if let Err(err) = fs_err::remove_file(&path) {
+            if let Err(err) = dir.remove_file(id) {
                 tracing::warn!(%err, "could not remove an orphaned active-record entry");
             }
         }
@@ -211,7 +211,10 @@ impl ActiveRecord {
 
     /// Whether the recorded fingerprint equals `current`.
     pub fn is_current(&self, current: &Fingerprint) -> bool {
-        let Some(text) = read_text(&self.dir.join(SCAN_FILE), MAX_SCAN_BYTES) else {
+        let Ok(Some(dir)) = self.dir() else {
+            return false;
+        };
+        let Some(text) = read_text(&dir, SCAN_FILE, MAX_SCAN_BYTES) else {
             return false;
         };
         let Ok(table) = text.parse::<toml::Table>() else {
@@ -224,7 +227,10 @@ impl ActiveRecord {
     /// file is only a slower next scan). Valid whatever the fingerprint: csa records a session
     /// before moving it from an ended phase back to active.
     pub fn known_ended(&self) -> Vec<String> {
-        let Some(text) = read_text(&self.dir.join(ENDED_FILE), MAX_ENDED_BYTES) else {
+        let Ok(Some(dir)) = self.dir() else {
+            return Vec::new();
+        };
+        let Some(text) = read_text(&dir, ENDED_FILE, MAX_ENDED_BYTES) else {
             return Vec::new();
         };
         let mut ids: Vec<String> = text
@@ -243,30 +249,20 @@ impl ActiveRecord {
             body.push_str(id);
             body.push('\n');
         }
-        let result = self.ensure_dir().and_then(|()| {
-            write_atomic(
-                &self.dir,
-                ENDED_FILE,
-                body.as_bytes(),
-                0o600,
-                Publish::Replace,
-            )
+        let result = self.ensure_dir().and_then(|dir| {
+            write_atomic(&dir, ENDED_FILE, body.as_bytes(), 0o600, Publish::Replace)
         });
         if let Err(err) = result {
             tracing::debug!(%err, "could not record the ended sessions");
         }
     }
 
-    /// Creates the record directory (0700) if missing.
+    /// Creates the record directory (0700) if missing, and opens it (verified).
     ///
     /// # Errors
-    /// The error of `mkdir` other than `EEXIST`, naming the path.
-    pub fn ensure_dir(&self) -> io::Result<()> {
-        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(crate::atomic::with_path(e, "create", &self.dir)),
-        }
+    /// The error of `mkdir` other than `EEXIST`, or of the open, naming the path.
+    pub fn ensure_dir(&self) -> io::Result<StoreDir> {
+        Ok(self.sessions.create_private_dir(ACTIVE_DIR)?)
     }
 
     /// Records `fingerprint`, taken before a full scan that added an entry for every session it
@@ -280,14 +276,8 @@ impl ActiveRecord {
             "# csa's cache: fingerprint of sessions/ at the last full scan. Safe to delete.\nfingerprint = \"{}\"\n",
             fingerprint.encode()
         );
-        let result = self.ensure_dir().and_then(|()| {
-            write_atomic(
-                &self.dir,
-                SCAN_FILE,
-                body.as_bytes(),
-                0o600,
-                Publish::Replace,
-            )
+        let result = self.ensure_dir().and_then(|dir| {
+            write_atomic(&dir, SCAN_FILE, body.as_bytes(), 0o600, Publish::Replace)
         });
         if let Err(err) = result {
             tracing::debug!(%err, "could not record the scan fingerprint");
@@ -296,21 +286,24 @@ impl ActiveRecord {
 }
 
 #[cfg(test)]
+// Tests lay out their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+    use crate::dirfd::test_dir;
 
     const ID: &str = "01M7YCZAQ6TZ9E7YGFW7ZMM2X7";
 
     #[test]
     fn add_list_remove() {
         let sessions = tempfile::tempdir().expect("tempdir");
-        let record = ActiveRecord::new(sessions.path());
+        let sessions_dir = test_dir(sessions.path());
+        let record = ActiveRecord::new(&sessions_dir);
         assert!(record.ids().expect("ids").is_empty());
         record.add(ID).expect("add");
         record.add(ID).expect("add twice");
         assert_eq!(record.ids().expect("ids"), [ID]);
-        let session_dir = sessions.path().join(ID);
-        fs_err::create_dir(&session_dir).expect("mkdir");
+        let session_dir = sessions_dir.create_private_dir(ID).expect("mkdir");
         let lock = ReconcileLock::try_acquire(&session_dir)
             .expect("io")
             .expect("free");
@@ -321,7 +314,8 @@ mod tests {
     #[test]
     fn known_ended_round_trips_and_ignores_garbage() {
         let sessions = tempfile::tempdir().expect("tempdir");
-        let record = ActiveRecord::new(sessions.path());
+        let sessions_dir = test_dir(sessions.path());
+        let record = ActiveRecord::new(&sessions_dir);
         assert!(record.known_ended().is_empty());
         let ids = vec![ID.to_owned(), "01M7YCZAQ6TZ9E7YGFW7ZMM2X8".to_owned()];
         record.record_ended(&ids);
@@ -341,10 +335,9 @@ mod tests {
     #[test]
     fn fingerprint_is_recorded_only_once_settled() {
         let sessions = tempfile::tempdir().expect("tempdir");
-        let record = ActiveRecord::new(sessions.path());
-        let fp = Fingerprint::of(sessions.path())
-            .expect("stat")
-            .expect("exists");
+        let sessions_dir = test_dir(sessions.path());
+        let record = ActiveRecord::new(&sessions_dir);
+        let fp = Fingerprint::of(&sessions_dir).expect("stat");
         record.record_scan(&fp, SystemTime::now());
         assert!(!record.is_current(&fp), "a fresh mtime must not be trusted");
         record.record_scan(&fp, SystemTime::now() + Duration::from_secs(3));
@@ -352,9 +345,7 @@ mod tests {
         // A new session changes the directory's fingerprint.
         filetime::set_file_mtime(sessions.path(), filetime::FileTime::from_unix_time(1, 0))
             .expect("touch");
-        let changed = Fingerprint::of(sessions.path())
-            .expect("stat")
-            .expect("exists");
+        let changed = Fingerprint::of(&sessions_dir).expect("stat");
         assert!(!record.is_current(&changed));
     }
 }

@@ -1,16 +1,19 @@
-//! The one atomic-write helper of the store. Every file csa writes goes through [`write_atomic`].
+//! The one atomic-write helper of the store. Every file csa writes goes through [`write_atomic`],
+//! relative to a directory opened without following links ([`StoreDir`], crate::dirfd), so a
+//! directory swapped for a link mid-write changes nothing outside it.
 //!
 //! Protocol (as jj's `persist_temp_file`, and the classic write-fsync-rename of ext4 guidance):
 //! 1. create a temp file `.tmp-<pid>.<ticks>-<random>` in the *same directory* as the target
-//!    (`O_EXCL`, so it never follows or reuses a symlink), with the requested mode; `<pid>` and
-//!    `<ticks>` name the writing process (its start time in clock ticks), so that a later command
-//!    can tell a crashed writer's leftover from a write in progress ([`crate::leftovers`]);
+//!    (`openat(O_CREAT | O_EXCL)`, so it never follows or reuses a symlink), with the requested
+//!    mode; `<pid>` and `<ticks>` name the writing process (its start time in clock ticks), so
+//!    that a later command can tell a crashed writer's leftover from a write in progress
+//!    ([`crate::leftovers`]);
 //! 2. write all bytes and `fsync` the temp file;
-//! 3. publish: [`Publish::Replace`] `rename(2)`s it over the target (which replaces a symlink
-//!    rather than writing through it); [`Publish::CreateNew`] `link(2)`s it to the target, which
-//!    fails with `EEXIST` when the target exists, so an existing file is never replaced, then
-//!    unlinks the temp name;
-//! 4. `fsync` the directory so the new name is durable.
+//! 3. publish: [`Publish::Replace`] `renameat(2)`s it over the target (which replaces a symlink
+//!    rather than writing through it); [`Publish::CreateNew`] `linkat(2)`s it to the target,
+//!    which fails with `EEXIST` when the target exists, so an existing file is never replaced,
+//!    then unlinks the temp name;
+//! 4. `fsync` the directory (its descriptor) so the new name is durable.
 //!
 //! What a crash (kill -9, power loss) leaves behind at each step:
 //! - during 1–2: the target is untouched; a stray `.tmp-*` file may remain (names starting with
@@ -24,11 +27,13 @@
 //! `atomic::write`, `atomic::fsync`, `atomic::publish`, `atomic::sync_dir`), so the reliability
 //! tests crash or fail every write of every path at each step.
 
+use std::ffi::OsStr;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use crate::dirfd::{Kind, StoreDir};
 use crate::failpoint;
 
 /// How [`write_atomic`] publishes the new file.
@@ -50,15 +55,16 @@ pub enum Publish {
 /// Name prefix of every temp file [`write_atomic`] creates.
 pub const TEMP_PREFIX: &str = ".tmp-";
 
-/// Atomically writes `bytes` to `dir/name`. A new file gets permission bits `mode` (e.g.
-/// `0o600`) whatever the umask; a file replaced ([`Publish::Replace`]) keeps its own.
+/// Atomically writes `bytes` to the file `name` of `dir`. A new file gets permission bits
+/// `mode` (e.g. `0o600`) whatever the umask; a file replaced ([`Publish::Replace`]) keeps its
+/// own.
 ///
 /// # Errors
 /// Any I/O error of the steps above, naming the path; with [`Publish::CreateNew`], an error of
 /// kind [`io::ErrorKind::AlreadyExists`] when `dir/name` exists (nothing was changed). After an
 /// error the target is as it was; the temp file is removed.
 pub fn write_atomic(
-    dir: &Path,
+    dir: &StoreDir,
     name: &str,
     bytes: &[u8],
     mode: u32,
@@ -67,51 +73,44 @@ pub fn write_atomic(
     let target = dir.join(name);
     let mode = match publish {
         // lstat: a symlink's own bits are meaningless; it is replaced by a file of `mode`.
-        Publish::Replace | Publish::ReplaceBootScoped => match fs_err::symlink_metadata(&target) {
-            Ok(meta) if meta.is_file() => meta.permissions().mode() & 0o7777,
+        Publish::Replace | Publish::ReplaceBootScoped => match dir.symlink_metadata(name) {
+            Ok(meta) if meta.kind == Kind::File => meta.mode,
             _ => mode,
         },
         Publish::CreateNew => mode,
     };
     let durable = publish != Publish::ReplaceBootScoped;
-    let mut temp = failpoint!("atomic::create_temp")
-        .and_then(|()| {
-            tempfile::Builder::new()
-                .prefix(temp_prefix())
-                .permissions(std::fs::Permissions::from_mode(mode))
-                .tempfile_in(dir)
-        })
-        .map_err(|e| with_path(e, "create a temp file in", dir))?;
-    // The umask may have narrowed the mode at creation; set it exactly.
-    temp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| with_path(e, "set permissions of", temp.path()))?;
-    // Through the plain file: `NamedTempFile`'s own `Write` adds `at path "…"` to its errors,
-    // and `with_path` names the path already. Regression: a full disk printed
-    // "failed to write `X`: No space left on device (os error 28) at path "X"".
-    failpoint!("atomic::write")
-        .and_then(|()| temp.as_file_mut().write_all(bytes))
-        .map_err(|e| with_path(e, "write", temp.path()))?;
-    failpoint!("atomic::fsync")
-        .and_then(|()| {
-            if durable {
-                temp.as_file().sync_all()
-            } else {
-                Ok(())
-            }
-        })
-        .map_err(|e| with_path(e, "fsync", temp.path()))?;
-    failpoint!("atomic::publish").map_err(|e| with_path(e, "publish", &target))?;
-    match publish {
-        Publish::Replace | Publish::ReplaceBootScoped => {
-            temp.persist(&target)
-                .map_err(|e| with_path(e.error, "rename a temp file to", &target))?;
+    let (mut file, temp) = failpoint!("atomic::create_temp")
+        .and_then(|()| create_temp(dir, mode))
+        .map_err(|e| with_path(e, "create a temp file in", dir.path()))?;
+    // From here, any failure removes the temp file.
+    let temp_path = dir.join(&temp);
+    let written = (|| {
+        // The umask may have narrowed the mode at creation; set it exactly.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| with_path(e, "set permissions of", &temp_path))?;
+        failpoint!("atomic::write")
+            .and_then(|()| file.write_all(bytes))
+            .map_err(|e| with_path(e, "write", &temp_path))?;
+        failpoint!("atomic::fsync")
+            .and_then(|()| if durable { file.sync_all() } else { Ok(()) })
+            .map_err(|e| with_path(e, "fsync", &temp_path))?;
+        failpoint!("atomic::publish").map_err(|e| with_path(e, "publish", &target))?;
+        match publish {
+            Publish::Replace | Publish::ReplaceBootScoped => dir
+                .rename(&temp, dir, name)
+                .map_err(|e| with_path(e, "rename a temp file to", &target)),
+            Publish::CreateNew => dir.hard_link(&temp, dir, name),
         }
-        Publish::CreateNew => {
-            // The temp file is removed when `temp` drops, whatever happens here.
-            fs_err::hard_link(temp.path(), &target)?;
+    })();
+    let published = written.is_ok() && publish != Publish::CreateNew;
+    if !published {
+        // Unpublished, or linked (the temp name is a second link to the target's inode).
+        if let Err(err) = crate::dirfd::gone_is_fine(dir.remove_file(&temp)) {
+            tracing::warn!(%err, "could not remove a temp file");
         }
     }
+    written?;
     if durable {
         sync_dir(dir)?;
     }
@@ -128,13 +127,34 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// Creates a new temp file in `dir` (`O_CREAT | O_EXCL`, mode `mode`): returns it and its name.
+fn create_temp(dir: &StoreDir, mode: u32) -> io::Result<(std::fs::File, String)> {
+    let mut last = None;
+    for _ in 0..16 {
+        let name = format!("{}{}", temp_prefix(), random_suffix());
+        match dir.create_new(OsStr::new(&name), mode) {
+            Ok(file) => return Ok((file, name)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::ErrorKind::AlreadyExists.into()))
+}
+
+/// Six random characters of Crockford base32 (from a ULID's random part), as tempfile's names
+/// have.
+fn random_suffix() -> String {
+    let random = ulid::Ulid::new().to_string();
+    random[random.len() - 6..].to_owned()
+}
+
 /// `fsync`s a directory, making the names created or removed in it durable.
 ///
 /// # Errors
-/// Any I/O error of the open or the fsync, naming the path.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    failpoint!("atomic::sync_dir").map_err(|e| with_path(e, "fsync", dir))?;
-    fs_err::File::open(dir)?.sync_all()
+/// Any I/O error of the fsync, naming the path.
+pub fn sync_dir(dir: &StoreDir) -> io::Result<()> {
+    failpoint!("atomic::sync_dir").map_err(|e| with_path(e, "fsync", dir.path()))?;
+    dir.sync()
 }
 
 /// `.tmp-<pid>.<start>-` for this process: [`owner_tag`].
@@ -195,19 +215,23 @@ pub(crate) fn with_path(err: io::Error, op: &str, path: &Path) -> io::Error {
 }
 
 #[cfg(test)]
+// Tests lay out and inspect their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+    use crate::dirfd::test_dir;
     use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn replace_writes_bytes_and_mode() {
         let dir = tempfile::tempdir().expect("tempdir");
-        write_atomic(dir.path(), "f", b"one", 0o600, Publish::Replace).expect("write");
+        let d = test_dir(dir.path());
+        write_atomic(&d, "f", b"one", 0o600, Publish::Replace).expect("write");
         let path = dir.path().join("f");
         assert_eq!(fs_err::metadata(&path).expect("stat").mode() & 0o777, 0o600);
         // A rewrite keeps the mode the file has now (here set by its owner), not `mode`.
         fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-        write_atomic(dir.path(), "f", b"two", 0o600, Publish::Replace).expect("rewrite");
+        write_atomic(&d, "f", b"two", 0o600, Publish::Replace).expect("rewrite");
         assert_eq!(fs_err::read(&path).expect("read"), b"two");
         assert_eq!(fs_err::metadata(&path).expect("stat").mode() & 0o777, 0o640);
         assert_eq!(
@@ -220,8 +244,9 @@ mod tests {
     #[test]
     fn create_new_never_replaces() {
         let dir = tempfile::tempdir().expect("tempdir");
-        write_atomic(dir.path(), "r", b"real", 0o600, Publish::CreateNew).expect("first");
-        let err = write_atomic(dir.path(), "r", b"fake", 0o600, Publish::CreateNew)
+        let d = test_dir(dir.path());
+        write_atomic(&d, "r", b"real", 0o600, Publish::CreateNew).expect("first");
+        let err = write_atomic(&d, "r", b"fake", 0o600, Publish::CreateNew)
             .expect_err("second must fail");
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(fs_err::read(dir.path().join("r")).expect("read"), b"real");
@@ -238,7 +263,8 @@ mod tests {
         let outside = dir.path().join("outside");
         fs_err::write(&outside, b"keep").expect("write");
         std::os::unix::fs::symlink(&outside, dir.path().join("f")).expect("symlink");
-        write_atomic(dir.path(), "f", b"new", 0o600, Publish::Replace).expect("write");
+        let d = test_dir(dir.path());
+        write_atomic(&d, "f", b"new", 0o600, Publish::Replace).expect("write");
         assert_eq!(fs_err::read(&outside).expect("read"), b"keep");
     }
 
@@ -272,7 +298,7 @@ mod tests {
         for n in &names {
             fs_err::write(dir.path().join(n), b"x").expect("write");
         }
-        let removed = crate::leftovers::sweep_temp_files(dir.path()).expect("sweep");
+        let removed = crate::leftovers::sweep_temp_files(&test_dir(dir.path())).expect("sweep");
         let mut left: Vec<String> = fs_err::read_dir(dir.path())
             .expect("ls")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())

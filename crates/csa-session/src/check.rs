@@ -29,8 +29,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::claim::{ClaimHolder, CLAIM_FILE};
+use crate::dirfd::{Kind, StoreDir};
 use crate::liveness::{assess, LivenessContext};
-use crate::paths::{all_projects, is_ulid, StateRoots};
+use crate::paths::{all_projects, is_ulid, open_session_in, Project, StateRoots, SESSIONS_DIR};
 use crate::result::{SessionResult, RESULT_FILE};
 use crate::state::{Phase, SessionState};
 
@@ -54,10 +55,14 @@ pub fn check_roots(roots: &StateRoots) -> Vec<Violation> {
         match all_projects(root) {
             Ok(projects) => {
                 for project in projects {
-                    if let Err(err) = crate::secure::check_project(root, &project) {
+                    if let Err(err) = crate::secure::check_project(&project) {
                         push_refused(&mut out, &project.sessions_dir, &err);
                     }
-                    check_sessions_dir(&ctx, &project.sessions_dir, &mut out);
+                    match open_for_reading(&project) {
+                        Ok(Some(sessions)) => check_sessions_dir(&ctx, &sessions, &mut out),
+                        Ok(None) => {}
+                        Err(err) => push(&mut out, &project.sessions_dir, err.to_string()),
+                    }
                 }
             }
             Err(err) => out.push(Violation {
@@ -94,14 +99,29 @@ fn push(out: &mut Vec<Violation>, path: &Path, problem: impl Into<String>) {
     });
 }
 
-/// Checks one project's `sessions/` directory.
-pub fn check_sessions_dir(ctx: &LivenessContext, sessions: &Path, out: &mut Vec<Violation>) {
-    let Ok(entries) = fs_err::read_dir(sessions) else {
+/// The project's `sessions/`, opened from the state root without following a link but not
+/// verified (the checker reports a refused directory, then still looks inside it).
+fn open_for_reading(project: &Project) -> std::io::Result<Option<StoreDir>> {
+    let Ok(Some(mut dir)) = StoreDir::open_root(&project.root) else {
+        return Ok(None);
+    };
+    for name in project.key.split('/').filter(|c| !c.is_empty()) {
+        match dir.open_dir_if_exists(name)? {
+            Some(next) => dir = next,
+            None => return Ok(None),
+        }
+    }
+    dir.open_dir_if_exists(SESSIONS_DIR)
+}
+
+/// Checks one project's open `sessions/` directory.
+pub fn check_sessions_dir(ctx: &LivenessContext, sessions: &StoreDir, out: &mut Vec<Violation>) {
+    let Ok(entries) = sessions.entries() else {
         return;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let path = entry.path();
+    for entry in entries {
+        let name = entry.name.to_string_lossy().into_owned();
+        let path = sessions.join(&entry.name);
         if name.starts_with(".tmp") {
             if !temp_in_progress(&name) {
                 push(out, &path, "temporary file left behind");
@@ -115,10 +135,12 @@ pub fn check_sessions_dir(ctx: &LivenessContext, sessions: &Path, out: &mut Vec<
         } else if name.starts_with(".deleting-") {
             push(out, &path, "half-deleted session left behind");
         } else if name == crate::active::ACTIVE_DIR {
-            stray_temps(&path, out);
-        } else if is_ulid(&name) && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            check_session(ctx, &path, &name, out);
-        } else if is_ulid(&name) && entry.file_type().is_ok_and(|t| t.is_symlink()) {
+            if let Ok(active) = sessions.open_dir(&entry.name) {
+                stray_temps(&active, out);
+            }
+        } else if is_ulid(&name) && entry.kind == Kind::Dir {
+            check_session(ctx, sessions, &name, out);
+        } else if is_ulid(&name) && entry.kind == Kind::Symlink {
             push(out, &path, "a session directory that is a symbolic link");
         }
     }
@@ -131,58 +153,66 @@ fn temp_in_progress(name: &str) -> bool {
     crate::atomic::temp_owner(name).is_some_and(|tag| !crate::atomic::owner_gone(tag))
 }
 
-fn stray_temps(dir: &Path, out: &mut Vec<Violation>) {
-    if let Ok(entries) = fs_err::read_dir(dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
+fn stray_temps(dir: &StoreDir, out: &mut Vec<Violation>) {
+    if let Ok(entries) = dir.entries() {
+        for entry in entries {
+            let name = entry.name.to_string_lossy().into_owned();
             if name.starts_with(".tmp") && !temp_in_progress(&name) {
-                push(out, &entry.path(), "temporary file left behind");
+                push(out, &dir.join(&entry.name), "temporary file left behind");
             }
         }
     }
 }
 
-fn check_session(ctx: &LivenessContext, dir: &Path, id: &str, out: &mut Vec<Violation>) {
-    if let Err(err) = crate::secure::check_session_dir(dir) {
-        push_refused(out, dir, &err);
+fn check_session(ctx: &LivenessContext, sessions: &StoreDir, id: &str, out: &mut Vec<Violation>) {
+    if let Err(err) = crate::secure::check_session_dir(sessions, id) {
+        push_refused(out, &sessions.join(id), &err);
     }
+    let dir = match open_session_in(sessions, id) {
+        Ok(dir) => dir,
+        Err(err) => return push(out, &sessions.join(id), err.to_string()),
+    };
+    let dir = &dir;
     stray_temps(dir, out);
     let state = match SessionState::load(dir) {
         Ok(state) => state,
-        Err(err) => return push(out, dir, format!("state.toml: {err}")),
+        Err(err) => return push(out, dir.path(), format!("state.toml: {err}")),
     };
     let result = match SessionResult::load(dir) {
         Ok(result) => result,
         Err(err) => return push(out, &dir.join(RESULT_FILE), err.to_string()),
     };
-    if let Ok(entries) = fs_err::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(".tmp-rollback-")
-                && result.is_some()
-            {
+    if let Ok(entries) = dir.entries() {
+        for entry in entries {
+            if entry.name.to_string_lossy().starts_with(".tmp-rollback-") && result.is_some() {
                 push(
                     out,
-                    &entry.path(),
+                    &dir.join(&entry.name),
                     "a second result competes with result.toml",
                 );
             }
         }
     }
-    let csa_run = dir.join(crate::create::RUN_FILE).exists();
+    let csa_run = dir.exists(crate::create::RUN_FILE);
     match (state.view.phase, &result) {
         (Phase::Active, Some(_)) if assess(ctx, dir, id, true).verdict.is_alive() => {
-            push(out, dir, "active with a result while its owner lives");
+            push(
+                out,
+                dir.path(),
+                "active with a result while its owner lives",
+            );
         }
         // The window of a resume killed between archiving the result and activating the
         // turn: the next reconcile undoes it (the resume added the session to the record).
         (_, None)
             if crate::resume::archive_interrupted(dir, &state.view)
-                && crate::active::ActiveRecord::new(dir.parent().unwrap_or(dir)).contains(id) => {}
+                && crate::active::ActiveRecord::new(sessions).contains(id) => {}
         (phase, None) if phase.is_ended() && csa_run => {
-            push(out, dir, format!("{} without a result", phase.as_str()));
+            push(
+                out,
+                dir.path(),
+                format!("{} without a result", phase.as_str()),
+            );
         }
         _ => {}
     }
@@ -192,7 +222,8 @@ fn check_session(ctx: &LivenessContext, dir: &Path, id: &str, out: &mut Vec<Viol
         // upstream ended without one (its `available` sessions may have none) and csa then
         // resumed has none for the turns before. Regression: found with the stress test's
         // upstream sessions. An unreadable run.toml checks every turn.
-        let ran = crate::read_capped(&dir.join(crate::create::RUN_FILE), 16 << 20)
+        let ran = dir
+            .read_capped(crate::create::RUN_FILE, 16 << 20)
             .ok()
             .and_then(|(bytes, _)| {
                 toml::from_str::<crate::create::RunRecord>(&String::from_utf8_lossy(&bytes)).ok()
@@ -207,46 +238,43 @@ fn check_session(ctx: &LivenessContext, dir: &Path, id: &str, out: &mut Vec<Viol
             if ran.as_ref().is_some_and(|ran| !ran.contains(&turn)) {
                 continue;
             }
-            let past = dir
-                .join("output/turns")
-                .join(format!("turn-{turn:06}"))
-                .join(RESULT_FILE);
-            if !past.exists() {
-                push(out, &past, "turn history is missing this turn's result");
+            let past = crate::resume::archived_result(turn);
+            if dir.metadata(&past).is_err() {
+                push(
+                    out,
+                    &dir.join(&past),
+                    "turn history is missing this turn's result",
+                );
             }
         }
     }
 }
 
-fn check_claim(ctx: &LivenessContext, sessions: &Path, out: &mut Vec<Violation>) {
+fn check_claim(ctx: &LivenessContext, sessions: &StoreDir, out: &mut Vec<Violation>) {
     let path = sessions.join(CLAIM_FILE);
-    use fs_err::os::unix::fs::OpenOptionsExt;
-    // Never waits for a FIFO's writer.
-    let Ok(file) = fs_err::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-        .open(&path)
-    else {
+    let Ok(file) = sessions.open_read(CLAIM_FILE) else {
         return;
     };
-    let held = csa_process::LockTable::read().state(file.file());
+    let held = csa_process::LockTable::read().state(&file);
     if !held.is_ok_and(csa_process::LockState::is_held) {
         return;
     }
     // Bounded, and never blocked by a FIFO: a held claim linked to /dev/zero was read without
     // end (tests/cli/corpus.rs).
-    let holder: Option<ClaimHolder> = crate::read_capped(&path, crate::claim::MAX_HOLDER_BYTES)
-        .ok()
-        .and_then(|(body, _)| serde_json::from_slice(&body).ok());
+    let holder: Option<ClaimHolder> =
+        crate::dirfd::read_open_file(file, &path, crate::claim::MAX_HOLDER_BYTES)
+            .ok()
+            .and_then(|(body, _)| serde_json::from_slice(&body).ok());
     let Some(holder) = holder else {
         // Held with an empty record: the holder is between its flock and its write.
         return;
     };
-    let dir = sessions.join(&holder.session_id);
-    let live_active = SessionState::load(&dir).is_ok_and(|s| s.view.phase == Phase::Active)
-        && assess(ctx, &dir, &holder.session_id, true)
-            .verdict
-            .is_alive();
+    let live_active = open_session_in(sessions, &holder.session_id).is_ok_and(|dir| {
+        SessionState::load(&dir).is_ok_and(|s| s.view.phase == Phase::Active)
+            && assess(ctx, &dir, &holder.session_id, true)
+                .verdict
+                .is_alive()
+    });
     if !live_active && !csa_process::probe(holder.pid).is_running() {
         push(
             out,

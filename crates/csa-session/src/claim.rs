@@ -26,10 +26,11 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::active::ActiveRecord;
+use crate::dirfd::StoreDir;
 use crate::liveness::{gather, LivenessContext};
-use crate::lock::{open_lock_file, rewrite_lock_body};
+use crate::lock::rewrite_lock_body;
 use crate::membership::{ClaimRole, MembershipRecord};
-use crate::paths::Project;
+use crate::paths::{open_session_in, Project};
 use crate::state::SessionState;
 
 /// File name of the claim, in the project's `sessions/` directory.
@@ -86,12 +87,12 @@ impl DirClaim {
     ///
     /// # Errors
     /// I/O errors creating or opening the claim file, or of `flock` other than `EWOULDBLOCK`,
-    /// naming the path.
+    /// naming the path; a refused directory (a link in place of `sessions/`, say) as an error
+    /// of kind `PermissionDenied` with the refusal's message.
     pub fn try_acquire(project: &Project) -> io::Result<ClaimAttempt> {
-        let sessions_dir = &project.sessions_dir;
-        crate::create::create_private_dirs(sessions_dir)?;
-        let path = sessions_dir.join(CLAIM_FILE);
-        let mut file = open_lock_file(&path)?;
+        let sessions = project.create_sessions()?;
+        let path = sessions.join(CLAIM_FILE);
+        let mut file = sessions.open_lock(CLAIM_FILE)?;
         // Busy: read who holds it. A holder that is letting go clears its record just before
         // its flock goes (and a crashed one leaves a stale record): while the record is empty
         // or names a supervisor that is not running, try the flock again, for at most
@@ -111,9 +112,9 @@ impl DirClaim {
                 .as_ref()
                 .is_some_and(|h| csa_process::probe(h.pid).is_running());
             if live || Instant::now() >= deadline {
-                let finishing = holder
-                    .as_ref()
-                    .is_some_and(|h| agent_exited(&project.session_dir(&h.session_id)));
+                let finishing = holder.as_ref().is_some_and(|h| {
+                    open_session_in(&sessions, &h.session_id).is_ok_and(|d| agent_exited(&d))
+                });
                 return Ok(ClaimAttempt::Busy(Busy {
                     session_id: holder.as_ref().map(|h| h.session_id.clone()),
                     pid: holder.as_ref().map(|h| h.pid),
@@ -125,7 +126,7 @@ impl DirClaim {
             std::thread::sleep(Duration::from_millis(5));
         };
         let claim = DirClaim { flock, path };
-        match live_claimant(project) {
+        match live_claimant(&sessions) {
             // Dropping the claim releases the flock (and clears nothing a live holder wrote:
             // the body was cleared by its writer, or names a dead one).
             Some(busy) => Ok(ClaimAttempt::Busy(busy)),
@@ -156,8 +157,8 @@ impl Drop for DirClaim {
 /// A session of `project` that may be active, ran its turn under a claim (held or nested), and
 /// still has a live process: the directory is still in use. Fails closed: a session whose
 /// files cannot be read while it may be active keeps the directory busy.
-fn live_claimant(project: &Project) -> Option<Busy> {
-    let ids = match ActiveRecord::new(&project.sessions_dir).ids() {
+fn live_claimant(sessions: &StoreDir) -> Option<Busy> {
+    let ids = match ActiveRecord::new(sessions).ids() {
         Ok(ids) => ids,
         Err(err) => {
             return Some(Busy {
@@ -171,7 +172,20 @@ fn live_claimant(project: &Project) -> Option<Busy> {
     };
     let ctx = LivenessContext::new();
     for id in ids {
-        let dir = project.session_dir(&id);
+        let dir = match open_session_in(sessions, &id) {
+            Ok(dir) => dir,
+            // No directory (yet, or any more): no process of it to wait for.
+            Err(crate::StoreError::Io(e)) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => {
+                return Some(Busy {
+                    session_id: Some(id),
+                    pid: None,
+                    role: format!("its directory cannot be opened ({err})"),
+                    started_at: None,
+                    finishing: false,
+                })
+            }
+        };
         let record = match MembershipRecord::load(&dir) {
             Ok(Some(record)) => record,
             // No record: not a turn csa ran under a claim (or its directory is gone).
@@ -218,7 +232,7 @@ fn live_claimant(project: &Project) -> Option<Busy> {
 
 /// Whether the agent recorded in the session's membership record has exited (its pid names no
 /// running process with its start time). `false` when there is no record or no agent yet.
-fn agent_exited(session_dir: &std::path::Path) -> bool {
+fn agent_exited(session_dir: &StoreDir) -> bool {
     let Ok(Some(record)) = MembershipRecord::load(session_dir) else {
         return false;
     };
@@ -259,6 +273,8 @@ fn read_holder(file: &mut File) -> Option<ClaimHolder> {
 }
 
 #[cfg(test)]
+// Tests lay out their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

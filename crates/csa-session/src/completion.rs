@@ -16,10 +16,11 @@
 //! (crate::liveness): a live owned process always outranks it.
 
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::dirfd::StoreDir;
 use crate::result::ResultStatus;
 
 /// File name of upstream's daemon completion record.
@@ -174,12 +175,12 @@ pub struct RecordError {
 /// [`MAX_RECORD_BYTES`], is not a regular file, is not UTF-8, or does not parse (a
 /// `daemon-completion.toml` without an integer `exit_code` and a string `status`; a `.complete`
 /// that is not one integer).
-pub fn load(session_dir: &Path) -> Result<Option<Completion>, RecordError> {
+pub fn load(session_dir: &StoreDir) -> Result<Option<Completion>, RecordError> {
     if let Some(record) = load_daemon(session_dir)? {
         return Ok(Some(record));
     }
     let marker = session_dir.join(COMPLETE_MARKER);
-    let Some(text) = read_record(&marker)? else {
+    let Some(text) = read_record(session_dir, COMPLETE_MARKER)? else {
         return Ok(None);
     };
     let exit_code = text.trim().parse::<i64>().map_err(|e| RecordError {
@@ -195,9 +196,9 @@ pub fn load(session_dir: &Path) -> Result<Option<Completion>, RecordError> {
 ///
 /// # Errors
 /// As [`load`], for `daemon-completion.toml`.
-pub fn load_daemon(session_dir: &Path) -> Result<Option<Completion>, RecordError> {
+pub fn load_daemon(session_dir: &StoreDir) -> Result<Option<Completion>, RecordError> {
     let daemon = session_dir.join(DAEMON_COMPLETION_FILE);
-    let Some(text) = read_record(&daemon)? else {
+    let Some(text) = read_record(session_dir, DAEMON_COMPLETION_FILE)? else {
         return Ok(None);
     };
     let record: Record = toml::from_str(&text).map_err(|e| RecordError {
@@ -216,7 +217,7 @@ pub fn load_daemon(session_dir: &Path) -> Result<Option<Completion>, RecordError
 ///
 /// # Errors
 /// [`RecordError`] naming the marker when the code does not fit upstream's `i32`.
-pub fn legacy_marker(session_dir: &Path, exit_code: i64) -> Result<Completion, RecordError> {
+pub fn legacy_marker(session_dir: &StoreDir, exit_code: i64) -> Result<Completion, RecordError> {
     let path = session_dir.join(COMPLETE_MARKER);
     let exit_code = i32::try_from(exit_code).map_err(|e| RecordError {
         path: path.clone(),
@@ -229,13 +230,13 @@ pub fn legacy_marker(session_dir: &Path, exit_code: i64) -> Result<Completion, R
     })
 }
 
-/// The text of a record file, `None` when it does not exist.
-fn read_record(path: &Path) -> Result<Option<String>, RecordError> {
+/// The text of the record file `name` of `dir`, `None` when it does not exist.
+fn read_record(dir: &StoreDir, name: &str) -> Result<Option<String>, RecordError> {
     let error = |reason: String| RecordError {
-        path: path.to_owned(),
+        path: dir.join(name),
         reason,
     };
-    match crate::read_capped(path, MAX_RECORD_BYTES) {
+    match dir.read_capped(name, MAX_RECORD_BYTES) {
         Ok((bytes, _)) => String::from_utf8(bytes)
             .map(Some)
             .map_err(|e| error(e.to_string())),
@@ -249,13 +250,8 @@ fn read_record(path: &Path) -> Result<Option<String>, RecordError> {
 /// [`MAX_STDOUT_PROBE`] bytes, without waiting (`O_NONBLOCK`; regular files only): a larger
 /// file counts as output when that prefix has a non-whitespace character, whatever its end
 /// holds. A missing or unreadable file holds none.
-pub fn stdout_has_output(session_dir: &Path) -> bool {
-    use fs_err::os::unix::fs::OpenOptionsExt;
-    let opened = fs_err::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-        .open(session_dir.join("stdout.log"));
-    let Ok(file) = opened else {
+pub fn stdout_has_output(session_dir: &StoreDir) -> bool {
+    let Ok(file) = session_dir.open_read("stdout.log") else {
         return false;
     };
     let Ok(meta) = file.metadata() else {
@@ -287,8 +283,11 @@ pub fn stdout_has_output(session_dir: &Path) -> bool {
 }
 
 #[cfg(test)]
+// Tests lay out their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+    use crate::dirfd::test_dir;
 
     fn record(exit_code: i32, status: &str, reason: Option<&str>) -> Record {
         Record {
@@ -385,9 +384,9 @@ mod tests {
     #[test]
     fn the_daemon_record_wins_and_errors_name_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(load(dir.path()).expect("none"), None);
+        assert_eq!(load(&test_dir(dir.path())).expect("none"), None);
         fs_err::write(dir.path().join(COMPLETE_MARKER), "137\n").expect("write");
-        let got = load(dir.path()).expect("load").expect("marker");
+        let got = load(&test_dir(dir.path())).expect("load").expect("marker");
         assert_eq!(got.source, Source::LegacyMarker);
         assert_eq!(got.record, Record::legacy_marker(137));
         fs_err::write(
@@ -395,7 +394,7 @@ mod tests {
             "exit_code = 2\nstatus = \"failure\"\nreason = \"tool exited 2\"\nextra = 1\n",
         )
         .expect("write");
-        let got = load(dir.path()).expect("load").expect("record");
+        let got = load(&test_dir(dir.path())).expect("load").expect("record");
         assert_eq!(got.source, Source::DaemonCompletion);
         assert_eq!(got.record, record(2, "failure", Some("tool exited 2")));
         fs_err::write(
@@ -403,14 +402,14 @@ mod tests {
             "exit_code = \"2\"\n",
         )
         .expect("write");
-        let err = load(dir.path()).expect_err("mistyped");
+        let err = load(&test_dir(dir.path())).expect_err("mistyped");
         assert!(err.to_string().contains(DAEMON_COMPLETION_FILE), "{err}");
     }
 
     #[test]
     fn stdout_output_is_non_blank_utf8() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert!(!stdout_has_output(dir.path()));
+        assert!(!stdout_has_output(&test_dir(dir.path())));
         for (bytes, want) in [
             (&b""[..], false),
             (b" \n\t", false),
@@ -418,7 +417,7 @@ mod tests {
             (b"\xff\xfe", false),
         ] {
             fs_err::write(dir.path().join("stdout.log"), bytes).expect("write");
-            assert_eq!(stdout_has_output(dir.path()), want, "{bytes:?}");
+            assert_eq!(stdout_has_output(&test_dir(dir.path())), want, "{bytes:?}");
         }
     }
 }

@@ -3,12 +3,12 @@
 //! replaced whole (atomically), whatever the old one contained.
 
 use std::io;
-use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::atomic::{write_atomic, Publish};
+use crate::dirfd::StoreDir;
 
 /// File name of the marker, in the project's `sessions/` directory.
 pub const COOLDOWN_MARKER: &str = "cooldown-marker.toml";
@@ -19,12 +19,13 @@ struct CooldownMarker<'a> {
     completed_at: DateTime<Utc>,
 }
 
-/// Replaces `<sessions_dir>/cooldown-marker.toml` with `session_id` and `completed_at`.
+/// Replaces the `cooldown-marker.toml` of the open `sessions/` directory `sessions_dir` with
+/// `session_id` and `completed_at`.
 ///
 /// # Errors
 /// Any I/O error of the atomic write, naming the path.
 pub fn write_cooldown_marker(
-    sessions_dir: &Path,
+    sessions_dir: &StoreDir,
     session_id: &str,
     completed_at: DateTime<Utc>,
 ) -> io::Result<()> {

@@ -20,8 +20,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use csa_process::{HostIdentity, StartTime};
@@ -30,9 +29,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::active::ActiveRecord;
 use crate::atomic::{sync_dir, with_path, write_atomic, Publish};
+use crate::dirfd::StoreDir;
 use crate::error::{Result, StoreError};
-use crate::lock::{open_lock_file, rewrite_lock_body};
-use crate::paths::Project;
+use crate::lock::rewrite_lock_body;
+use crate::paths::{OpenSession, Project};
 
 /// What a new session is made of.
 #[derive(Debug, Clone)]
@@ -94,15 +94,15 @@ pub struct RunRecord {
 pub const RUN_FILE: &str = "run.toml";
 
 impl RunRecord {
-    /// Reads `<dir>/run.toml` (at most 16 MiB); an empty record when there is none (a session
-    /// upstream wrote).
+    /// Reads the `run.toml` of the session directory `dir` (at most 16 MiB); an empty record
+    /// when there is none (a session upstream wrote).
     ///
     /// # Errors
     /// [`StoreError::InvalidState`] naming the file when it does not parse; the read's error
     /// otherwise.
-    pub fn load(dir: &Path) -> Result<Self> {
+    pub fn load(dir: &StoreDir) -> Result<Self> {
         let path = dir.join(RUN_FILE);
-        match crate::read_capped(&path, 16 << 20) {
+        match dir.read_capped(RUN_FILE, 16 << 20) {
             Ok((bytes, _)) => {
                 let text = String::from_utf8_lossy(&bytes);
                 toml::from_str(&text).map_err(|e| StoreError::InvalidState {
@@ -129,18 +129,6 @@ pub fn is_valid_tool_name(name: &str) -> bool {
 /// RFC 3339 with nanoseconds, as upstream writes timestamps.
 pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
-/// Creates `dir` and its missing parents with mode 0700.
-///
-/// # Errors
-/// The error of `mkdir`, naming the path.
-pub fn create_private_dirs(dir: &Path) -> io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| with_path(e, "create", dir))
 }
 
 /// The JSON body of a tool lock written by csa (docs/format.md § 6). The start time goes under
@@ -219,8 +207,9 @@ fn build_dir_name(id: &str) -> String {
 #[derive(Debug)]
 pub struct Draft {
     id: String,
-    sessions_dir: PathBuf,
-    build_dir: PathBuf,
+    sessions: StoreDir,
+    build_name: String,
+    build: StoreDir,
     depth: u32,
     tool_lock: Flock<File>,
 }
@@ -230,10 +219,11 @@ pub struct Draft {
 pub struct Created {
     /// Its ULID.
     pub id: String,
-    /// `sessions/<ULID>/`.
+    /// `sessions/<ULID>/`, for messages and for the agent's environment.
     pub dir: PathBuf,
     /// Its genealogy depth.
     pub depth: u32,
+    session: OpenSession,
     tool_lock: Flock<File>,
 }
 
@@ -242,34 +232,39 @@ impl Draft {
     /// supervising process's pid and start time (`csa_process::start_time`).
     ///
     /// # Errors
-    /// [`StoreError::Io`] for any failed write, naming the path; the partial build directory
-    /// is removed (best effort) and nothing is visible as a session.
+    /// [`StoreError::Io`] for any failed write, naming the path, and
+    /// [`StoreError::Insecure`] for a refused directory; the partial build directory is removed
+    /// (best effort) and nothing is visible as a session.
     pub fn build(
         project: &Project,
         new: &NewSession,
         supervisor: (u32, Option<StartTime>),
         host: &HostIdentity,
     ) -> Result<Self> {
-        let sessions_dir = project.sessions_dir.clone();
-        create_private_dirs(&sessions_dir)?;
+        let sessions = project.create_sessions()?;
         let id = new.id.clone();
-        ActiveRecord::new(&sessions_dir).add(&id)?;
-        let build_dir = sessions_dir.join(build_dir_name(&id));
-        crate::failpoint!("create::make_build_dir", "create", &build_dir)?;
-        create_private_dirs(&build_dir)?;
+        ActiveRecord::new(&sessions).add(&id)?;
+        let build_name = build_dir_name(&id);
+        crate::failpoint!(
+            "create::make_build_dir",
+            "create",
+            &sessions.join(&build_name)
+        )?;
+        let build = sessions.create_private_dir(&build_name)?;
         let depth = new.parent.as_ref().map_or(0, |p| p.depth + 1);
-        match write_files(&build_dir, &id, new, depth, supervisor, host) {
+        match write_files(&build, &id, new, depth, supervisor, host) {
             Ok(tool_lock) => Ok(Draft {
                 id,
-                sessions_dir,
-                build_dir,
+                sessions,
+                build_name,
+                build,
                 depth,
                 tool_lock,
             }),
             Err(err) => {
-                // Our own dot-directory, never a session: safe to remove (no symlink is
-                // followed by remove_dir_all).
-                let _ = fs_err::remove_dir_all(&build_dir);
+                // Our own dot-directory, never a session: safe to remove (through descriptors,
+                // never following a link).
+                let _ = sessions.remove_tree(&build_name);
                 Err(err)
             }
         }
@@ -280,37 +275,72 @@ impl Draft {
         &self.id
     }
 
-    /// Makes the session visible (step 3): rename into place, fsync `sessions/`.
+    /// Makes the session visible (step 3): rename into place (never over anything), fsync
+    /// `sessions/`. What was renamed is checked to be the directory built (the descriptor csa
+    /// wrote through), which the session keeps.
     ///
     /// # Errors
     /// [`StoreError::Io`] naming the paths; the draft is then removed (best effort).
     pub fn publish(self) -> Result<Created> {
-        let dir = self.sessions_dir.join(&self.id);
-        if let Err(err) = crate::failpoint!("create::publish", "rename", &self.build_dir)
-            .and_then(|()| fs_err::rename(&self.build_dir, &dir))
-            .and_then(|()| sync_dir(&self.sessions_dir))
-        {
-            let _ = fs_err::remove_dir_all(&self.build_dir);
+        let Draft {
+            id,
+            sessions,
+            build_name,
+            build,
+            depth,
+            tool_lock,
+        } = self;
+        let published = crate::failpoint!("create::publish", "rename", &sessions.join(&build_name))
+            .and_then(|()| sessions.rename_noreplace(&build_name, &sessions, &id))
+            .and_then(|()| {
+                if sessions.same_dir(&id, &build)? {
+                    Ok(())
+                } else {
+                    // Something else moved: put it back.
+                    let _ = sessions.rename_noreplace(&id, &sessions, &build_name);
+                    Err(io::Error::other(format!(
+                        "{}: replaced while the session was published",
+                        sessions.join(&build_name).display()
+                    )))
+                }
+            })
+            .and_then(|()| sync_dir(&sessions));
+        if let Err(err) = published {
+            let _ = sessions.remove_tree(&build_name);
             return Err(StoreError::Io(err));
         }
+        let dir = sessions.join(&id);
+        let build = build.renamed(dir.clone());
         Ok(Created {
-            id: self.id,
+            id: id.clone(),
             dir,
-            depth: self.depth,
-            tool_lock: self.tool_lock,
+            depth,
+            session: OpenSession {
+                id,
+                sessions,
+                dir: build,
+            },
+            tool_lock,
         })
     }
 }
 
 impl Created {
     /// A session whose supervisor holds its tool lock (for a resumed turn).
-    pub(crate) fn held(id: String, dir: PathBuf, depth: u32, tool_lock: Flock<File>) -> Self {
+    pub(crate) fn held(session: OpenSession, depth: u32, tool_lock: Flock<File>) -> Self {
         Created {
-            id,
-            dir,
+            id: session.id.clone(),
+            dir: session.dir.path().to_owned(),
             depth,
+            session,
             tool_lock,
         }
+    }
+
+    /// The session, as the descriptors of its directory and of its project's `sessions/`:
+    /// everything its supervisor writes in the session goes through them.
+    pub fn session(&self) -> &OpenSession {
+        &self.session
     }
 
     /// The held tool lock's file, for the agent to inherit (then the agent holds it too).
@@ -333,7 +363,7 @@ impl Created {
 }
 
 fn write_files(
-    dir: &Path,
+    dir: &StoreDir,
     id: &str,
     new: &NewSession,
     depth: u32,
@@ -407,19 +437,19 @@ pub(crate) fn daemon_pid(pid: u32, start: Option<StartTime>) -> String {
 /// # Errors
 /// [`StoreError::Io`] naming the path; `WouldBlock` when another process holds the lock.
 pub(crate) fn take_tool_lock(
-    dir: &Path,
+    dir: &StoreDir,
     tool: &str,
     (pid, start): (u32, Option<StartTime>),
     host: &HostIdentity,
     now: &str,
 ) -> Result<Flock<File>> {
-    let locks = dir.join("locks");
-    crate::failpoint!("create::make_locks_dir", "create", &locks)?;
+    crate::failpoint!("create::make_locks_dir", "create", &dir.join("locks"))?;
     // Not through a symlink in its place (a resumed session's `locks` may be anything).
-    crate::secure::create_dirs_under(dir, Path::new("locks"))?;
-    let lock_path = locks.join(format!("{tool}.lock"));
+    let locks = dir.create_private_dir("locks")?;
+    let name = format!("{tool}.lock");
+    let lock_path = locks.join(&name);
     crate::failpoint!("create::take_tool_lock", "lock", &lock_path)?;
-    let file = open_lock_file(&lock_path)?;
+    let file = locks.open_lock(&name)?;
     let mut flock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
         .map_err(|(_, e)| with_path(e.into(), "flock", &lock_path))?;
     let body = serde_json::to_string(&LockRecord::new(
@@ -440,6 +470,8 @@ pub(crate) fn take_tool_lock(
 }
 
 #[cfg(test)]
+// Tests inspect their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use crate::state::{Phase, SessionState};
@@ -489,8 +521,9 @@ mod tests {
             project.session_ids().expect("ids").is_empty(),
             "a draft is not a session"
         );
+        let sessions = project.open_sessions().expect("open").expect("exists");
         assert_eq!(
-            ActiveRecord::new(&project.sessions_dir).ids().expect("ids"),
+            ActiveRecord::new(&sessions).ids().expect("ids"),
             [draft.id().to_owned()]
         );
         let created = draft.publish().expect("publish");
@@ -498,7 +531,7 @@ mod tests {
             project.session_ids().expect("ids"),
             std::slice::from_ref(&created.id)
         );
-        let state = SessionState::load(&created.dir).expect("load");
+        let state = SessionState::load(&created.session().dir).expect("load");
         assert_eq!(state.view.phase, Phase::Active);
         assert_eq!(state.view.turn_count, Some(1));
         assert_eq!(state.view.genealogy.as_ref().and_then(|g| g.depth), Some(3));
@@ -507,7 +540,7 @@ mod tests {
         // The supervisor (this process) holds the tool lock, so the session is alive.
         let a = crate::liveness::assess(
             &crate::liveness::LivenessContext::new(),
-            &created.dir,
+            &created.session().dir,
             &created.id,
             true,
         );

@@ -8,11 +8,15 @@
 //! whose owner is alive, and an ended one with an owned live process, are never deleted; an
 //! Active session whose owner is dead only with `force`. A state.toml that does not parse is an
 //! error and the session is left as it is. A session directory that is a symbolic link is
-//! refused: nothing is ever deleted through a symlink.
+//! refused: nothing is ever deleted through a symlink. Every step goes through directory
+//! descriptors ([`crate::dirfd`]): `sessions/` opened from the state root and the session
+//! directory opened without following a link, then locked.
 //!
 //! **The protocol**, under the lock, and what a kill -9 (or power loss) leaves at each step:
 //!
-//! 1. `rename(2)` `sessions/<ULID>` to `sessions/.deleting-<ULID>`. Entries of `sessions/` whose
+//! 1. `renameat2(RENAME_NOREPLACE)` `sessions/<ULID>` to `sessions/.deleting-<ULID>`, then check
+//!    that what moved is the directory that was locked (same inode): if something was swapped in
+//!    at the name (a link), it is moved back and nothing is deleted. Entries of `sessions/` whose
 //!    name starts with `.` are never sessions (docs/format.md § 1), so from this instant the
 //!    session is listed by no command, csa's or upstream's: a half-deleted session is never seen.
 //!    Killed before it: nothing changed (the kernel releases the flock; `.reconcile.lock` may
@@ -24,10 +28,11 @@
 //!    for a session that may be Active). Killed before it: a stale entry, which reconcile drops
 //!    once its directory has been gone for an hour ([`ActiveRecord::remove_if_orphaned`]); a
 //!    stale line in `.ended` is dropped by the next scan, which the changed `sessions/` triggers.
-//! 4. Remove the renamed directory: every entry but `.reconcile.lock` (subdirectories with
-//!    `remove_dir_all`, which does not follow symbolic links: std removes a link, never its
-//!    target, so nothing outside the directory can be removed), then `.reconcile.lock`, then the
-//!    directory. Killed during it: a partly removed `.deleting-<ULID>`, still not a session;
+//! 4. Remove the renamed directory through the descriptor its lock holds: every entry but
+//!    `.reconcile.lock` (subdirectories opened with `O_NOFOLLOW` and emptied the same way, links
+//!    removed with `unlinkat`, never followed: [`StoreDir::remove_tree`], so nothing outside the
+//!    directory can be removed, whatever is swapped in meanwhile), then `.reconcile.lock`, then
+//!    the directory (`unlinkat(AT_REMOVEDIR)` by name in `sessions/`, which fails on a link). Killed during it: a partly removed `.deleting-<ULID>`, still not a session;
 //!    [`remove_leftovers`] (run by `csa session clean`) removes it. Removing the lock file last
 //!    is what lets that sweep tell a deletion in progress (lock file present and held) from a
 //!    crashed one (present and free) and from one that has only its `rmdir` left (no lock file,
@@ -39,19 +44,19 @@
 //!    removed inode once we release it, and then finds no state.toml to act on.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use nix::errno::Errno;
-use nix::fcntl::{open, Flock, FlockArg, OFlag};
-use nix::sys::stat::Mode;
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::active::ActiveRecord;
 use crate::atomic::sync_dir;
+use crate::dirfd::{gone_is_fine, Kind, StoreDir};
 use crate::error::StoreError;
 use crate::liveness::{self, LivenessContext, Verdict};
 use crate::lock::{ReconcileLock, RECONCILE_LOCK};
-use crate::paths::{self, Project};
+use crate::paths::{self, OpenSession, Project};
 use crate::state::{Phase, SessionState, StateView};
 
 /// Prefix of a session directory being deleted, in `sessions/` (followed by the session ULID).
@@ -114,7 +119,7 @@ pub enum Decision {
 /// naming its file). Never fails: unreadable liveness files count as alive (fail closed).
 pub fn decide(
     ctx: &LivenessContext,
-    dir: &Path,
+    dir: &StoreDir,
     id: &str,
     state: &StateView,
     policy: &Policy,
@@ -228,9 +233,25 @@ pub fn delete_session(
     policy: &Policy,
     dry_run: bool,
 ) -> Result<Deletion, DeleteError> {
-    let dir = project.session_dir(id);
-    match attempt(ctx, project, &dir, id, policy, dry_run) {
-        Err(err) if !matches!(err, DeleteError::Incomplete { .. }) && is_gone(&dir) => {
+    let session = match project.open(id) {
+        Ok(session) => session,
+        Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(deletion(Outcome::Gone, Vec::new()))
+        }
+        Err(StoreError::Insecure(insecure))
+            if matches!(
+                insecure.problem,
+                crate::secure::Problem::Symlink | crate::secure::Problem::NotADirectory
+            ) =>
+        {
+            return Err(DeleteError::NotADirectory {
+                path: insecure.path,
+            })
+        }
+        Err(err) => return Err(err.into()),
+    };
+    match attempt(ctx, &session, policy, dry_run) {
+        Err(err) if !matches!(err, DeleteError::Incomplete { .. }) && is_gone(&session) => {
             Ok(deletion(Outcome::Gone, Vec::new()))
         }
         other => other,
@@ -239,13 +260,11 @@ pub fn delete_session(
 
 fn attempt(
     ctx: &LivenessContext,
-    project: &Project,
-    dir: &Path,
-    id: &str,
+    session: &OpenSession,
     policy: &Policy,
     dry_run: bool,
 ) -> Result<Deletion, DeleteError> {
-    ensure_real_dir(dir)?;
+    let (dir, id) = (&session.dir, session.id.as_str());
     // 1. Lock-free pre-check: refusals and dry runs write nothing, not even the lock file.
     let state = SessionState::load(dir)?;
     let (decision, mut warnings) = decide(ctx, dir, id, &state.view, policy);
@@ -260,10 +279,20 @@ fn attempt(
     let Some(lock) = ReconcileLock::try_acquire(dir)? else {
         return Ok(deletion(Outcome::Busy, warnings));
     };
-    // 3. Re-check from scratch under the lock, with fresh liveness data.
-    ensure_real_dir(dir)?;
-    let state = SessionState::load(dir)?;
-    let (decision, fresh) = decide(&ctx.refreshed(), dir, id, &state.view, policy);
+    // 3. Re-check from scratch under the lock, with fresh liveness data: the locked directory
+    //    must still be the session at `sessions/<ULID>` (not deleted or moved meanwhile, nor
+    //    swapped for a link).
+    if !session.in_place()? {
+        return if is_gone(session) {
+            Ok(deletion(Outcome::Gone, warnings))
+        } else {
+            Err(DeleteError::NotADirectory {
+                path: session.sessions.join(id),
+            })
+        };
+    }
+    let state = SessionState::load(lock.dir())?;
+    let (decision, fresh) = decide(&ctx.refreshed(), lock.dir(), id, &state.view, policy);
     for w in fresh {
         if !warnings.contains(&w) {
             warnings.push(w);
@@ -272,15 +301,18 @@ fn attempt(
     match decision {
         Decision::Keep(keep) => Ok(deletion(Outcome::Kept(keep), warnings)),
         Decision::Delete(reason) => {
-            remove_session(&lock, &project.sessions_dir, id)?;
+            remove_session(&lock, &session.sessions, id)?;
             Ok(deletion(Outcome::Deleted(reason), warnings))
         }
     }
 }
 
-/// Whether nothing is left at `dir` (`lstat` says it does not exist).
-fn is_gone(dir: &Path) -> bool {
-    matches!(fs_err::symlink_metadata(dir), Err(e) if e.kind() == io::ErrorKind::NotFound)
+/// Whether nothing is left at the session's name in `sessions/` (`fstatat` without following).
+fn is_gone(session: &OpenSession) -> bool {
+    matches!(
+        session.sessions.symlink_metadata(&session.id),
+        Err(e) if e.kind() == io::ErrorKind::NotFound
+    )
 }
 
 impl From<io::Error> for DeleteError {
@@ -293,91 +325,77 @@ fn deletion(outcome: Outcome, warnings: Vec<String>) -> Deletion {
     Deletion { outcome, warnings }
 }
 
-/// Refuses a session path that is a symbolic link or anything but a directory (`lstat`, which
-/// never follows the link).
-fn ensure_real_dir(dir: &Path) -> Result<(), DeleteError> {
-    let meta = fs_err::symlink_metadata(dir)?;
-    if meta.is_dir() {
-        Ok(())
-    } else {
-        Err(DeleteError::NotADirectory {
-            path: dir.to_owned(),
-        })
-    }
-}
-
 /// Steps 1–4 of the protocol (module docs) for the session `lock` protects, which the caller
-/// has decided to delete under that lock. `sessions_dir` is its project's `sessions/`.
-fn remove_session(lock: &ReconcileLock, sessions_dir: &Path, id: &str) -> Result<(), DeleteError> {
-    let dir = lock.session_dir();
-    debug_assert_eq!(dir, sessions_dir.join(id));
-    let aside = sessions_dir.join(format!("{DELETING_PREFIX}{id}"));
-    crate::failpoint!("delete::rename", "rename", dir)?;
-    fs_err::rename(dir, &aside)?;
-    if let Err(err) = sync_dir(sessions_dir) {
+/// has decided to delete under that lock. `sessions` is its project's open `sessions/`.
+///
+/// The rename is by name, so what it moves is checked: if something was swapped in at
+/// `sessions/<ULID>` (a link) since the check, it is moved back and nothing is deleted. The
+/// removal then walks the locked directory's own descriptor, never a path.
+fn remove_session(lock: &ReconcileLock, sessions: &StoreDir, id: &str) -> Result<(), DeleteError> {
+    let aside = format!("{DELETING_PREFIX}{id}");
+    crate::failpoint!("delete::rename", "rename", &sessions.join(id))?;
+    sessions.rename_noreplace(id, sessions, &aside)?;
+    if !sessions.same_dir(&aside, lock.dir()).unwrap_or(false) {
+        // Not the directory we locked: put back what we moved, delete nothing.
+        return Err(match sessions.rename_noreplace(&aside, sessions, id) {
+            Ok(()) => DeleteError::NotADirectory {
+                path: sessions.join(id),
+            },
+            Err(source) => DeleteError::Incomplete {
+                path: sessions.join(&aside),
+                source,
+            },
+        });
+    }
+    if let Err(err) = sync_dir(sessions) {
         // The move is not known to be durable: put the session back and report the error, so
         // that a failed delete leaves the session as it was (and is never mistaken for one
         // that another process deleted).
-        return Err(match fs_err::rename(&aside, dir) {
+        return Err(match sessions.rename_noreplace(&aside, sessions, id) {
             Ok(()) => DeleteError::Store(StoreError::Io(err)),
             Err(_) => DeleteError::Incomplete {
-                path: aside,
+                path: sessions.join(&aside),
                 source: err,
             },
         });
     }
-    if let Err(err) = ActiveRecord::new(sessions_dir).remove(id, lock) {
+    if let Err(err) = ActiveRecord::new(sessions).remove(id, lock) {
         // A stale entry costs reconcile one check until it is pruned (module docs, step 3).
         tracing::warn!(%err, "could not remove a deleted session's active-record entry");
     }
-    remove_aside(&aside).map_err(|source| DeleteError::Incomplete {
-        path: aside.clone(),
+    remove_aside(sessions, &aside, lock.dir()).map_err(|source| DeleteError::Incomplete {
+        path: sessions.join(&aside),
         source,
     })
 }
 
-/// Removes a directory moved aside (`.deleting-<ULID>`): every entry but `.reconcile.lock`
-/// (subdirectories with `remove_dir_all`, which does not follow symbolic links: a link is
-/// removed, never its target), then `.reconcile.lock`, then the directory itself. The lock file
-/// goes last, so a `.deleting-*` directory whose deleter is still at work always has it (held),
-/// and one without it is empty but for a pending `rmdir` (see `sweep`). Something already gone
-/// counts as removed.
-fn remove_aside(dir: &Path) -> io::Result<()> {
-    let entries = match fs_err::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_name() == RECONCILE_LOCK {
+/// Removes a directory moved aside (`.deleting-<ULID>`, the entry `name` of `sessions`, open as
+/// `dir`): every entry but `.reconcile.lock` (subdirectories through descriptors,
+/// [`StoreDir::remove_tree`]: a link is removed, never followed), then `.reconcile.lock`, then
+/// the directory itself. The lock file goes last, so a `.deleting-*` directory whose deleter
+/// is still at work always has it (held), and one without it is empty but for a pending
+/// `rmdir` (see `sweep`). Something already gone counts as removed.
+fn remove_aside(sessions: &StoreDir, name: &str, dir: &StoreDir) -> io::Result<()> {
+    for entry in dir.entries()? {
+        if entry.name == RECONCILE_LOCK {
             continue;
         }
-        let path = entry.path();
+        crate::failpoint!("delete::remove_entry", "remove", &dir.join(&entry.name))?;
         // The type of the entry itself, never of a symlink's target.
-        crate::failpoint!("delete::remove_entry", "remove", &path)?;
-        let removed = if entry.file_type()?.is_dir() {
-            fs_err::remove_dir_all(&path)
+        if entry.kind == Kind::Dir {
+            dir.remove_tree(&entry.name)?;
         } else {
-            fs_err::remove_file(&path)
-        };
-        gone_is_fine(removed)?;
+            gone_is_fine(dir.remove_file(&entry.name))?;
+        }
     }
     crate::failpoint!(
         "delete::remove_lock_file",
         "remove",
         &dir.join(RECONCILE_LOCK)
     )?;
-    gone_is_fine(fs_err::remove_file(dir.join(RECONCILE_LOCK)))?;
-    crate::failpoint!("delete::remove_dir", "remove", dir)?;
-    gone_is_fine(fs_err::remove_dir(dir))
-}
-
-fn gone_is_fine(result: io::Result<()>) -> io::Result<()> {
-    match result {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
+    gone_is_fine(dir.remove_file(RECONCILE_LOCK))?;
+    crate::failpoint!("delete::remove_dir", "remove", &sessions.join(name))?;
+    gone_is_fine(sessions.remove_dir(name))
 }
 
 /// What [`remove_leftovers`] did with one leftover.
@@ -417,38 +435,36 @@ pub struct Leftover {
 /// The error of listing `sessions/` (other than its absence); errors removing one leftover are
 /// reported in its [`Leftover`] and the others are still processed.
 pub fn remove_leftovers(project: &Project, dry_run: bool) -> io::Result<Vec<Leftover>> {
-    let entries = match fs_err::read_dir(&project.sessions_dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let Some(sessions) = project.open_sessions()? else {
+        return Ok(Vec::new());
     };
     let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(id) = name.to_str().and_then(|n| n.strip_prefix(DELETING_PREFIX)) else {
+    for entry in sessions.entries()? {
+        let Some(id) = entry
+            .name_str()
+            .and_then(|n| n.strip_prefix(DELETING_PREFIX))
+        else {
             continue;
         };
-        // Does not follow symlinks: the type of the entry itself.
-        let kind = entry.file_type()?;
-        if paths::is_ulid(id) && (kind.is_dir() || kind.is_symlink()) {
-            found.push((entry.path(), kind));
+        // The type of the entry itself, never of a link's target.
+        if paths::is_ulid(id) && matches!(entry.kind, Kind::Dir | Kind::Symlink) {
+            found.push((entry.name_str().unwrap_or_default().to_owned(), entry.kind));
         }
     }
-    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found.sort();
     let mut out = Vec::with_capacity(found.len());
-    for (path, kind) in found {
+    for (name, kind) in found {
         let (action, error) = if dry_run {
             (LeftoverAction::WouldRemove, None)
         } else {
-            match sweep(&path, kind) {
+            match sweep(&sessions, &name, kind) {
                 Ok(true) => (LeftoverAction::Removed, None),
                 Ok(false) => (LeftoverAction::SkippedBusy, None),
                 Err(err) => (LeftoverAction::Error, Some(err.to_string())),
             }
         };
         out.push(Leftover {
-            path,
+            path: sessions.join(&name),
             action,
             error,
         });
@@ -456,25 +472,35 @@ pub fn remove_leftovers(project: &Project, dry_run: bool) -> io::Result<Vec<Left
     Ok(out)
 }
 
-/// Removes one leftover unless a deletion in progress holds its lock. `Ok(false)`: busy.
+/// Removes the leftover `name` of `sessions` unless a deletion in progress holds its lock.
+/// `Ok(false)`: busy.
 ///
 /// A deleter holds the flock of the leftover's `.reconcile.lock` until it is done and removes
 /// that file last (`remove_aside`), so: a held lock means a deletion in progress (skip it); a
 /// free one, a crashed deleter (take it and remove the rest); no lock file, a directory that is
 /// empty but for its `rmdir` (only `rmdir` it), unless it still has entries, which no deleter
 /// of csa's leaves without the lock file (then remove them too).
-fn sweep(path: &Path, kind: std::fs::FileType) -> io::Result<bool> {
-    if kind.is_symlink() {
-        return gone_is_fine(fs_err::remove_file(path)).map(|()| true);
+fn sweep(sessions: &StoreDir, name: &str, kind: Kind) -> io::Result<bool> {
+    if kind == Kind::Symlink {
+        return gone_is_fine(sessions.remove_file(name)).map(|()| true);
     }
-    match try_lock_existing(&path.join(RECONCILE_LOCK))? {
+    let dir = match sessions.open_dir(name) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        // No longer a directory (a link swapped in): the entry itself goes.
+        Err(_) if !sessions.symlink_metadata(name).is_ok_and(|m| m.is_dir()) => {
+            return gone_is_fine(sessions.remove_file(name)).map(|()| true)
+        }
+        Err(e) => return Err(e),
+    };
+    match try_lock_existing(&dir)? {
         LockState::Held => Ok(false),
         // Held while removing, so that a concurrent sweep sees it busy.
-        LockState::Taken(_lock) => remove_aside(path).map(|()| true),
-        LockState::Missing => match gone_is_fine(fs_err::remove_dir(path)) {
+        LockState::Taken(_lock) => remove_aside(sessions, name, &dir).map(|()| true),
+        LockState::Missing => match gone_is_fine(sessions.remove_dir(name)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {
-                remove_aside(path).map(|()| true)
+                remove_aside(sessions, name, &dir).map(|()| true)
             }
             Err(e) => Err(e),
         },
@@ -491,18 +517,20 @@ enum LockState {
     Taken(Flock<std::fs::File>),
 }
 
-/// Tries to flock an existing lock file without creating it (`O_NOFOLLOW`, `O_NONBLOCK` so
-/// that a FIFO in its place cannot block the open).
-fn try_lock_existing(path: &Path) -> io::Result<LockState> {
-    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
-    let file = match open(path, flags, Mode::empty()) {
-        Ok(fd) => std::fs::File::from(fd),
-        Err(Errno::ENOENT | Errno::ELOOP) => return Ok(LockState::Missing),
-        Err(errno) => return Err(crate::atomic::with_path(errno.into(), "open", path)),
+/// Tries to flock the existing `.reconcile.lock` of `dir` without creating it (`O_NOFOLLOW`,
+/// `O_NONBLOCK` so that a FIFO in its place cannot block the open).
+fn try_lock_existing(dir: &StoreDir) -> io::Result<LockState> {
+    let path = dir.join(RECONCILE_LOCK);
+    let file = match dir.open_existing_nofollow(RECONCILE_LOCK) {
+        Ok(file) => file,
+        Err((rustix::io::Errno::NOENT | rustix::io::Errno::LOOP, _)) => {
+            return Ok(LockState::Missing)
+        }
+        Err((_, err)) => return Err(err),
     };
     let is_file = file
         .metadata()
-        .map_err(|e| crate::atomic::with_path(e, "stat", path))?
+        .map_err(|e| crate::atomic::with_path(e, "stat", &path))?
         .is_file();
     if !is_file {
         return Ok(LockState::Missing);
@@ -513,14 +541,17 @@ fn try_lock_existing(path: &Path) -> io::Result<LockState> {
         Err((_, errno)) => Err(crate::atomic::with_path(
             io::Error::from(errno),
             "flock",
-            path,
+            &path,
         )),
     }
 }
 
 #[cfg(test)]
+// Tests lay out their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+    use crate::dirfd::test_dir;
 
     const ID: &str = "01M7YCZAQ6TZ9E7YGFW7ZMM2X7";
 
@@ -545,7 +576,8 @@ mod tests {
     #[test]
     fn deletes_an_ended_session_and_its_record_entry() {
         let (_root, project) = project_with_session("retired");
-        let record = ActiveRecord::new(&project.sessions_dir);
+        let sessions = test_dir(&project.sessions_dir);
+        let record = ActiveRecord::new(&sessions);
         record.add(ID).expect("add");
         let ctx = LivenessContext::new();
         let d = delete_session(&ctx, &project, ID, &Policy::default(), false).expect("delete");
@@ -619,7 +651,7 @@ mod tests {
             .sessions_dir
             .join(format!("{DELETING_PREFIX}01M7YCZAQ6TZ9E7YGFW7ZMM2X9"));
         fs_err::create_dir(&busy).expect("mkdir");
-        let held = ReconcileLock::try_acquire(&busy)
+        let held = ReconcileLock::try_acquire(&test_dir(&busy))
             .expect("io")
             .expect("free");
         // A deleter that had only its rmdir left: no lock file, no entries.

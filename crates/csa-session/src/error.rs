@@ -84,6 +84,20 @@ pub enum StoreError {
     NoStateRoot,
 }
 
+/// A store error where an I/O error is expected: an I/O error as it is; a refused directory as
+/// `PermissionDenied`, anything else as `Other`, each with the store error's message.
+impl From<StoreError> for io::Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Io(e) => e,
+            insecure @ StoreError::Insecure(_) => {
+                io::Error::new(io::ErrorKind::PermissionDenied, insecure)
+            }
+            other => io::Error::other(other),
+        }
+    }
+}
+
 /// Arguments echoed in messages are cut to this many characters ([`shorten`]).
 pub const ECHO_CHARS: usize = 64;
 

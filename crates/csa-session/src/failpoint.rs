@@ -86,6 +86,8 @@ fn injected(name: &str, arg: Option<&str>) -> std::io::Error {
 }
 
 #[cfg(feature = "failpoints")]
+// The trace file is the test's, outside any state root.
+#[allow(clippy::disallowed_methods)]
 fn trace(name: &str) {
     use std::io::Write;
     let Some(path) = std::env::var_os("CSA_FAILPOINT_TRACE") else {

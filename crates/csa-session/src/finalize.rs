@@ -2,7 +2,10 @@
 //! session out of `active`, under the session's `.reconcile.lock`, so that a reconciler and the
 //! owner never both finalize. The same protocol as reconcile (docs/reconcile.md): the result is
 //! published with `link(2)` (an existing result wins), then state.toml is rewritten; if that
-//! fails, the result is taken back only if it is still byte-for-byte ours.
+//! fails, the result is taken back only if it is still byte-for-byte ours. Every file is written
+//! through the session directory's descriptor, which the supervisor opened when it created (or
+//! resumed) the session and which the lock verifies ([`crate::dirfd`]): the turn is finalized in
+//! its own directory, whatever is renamed or swapped at its path meanwhile.
 
 use std::io;
 
@@ -11,8 +14,10 @@ use chrono::Utc;
 use crate::active::ActiveRecord;
 use crate::atomic::{write_atomic, Publish};
 use crate::create::timestamp;
+use crate::dirfd::StoreDir;
 use crate::error::Result;
 use crate::lock::{Holder, ReconcileLock, Wait};
+use crate::paths::OpenSession;
 use crate::result::{SessionResult, RESULT_FILE};
 use crate::state::{Phase, SessionState};
 
@@ -40,19 +45,15 @@ pub struct TurnEnd<'a> {
     pub tool: &'a str,
 }
 
-/// Finalizes the turn of the session in `session_dir` (id `id`, in the project whose sessions
-/// directory is its parent). Waits for the session's lock as long as it takes (the owner owes
-/// the outcome), saying once, as a warning, which lock it waits for and who holds it.
+/// Finalizes the turn of the open `session`. Waits for the session's lock as long as it takes
+/// (the owner owes the outcome), saying once, as a warning, which lock it waits for and who
+/// holds it.
 ///
 /// # Errors
 /// [`crate::StoreError`] from reading or writing the session's files, naming the path; after a
 /// failed state write the published result has been taken back (if still ours).
-pub fn finalize_turn(
-    session_dir: &std::path::Path,
-    id: &str,
-    end: &TurnEnd<'_>,
-) -> Result<Finalized> {
-    finalize_turn_with(session_dir, id, end, Wait::Forever, |holder| {
+pub fn finalize_turn(session: &OpenSession, end: &TurnEnd<'_>) -> Result<Finalized> {
+    finalize_turn_with(session, end, Wait::Forever, |holder| {
         tracing::warn!(
             lock = %holder.path.display(),
             "waiting to finalize the turn: {} holds the session's lock",
@@ -70,15 +71,15 @@ pub fn finalize_turn(
 /// As [`finalize_turn`], plus [`crate::StoreError::LockTimeout`] when a bounded wait gives up
 /// (nothing was changed).
 pub fn finalize_turn_with(
-    session_dir: &std::path::Path,
-    id: &str,
+    session: &OpenSession,
     end: &TurnEnd<'_>,
     wait: Wait,
     on_wait: impl FnOnce(&Holder),
 ) -> Result<Finalized> {
-    let lock = ReconcileLock::acquire_with(session_dir, wait, on_wait)?;
+    let id = session.id.as_str();
+    let lock = ReconcileLock::acquire_with(&session.dir, wait, on_wait)?;
     sweep(&lock);
-    finalize_locked(&lock, id, end)
+    finalize_locked(&lock, &session.sessions, id, end)
 }
 
 /// [`finalize_turn`]'s writes, for a caller that holds the session's lock already (reconcile
@@ -86,8 +87,13 @@ pub fn finalize_turn_with(
 ///
 /// # Errors
 /// As [`finalize_turn`].
-pub fn finalize_locked(lock: &ReconcileLock, id: &str, end: &TurnEnd<'_>) -> Result<Finalized> {
-    let session_dir = lock.session_dir();
+pub fn finalize_locked(
+    lock: &ReconcileLock,
+    sessions: &StoreDir,
+    id: &str,
+    end: &TurnEnd<'_>,
+) -> Result<Finalized> {
+    let session_dir = lock.dir();
     let state = SessionState::load(session_dir)?;
     if state.view.phase.is_ended() {
         return Ok(Finalized::AlreadyEnded(state.view.phase));
@@ -149,8 +155,7 @@ pub fn finalize_locked(lock: &ReconcileLock, id: &str, end: &TurnEnd<'_>) -> Res
     {
         tracing::warn!(%err, "could not remove the kill marker");
     }
-    let sessions_dir = session_dir.parent().unwrap_or(session_dir);
-    if let Err(err) = ActiveRecord::new(sessions_dir).remove(id, lock) {
+    if let Err(err) = ActiveRecord::new(sessions).remove(id, lock) {
         tracing::warn!(%err, "could not prune the finished session's record entry");
     }
     Ok(outcome)

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::dirfd::DirFd;
+use crate::dirfd::{Kind, StoreDir};
 use crate::error::{Result, StoreError};
 use crate::liveness::{self, LivenessContext, Verdict};
-use crate::paths::{self, Project, StateRoots};
+use crate::paths::{self, open_session_in, OpenSession, Project, StateRoots};
 use crate::result::{ResultHead, MAX_RESULT_BYTES, RESULT_FILE};
 use crate::state::{Phase, SessionState, StateView, MAX_STATE_BYTES, STATE_FILE};
 
@@ -69,9 +69,18 @@ pub struct SessionRef {
 }
 
 impl SessionRef {
-    /// Its directory.
+    /// Its directory, for messages (files are reached through [`SessionRef::open`]).
     pub fn dir(&self) -> PathBuf {
         self.project.session_dir(&self.id)
+    }
+
+    /// Opens the session: its project's `sessions/` and its directory, from the state root,
+    /// never following a link ([`Project::open`]).
+    ///
+    /// # Errors
+    /// As [`Project::open`].
+    pub fn open(&self) -> Result<OpenSession> {
+        self.project.open(&self.id)
     }
 }
 
@@ -109,7 +118,14 @@ fn matches_in(projects: &[Project], prefix: &str) -> Result<Vec<SessionRef>> {
     let mut found = Vec::new();
     for project in projects {
         if prefix.len() == 26 {
-            if project.session_dir(prefix).is_dir() {
+            // A directory, or a link where one should be (found, so that the command that
+            // opens it refuses it by name).
+            let present = project.open_sessions()?.is_some_and(|sessions| {
+                sessions
+                    .symlink_metadata(prefix)
+                    .is_ok_and(|m| matches!(m.kind, Kind::Dir | Kind::Symlink))
+            });
+            if present {
                 found.push(SessionRef {
                     id: prefix.to_owned(),
                     project: project.clone(),
@@ -186,7 +202,7 @@ impl TerminalStatus {
     /// The status of the interactive session in `dir`, when its membership record says it is
     /// interactive and the verdict says it runs: attachable while its recorded supervisor runs
     /// (pid and start time), with `attach.toml`'s counts. Reads two small files.
-    pub fn of(dir: &std::path::Path, verdict: Option<&Verdict>) -> Option<Self> {
+    pub fn of(dir: &StoreDir, verdict: Option<&Verdict>) -> Option<Self> {
         if !verdict.is_some_and(Verdict::is_alive) {
             return None;
         }
@@ -196,7 +212,8 @@ impl TerminalStatus {
         }
         let supervisor = record.supervisor;
         let attachable = csa_process::running_as(supervisor.pid, supervisor.start());
-        let counts = crate::read_capped(&dir.join("attach.toml"), 4096)
+        let counts = dir
+            .read_capped("attach.toml", 4096)
             .ok()
             .and_then(|(bytes, _)| {
                 toml::from_str::<TerminalStatus>(&String::from_utf8_lossy(&bytes)).ok()
@@ -216,24 +233,20 @@ impl TerminalStatus {
 /// # Errors
 /// The state.toml errors of [`SessionState::load`]. An unparsable result.toml is not an error
 /// here (its status shows as null).
-pub fn summarize(ctx: &LivenessContext, sessions: &DirFd, id: &str) -> Result<SessionSummary> {
-    let dir = sessions.path().join(id);
-    let result_rel = format!("{id}/{RESULT_FILE}");
+pub fn summarize(ctx: &LivenessContext, sessions: &StoreDir, id: &str) -> Result<SessionSummary> {
+    let dir = open_session_in(sessions, id)?;
     let result = ResultHead::parse(
-        sessions.read_capped(&result_rel, MAX_RESULT_BYTES),
-        &sessions.path().join(&result_rel),
+        dir.read_capped(RESULT_FILE, MAX_RESULT_BYTES),
+        &dir.join(RESULT_FILE),
     )
     .ok()
     .flatten();
     let v = match result {
-        Some(_) => {
-            let rel = format!("{id}/{STATE_FILE}");
-            StateView::parse_root(
-                sessions.read_capped(&rel, MAX_STATE_BYTES),
-                &dir,
-                &sessions.path().join(&rel),
-            )?
-        }
+        Some(_) => StateView::parse_root(
+            dir.read_capped(STATE_FILE, MAX_STATE_BYTES),
+            dir.path(),
+            &dir.join(STATE_FILE),
+        )?,
         // Without a result to name the tool, it comes from [tools]: read the whole state.
         None => SessionState::load(&dir)?.view,
     };
@@ -302,7 +315,7 @@ pub fn lineage(roots: &StateRoots, scope: &[Project], id: &str) -> Vec<String> {
         let Ok(session) = find_session(roots, scope, current) else {
             break;
         };
-        let parent = match SessionState::load(&session.dir()) {
+        let parent = match session.open().and_then(|s| SessionState::load(&s.dir)) {
             Ok(state) => state
                 .view
                 .genealogy
@@ -319,6 +332,8 @@ pub fn lineage(roots: &StateRoots, scope: &[Project], id: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
+// Tests lay out their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

@@ -30,8 +30,8 @@
 //! hands out a pid that is still in use as a process group id, so while any member lives the id
 //! names the same group; once none does, the group is gone and nothing more is sent.
 
+use std::ffi::OsString;
 use std::io;
-use std::path::Path;
 
 use csa_process::signal::{signal_member, Sent};
 use csa_process::{HostIdentity, Membership, Probe, Released, StartTime};
@@ -39,6 +39,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::atomic::{write_atomic, Publish};
+use crate::dirfd::StoreDir;
 use crate::error::Result;
 use crate::liveness::{assess, LivenessContext, LockBody, Verdict};
 use crate::lock::ReconcileLock;
@@ -101,7 +102,7 @@ pub enum KillDecision {
 /// # Errors
 /// The errors of reading state.toml, and of writing the marker, naming the path.
 pub fn prepare(lock: &ReconcileLock, id: &str) -> Result<KillDecision> {
-    let dir = lock.session_dir();
+    let dir = lock.dir();
     let state = SessionState::load(dir)?;
     if state.view.phase.is_ended() {
         return Ok(KillDecision::Ended(state.view.phase));
@@ -164,18 +165,20 @@ fn members_of(id: &str, record: &MembershipRecord) -> KillDecision {
 }
 
 /// The targets of an upstream session: verified owners named by its lock bodies.
-fn owners_of(dir: &Path, id: &str) -> KillDecision {
+fn owners_of(dir: &StoreDir, id: &str) -> KillDecision {
     let host = HostIdentity::current();
     let mut targets = Vec::new();
     let mut refused = Vec::new();
     let mut exited = Vec::new();
-    if let Ok(entries) = fs_err::read_dir(dir.join("locks")) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_none_or(|e| e != "lock") {
+    let locks = dir.open_dir_if_exists("locks").ok().flatten();
+    if let Some(locks) = &locks {
+        for entry in locks.entries().unwrap_or_default() {
+            if !entry.name_str().is_some_and(|n| n.ends_with(".lock")) {
                 continue;
             }
-            let Some(body) = crate::read_capped(&path, 64 << 10)
+            let path = locks.join(&entry.name);
+            let Some(body) = locks
+                .read_capped(&entry.name, 64 << 10)
                 .ok()
                 .and_then(|(bytes, _)| serde_json::from_slice::<LockBody>(&bytes).ok())
             else {
@@ -183,7 +186,7 @@ fn owners_of(dir: &Path, id: &str) -> KillDecision {
             };
             match verify(&host, id, &body) {
                 Ok(Some(target)) => targets.push(target),
-                Ok(None) => exited.push(path),
+                Ok(None) => exited.push(entry.name),
                 Err(why) => refused.push(format!("{}: {why}", path.display())),
             }
         }
@@ -194,7 +197,7 @@ fn owners_of(dir: &Path, id: &str) -> KillDecision {
         // without finalizing (a killed supervisor), and no turn end will come: refuse now.
         // Regression: found by the stress test, where kill waited 10 s for such a session and
         // then failed with an undocumented error.
-        if any_held(&exited) {
+        if locks.as_ref().is_some_and(|locks| any_held(locks, &exited)) {
             return KillDecision::Finishing;
         }
         return KillDecision::Unverifiable(
@@ -221,7 +224,7 @@ fn owners_of(dir: &Path, id: &str) -> KillDecision {
 /// # Errors
 /// Reading state.toml or writing the marker, naming the path.
 pub fn escalate(lock: &ReconcileLock) -> Result<bool> {
-    let dir = lock.session_dir();
+    let dir = lock.dir();
     if SessionState::load(dir)?.view.phase.is_ended() {
         return Ok(false);
     }
@@ -290,23 +293,17 @@ impl Targets {
     }
 }
 
-/// Whether any of `paths` is a lock file some process holds ([`csa_process::LockTable`]);
-/// fails closed (held) when that cannot be found out.
-fn any_held(paths: &[std::path::PathBuf]) -> bool {
-    use fs_err::os::unix::fs::OpenOptionsExt;
+/// Whether any of the files `names` of `locks` is a lock file some process holds
+/// ([`csa_process::LockTable`]); fails closed (held) when that cannot be found out.
+fn any_held(locks: &StoreDir, names: &[OsString]) -> bool {
     let table = csa_process::LockTable::read();
-    paths.iter().any(|p| {
-        let opened = fs_err::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY | nix::libc::O_NOFOLLOW)
-            .open(p);
-        match opened {
-            Ok(file) => table
-                .state(&file.into_parts().0)
-                .map_or(true, |s| s.is_held()),
-            Err(e) => e.kind() != io::ErrorKind::NotFound,
-        }
-    })
+    names
+        .iter()
+        .any(|name| match locks.open_existing_nofollow(name) {
+            Ok(file) => table.state(&file).map_or(true, |s| s.is_held()),
+            Err((rustix::io::Errno::NOENT, _)) => false,
+            Err(_) => true,
+        })
 }
 
 /// Whether `body` names a process csa may signal (see the module docs), and how. `Ok(None)`:
@@ -441,9 +438,8 @@ fn owners_gone(targets: &[Target]) -> bool {
 
 /// The last signal a kill of the session in `dir` sent, when a kill was requested: SIGTERM, or
 /// SIGKILL once escalated (a marker that cannot be read says SIGTERM).
-pub fn requested(dir: &Path) -> Option<Signal> {
-    let path = dir.join(KILL_MARKER);
-    match crate::read_capped(&path, 64) {
+pub fn requested(dir: &StoreDir) -> Option<Signal> {
+    match dir.read_capped(KILL_MARKER, 64) {
         Ok((bytes, _)) if bytes.starts_with(b"KILL") => Some(Signal::SIGKILL),
         Ok(_) => Some(Signal::SIGTERM),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -461,7 +457,7 @@ pub fn clear(lock: &ReconcileLock) -> io::Result<()> {
         "remove",
         &lock.session_dir().join(KILL_MARKER)
     )?;
-    match fs_err::remove_file(lock.session_dir().join(KILL_MARKER)) {
+    match lock.dir().remove_file(KILL_MARKER) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }

@@ -15,12 +15,13 @@
 //! it takes the lock of; `csa session clean` sweeps every project it covers.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::active::ACTIVE_DIR;
 use crate::atomic::{owner_gone, temp_owner};
 use crate::create::BUILD_PREFIX;
 use crate::delete::{remove_leftovers, LeftoverAction, DELETING_PREFIX};
+use crate::dirfd::{gone_is_fine, Kind, StoreDir};
 use crate::lock::ReconcileLock;
 use crate::paths::{is_ulid, Project};
 
@@ -74,16 +75,27 @@ pub fn sweep_writers(project: &Project) -> Swept {
 /// listed once (it can hold 100,000 entries; reconcile's rescan lists it anyway).
 fn sweep_writers_inner(project: &Project) -> (Swept, bool) {
     let mut swept = Swept::default();
-    let sessions = &project.sessions_dir;
+    let sessions = match project.open_sessions() {
+        Ok(Some(sessions)) => sessions,
+        Ok(None) => return (swept, false),
+        Err(e) => {
+            swept.errors.push(e.to_string());
+            return (swept, false);
+        }
+    };
     let mut saw_deletions = false;
-    let in_sessions = sweep_owned(sessions, |name| {
+    let in_sessions = sweep_owned(&sessions, |name| {
         saw_deletions |= name.starts_with(DELETING_PREFIX);
         temp_owner(name)
             .map(|tag| (tag, false))
             .or_else(|| build_owner(name).map(|tag| (tag, true)))
     });
     swept.absorb(in_sessions);
-    swept.absorb(sweep_temp_files(&sessions.join(ACTIVE_DIR)));
+    match sessions.open_private_dir_if_exists(ACTIVE_DIR) {
+        Ok(Some(active)) => swept.absorb(sweep_temp_files(&active)),
+        Ok(None) => {}
+        Err(e) => swept.errors.push(e.to_string()),
+    }
     (swept, saw_deletions)
 }
 
@@ -92,7 +104,7 @@ fn sweep_writers_inner(project: &Project) -> (Swept, bool) {
 /// published, so none is in progress; the owner check is kept for other programs' writers.
 pub fn sweep_session(lock: &ReconcileLock) -> Swept {
     let mut swept = Swept::default();
-    swept.absorb(sweep_temp_files(lock.session_dir()));
+    swept.absorb(sweep_temp_files(lock.dir()));
     swept
 }
 
@@ -110,45 +122,45 @@ pub(crate) fn build_owner(name: &str) -> Option<&str> {
 /// left alone. Returns the paths removed.
 ///
 /// # Errors
-/// The error of listing `dir` (its absence is not one) or of a removal (other than the file
-/// being gone already), naming the path.
-pub fn sweep_temp_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+/// The error of listing `dir` or of a removal (other than the file being gone already), naming
+/// the path.
+pub fn sweep_temp_files(dir: &StoreDir) -> io::Result<Vec<PathBuf>> {
     sweep_owned(dir, |name| temp_owner(name).map(|tag| (tag, false)))
 }
 
 /// Removes every entry of `dir` that `owned` maps to (the owner tag of a process that is gone,
 /// whether the entry is a directory) and whose own type (never a symlink's target) is that:
-/// a directory (removed with `remove_dir_all`, which does not follow symbolic links inside) or
-/// a regular file.
+/// a directory (removed through descriptors, [`StoreDir::remove_tree`], which follows no
+/// symbolic link inside) or a regular file.
 fn sweep_owned(
-    dir: &Path,
+    dir: &StoreDir,
     mut owned: impl FnMut(&str) -> Option<(&str, bool)>,
 ) -> io::Result<Vec<PathBuf>> {
-    let entries = match fs_err::read_dir(dir) {
+    let entries = match dir.entries() {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     let mut removed = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some((tag, dirs)) = name.to_str().and_then(&mut owned) else {
+    for entry in entries {
+        let Some((tag, dirs)) = entry.name_str().and_then(&mut owned) else {
             continue;
         };
-        let kind_ok = entry
-            .file_type()
-            .is_ok_and(|t| if dirs { t.is_dir() } else { t.is_file() });
+        let kind_ok = if dirs {
+            entry.kind == Kind::Dir
+        } else {
+            entry.kind == Kind::File
+        };
         if !kind_ok || !owner_gone(tag) {
             continue;
         }
-        let path = entry.path();
         let result = if dirs {
-            fs_err::remove_dir_all(&path)
+            dir.remove_tree(&entry.name)
         } else {
-            fs_err::remove_file(&path)
+            gone_is_fine(dir.remove_file(&entry.name))
         };
         match result {
-            Ok(()) => removed.push(path),
+            Ok(()) => removed.push(dir.join(&entry.name)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -157,6 +169,8 @@ fn sweep_owned(
 }
 
 #[cfg(test)]
+// Tests lay out their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 
@@ -180,7 +194,7 @@ mod tests {
     fn sweeps_a_crashed_build_and_keeps_a_live_one() {
         let root = tempfile::tempdir().expect("tempdir");
         let project = Project::new(root.path(), "p");
-        fs_err::create_dir_all(&project.sessions_dir).expect("mkdir");
+        project.create_sessions().expect("mkdir");
         let mut child = std::process::Command::new("true").spawn().expect("spawn");
         let dead = child.id();
         child.wait().expect("reap");

@@ -32,6 +32,8 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use crate::dirfd::StoreDir;
+
 use csa_process::verdict::{Claim, LockEvidence, MembershipEvidence};
 use csa_process::{HostIdentity, Identify, LockTable, StartTime};
 use serde::Deserialize;
@@ -185,7 +187,7 @@ impl LockBody {
 /// the verdict.
 pub fn assess(
     ctx: &LivenessContext,
-    session_dir: &Path,
+    session_dir: &StoreDir,
     session_id: &str,
     active: bool,
 ) -> Assessment {
@@ -200,13 +202,13 @@ pub fn assess(
 /// membership enumeration when an owner already reads alive.
 pub fn gather(
     ctx: &LivenessContext,
-    session_dir: &Path,
+    session_dir: &StoreDir,
     session_id: &str,
     active: bool,
 ) -> (csa_process::Evidence, Vec<String>) {
     let mut e = csa_process::Evidence::new(active);
     let mut warnings = Vec::new();
-    let dir_text = session_dir.to_string_lossy();
+    let dir_text = session_dir.path().to_string_lossy();
     let names: [&[u8]; 2] = [session_id.as_bytes(), dir_text.as_bytes()];
 
     let record = match MembershipRecord::load(session_dir) {
@@ -231,7 +233,7 @@ pub fn gather(
 
     // daemon.pid
     let daemon_path = session_dir.join("daemon.pid");
-    match read_small(&daemon_path) {
+    match read_small(session_dir, "daemon.pid") {
         Ok(None) => {}
         Ok(Some((text, _))) => match DaemonPid::parse(&text) {
             Some(d) => e.claims.push(claim(
@@ -285,7 +287,7 @@ pub fn gather(
     if active {
         // legacy .complete
         let complete_path = session_dir.join(".complete");
-        match read_small(&complete_path) {
+        match read_small(session_dir, ".complete") {
             Ok(None) => {}
             Ok(Some((text, _))) => match text.trim().parse::<i64>() {
                 Ok(code) => e.complete_marker = Some(code),
@@ -336,31 +338,31 @@ fn claim(
 /// Each `locks/*.lock`: whether it is held, and the owner its body names.
 fn gather_locks(
     ctx: &LivenessContext,
-    session_dir: &Path,
+    session_dir: &StoreDir,
     session_id: &str,
     names: &[&[u8]],
     csa_session: bool,
     e: &mut csa_process::Evidence,
     warnings: &mut Vec<String>,
 ) {
-    let locks_dir = session_dir.join("locks");
-    let entries = match fs_err::read_dir(&locks_dir) {
+    let locks_dir = match session_dir.open_dir_if_exists("locks") {
+        Ok(Some(dir)) => dir,
+        Ok(None) => return,
+        Err(err) => return e.unreadable.push(format!("locks/ unreadable ({err})")),
+    };
+    let entries = match locks_dir.entries() {
         Ok(entries) => entries,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return,
         Err(err) => return e.unreadable.push(format!("locks/ unreadable ({err})")),
     };
     for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(err) => return e.unreadable.push(format!("locks/ unreadable ({err})")),
-        };
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let name = entry.name.to_string_lossy().into_owned();
         if !name.ends_with(".lock") {
             continue;
         }
-        let path = entry.path();
+        let path = locks_dir.join(&entry.name);
         let label = format!("locks/{name}");
-        let (text, file) = match read_small(&path) {
+        let (text, file) = match read_small(&locks_dir, &entry.name) {
             Ok(Some(read)) => read,
             Ok(None) => continue,
             Err(err) if err.kind() == io::ErrorKind::InvalidData => {
@@ -446,19 +448,18 @@ fn foreign_owner(host: &HostIdentity, body: &LockBody) -> Option<String> {
 }
 
 /// The progress files: the freshest non-empty one, and a recent snapshot recording other sizes.
-fn progress(ctx: &LivenessContext, session_dir: &Path, e: &mut csa_process::Evidence) {
+fn progress(ctx: &LivenessContext, session_dir: &StoreDir, e: &mut csa_process::Evidence) {
     let mut sizes = [None; 3];
     for (i, name) in ["output.log", "stderr.log", "output/acp-events.jsonl"]
         .iter()
         .enumerate()
     {
-        match fs_err::metadata(session_dir.join(name)) {
+        match session_dir.metadata(name) {
             Ok(meta) => {
-                sizes[i] = Some(meta.len());
-                // An unreadable mtime counts as fresh (fail closed).
-                let age = meta.modified().map(|m| ctx.age(m)).unwrap_or_default();
+                sizes[i] = Some(meta.len);
+                let age = ctx.age(meta.modified);
                 let fresher = e.progress.newest.as_ref().is_none_or(|(_, a)| age < *a);
-                if meta.len() > 0 && fresher {
+                if meta.len > 0 && fresher {
                     e.progress.newest = Some(((*name).to_owned(), age));
                 }
             }
@@ -466,15 +467,14 @@ fn progress(ctx: &LivenessContext, session_dir: &Path, e: &mut csa_process::Evid
             Err(err) => e.unreadable.push(format!("{name} unreadable ({err})")),
         }
     }
-    let snapshot_path = session_dir.join(".liveness.snapshot");
-    let Ok(meta) = fs_err::metadata(&snapshot_path) else {
+    let Ok(meta) = session_dir.metadata(".liveness.snapshot") else {
         return;
     };
-    let age = meta.modified().map(|m| ctx.age(m)).unwrap_or_default();
+    let age = ctx.age(meta.modified);
     if age > csa_process::verdict::PROGRESS_FRESH {
         return;
     }
-    let Ok(Some((text, _))) = read_small(&snapshot_path) else {
+    let Ok(Some((text, _))) = read_small(session_dir, ".liveness.snapshot") else {
         return;
     };
     let snapshot = Snapshot::parse(&text);
@@ -524,20 +524,17 @@ impl Snapshot {
     }
 }
 
-/// Reads at most [`MAX_SMALL_FILE`] bytes of a small file as (lossy) UTF-8, with the open file
-/// (for a lock test); `Ok(None)` when it does not exist. The open does not wait for a FIFO's
-/// writer (`O_NONBLOCK`): a FIFO nobody writes reads as empty. Regression: a FIFO daemon.pid
-/// hung every command (tests/cli/corpus.rs).
-fn read_small(path: &Path) -> io::Result<Option<(String, std::fs::File)>> {
-    use fs_err::os::unix::fs::OpenOptionsExt;
+/// Reads at most [`MAX_SMALL_FILE`] bytes of the small file `name` of `dir` as (lossy) UTF-8,
+/// with the open file (for a lock test); `Ok(None)` when it does not exist. The open does not
+/// wait for a FIFO's writer (`O_NONBLOCK`): a FIFO nobody writes reads as empty. Regression: a
+/// FIFO daemon.pid hung every command (tests/cli/corpus.rs).
+fn read_small(
+    dir: &StoreDir,
+    name: impl AsRef<Path>,
+) -> io::Result<Option<(String, std::fs::File)>> {
     let mut buf = Vec::new();
-    let opened = fs_err::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-        .open(path);
-    match opened {
+    match dir.open_read(name) {
         Ok(file) => {
-            let file = file.into_parts().0;
             let regular = file.metadata().map(|m| m.is_file())?;
             if !regular {
                 // A FIFO, a device, a directory: it names no process (and is never locked by
@@ -556,8 +553,11 @@ fn read_small(path: &Path) -> io::Result<Option<(String, std::fs::File)>> {
 }
 
 #[cfg(test)]
+// Tests lay out their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+    use crate::dirfd::test_dir;
 
     #[test]
     fn daemon_pid_forms() {
@@ -598,7 +598,7 @@ mod tests {
     #[test]
     fn empty_session_is_dead() {
         let dir = session();
-        let a = assess(&LivenessContext::new(), dir.path(), ID, true);
+        let a = assess(&LivenessContext::new(), &test_dir(dir.path()), ID, true);
         assert!(
             matches!(
                 a.verdict,
@@ -619,7 +619,7 @@ mod tests {
         // without ticks compares them to the second, so the mismatch is a minute.
         let ticks = csa_process::platform::stat(pid).expect("stat").start_ticks;
         fs_err::write(dir.path().join("daemon.pid"), format!("{pid} {ticks}\n")).expect("write");
-        let a = assess(&LivenessContext::new(), dir.path(), ID, true);
+        let a = assess(&LivenessContext::new(), &test_dir(dir.path()), ID, true);
         assert!(matches!(a.verdict, Verdict::Alive(_)), "{a:?}");
         let hz = csa_process::clock_ticks_per_second().expect("CLK_TCK");
         fs_err::write(
@@ -627,7 +627,7 @@ mod tests {
             format!("{pid} {}\n", ticks.saturating_sub(60 * hz)),
         )
         .expect("write");
-        let a = assess(&LivenessContext::new(), dir.path(), ID, true);
+        let a = assess(&LivenessContext::new(), &test_dir(dir.path()), ID, true);
         match a.verdict {
             Verdict::Dead { reason, .. } => assert!(reason.contains("reused"), "{reason}"),
             other => panic!("{other:?}"),
@@ -639,7 +639,7 @@ mod tests {
         let dir = session();
         fs_err::create_dir(dir.path().join("locks")).expect("mkdir");
         fs_err::write(dir.path().join("locks/codex.lock"), "{not json").expect("write");
-        let a = assess(&LivenessContext::new(), dir.path(), ID, false);
+        let a = assess(&LivenessContext::new(), &test_dir(dir.path()), ID, false);
         assert!(matches!(a.verdict, Verdict::Dead { .. }), "{a:?}");
         assert_eq!(a.warnings.len(), 1);
         assert!(
@@ -658,7 +658,7 @@ mod tests {
             r#"{"pid": 999999999, "machine_id": "00000000000000000000000000000000"}"#,
         )
         .expect("write");
-        let a = assess(&LivenessContext::new(), dir.path(), ID, true);
+        let a = assess(&LivenessContext::new(), &test_dir(dir.path()), ID, true);
         assert!(matches!(a.verdict, Verdict::Foreign(_)), "{a:?}");
     }
 
@@ -671,7 +671,7 @@ mod tests {
             r#"{"pid": 999999999, "hostname": "some-other-host.invalid"}"#,
         )
         .expect("write");
-        let a = assess(&LivenessContext::new(), dir.path(), ID, true);
+        let a = assess(&LivenessContext::new(), &test_dir(dir.path()), ID, true);
         assert!(matches!(a.verdict, Verdict::Foreign(_)), "{a:?}");
     }
 
@@ -692,7 +692,7 @@ mod tests {
             body["boot_time"] = boot_time.saturating_sub(7200).into();
         }
         fs_err::write(dir.path().join("locks/x.lock"), body.to_string()).expect("write");
-        let a = assess(&LivenessContext::new(), dir.path(), ID, true);
+        let a = assess(&LivenessContext::new(), &test_dir(dir.path()), ID, true);
         assert!(matches!(a.verdict, Verdict::Dead { .. }), "{a:?}");
     }
 
@@ -716,7 +716,7 @@ mod tests {
         let dir = session();
         fs_err::write(dir.path().join("output.log"), "fresh").expect("write");
         fs_err::write(dir.path().join(".complete"), "3\n").expect("write");
-        let a = assess(&LivenessContext::new(), dir.path(), ID, true);
+        let a = assess(&LivenessContext::new(), &test_dir(dir.path()), ID, true);
         assert!(
             matches!(
                 a.verdict,
@@ -734,7 +734,11 @@ mod tests {
         let dir = session();
         fs_err::write(dir.path().join("output.log"), "fresh").expect("write");
         let ctx = LivenessContext::new();
-        assert!(assess(&ctx, dir.path(), ID, true).verdict.is_alive());
-        assert!(!assess(&ctx, dir.path(), ID, false).verdict.is_alive());
+        assert!(assess(&ctx, &test_dir(dir.path()), ID, true)
+            .verdict
+            .is_alive());
+        assert!(!assess(&ctx, &test_dir(dir.path()), ID, false)
+            .verdict
+            .is_alive());
     }
 }

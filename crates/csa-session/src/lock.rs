@@ -12,9 +12,12 @@
 //! pids `/proc/locks` names as holding it) and, where a person waits, never without a bound.
 //!
 //! A [`ReconcileLock`] value is the proof that the lock is held: every function that mutates a
-//! session takes one by reference, so "mutated without the lock" does not compile.
+//! session takes one by reference, so "mutated without the lock" does not compile. It also
+//! carries the session directory it locked, opened without following a link and verified
+//! ([`StoreDir`]): every mutation under the lock goes through that descriptor
+//! ([`ReconcileLock::dir`]), so it lands in the directory that was checked and locked, whatever
+//! is renamed or swapped at its path meanwhile.
 
-use fs_err::os::unix::fs::OpenOptionsExt;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
+
+use crate::dirfd::StoreDir;
 
 /// File name of the per-session lock.
 pub const RECONCILE_LOCK: &str = ".reconcile.lock";
@@ -31,32 +36,33 @@ pub const RECONCILE_LOCK: &str = ".reconcile.lock";
 #[derive(Debug)]
 pub struct ReconcileLock {
     _flock: Flock<File>,
-    session_dir: PathBuf,
+    dir: StoreDir,
 }
 
 impl ReconcileLock {
-    /// Tries to take the lock without waiting. Returns `Ok(None)` when another process holds it.
+    /// Tries to take the lock of the session directory `dir` (opened without following a
+    /// link: [`crate::paths::Project::open_session`]) without waiting. Returns `Ok(None)` when
+    /// another process holds it.
     ///
-    /// The session directory is opened first, without following a symbolic link, and must be
-    /// owned by this user and not writable by group or others
-    /// ([`crate::secure::open_session_dir`]): every mutation of a session takes this lock, so
-    /// none happens in a directory csa refuses. The lock file is opened in that open directory
+    /// The open directory is verified first: owned by this user and not writable by group or
+    /// others ([`StoreDir::verify`]): every mutation of a session takes this lock, so none
+    /// happens in a directory csa refuses. The lock file is opened in that open directory
     /// with `O_NOFOLLOW` (a symlink in its place is an error, never followed) and created 0600
-    /// when missing.
+    /// when missing. The lock keeps a descriptor of the directory ([`ReconcileLock::dir`]).
     ///
     /// # Errors
     /// [`StoreError::Insecure`](crate::StoreError::Insecure) for a refused session directory
     /// (nothing is created in it); [`StoreError::Io`](crate::StoreError::Io) for the open or
     /// `flock` other than `EWOULDBLOCK`, naming the path.
-    pub fn try_acquire(session_dir: &Path) -> crate::Result<Option<Self>> {
-        let path = session_dir.join(RECONCILE_LOCK);
-        let file = open_session_lock(session_dir, &path)?;
+    pub fn try_acquire(dir: &StoreDir) -> crate::Result<Option<Self>> {
+        let path = dir.join(RECONCILE_LOCK);
+        let file = open_session_lock(dir)?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(flock) => {
                 tracing::debug!(path = %path.display(), "locked (flock, exclusive)");
                 Ok(Some(ReconcileLock {
                     _flock: flock,
-                    session_dir: session_dir.to_owned(),
+                    dir: dir.try_clone()?,
                 }))
             }
             Err((_, Errno::EWOULDBLOCK)) => {
@@ -88,17 +94,18 @@ impl ReconcileLock {
     /// [`StoreError::LockTimeout`](crate::StoreError::LockTimeout) when [`Wait::AtMost`]'s
     /// bound passes with the lock still busy.
     pub fn acquire_with(
-        session_dir: &Path,
+        dir: &StoreDir,
         wait: Wait,
         on_wait: impl FnOnce(&Holder),
     ) -> crate::Result<Self> {
-        let path = session_dir.join(RECONCILE_LOCK);
-        let file = open_session_lock(session_dir, &path)?;
+        let path = dir.join(RECONCILE_LOCK);
+        let file = open_session_lock(dir)?;
+        let own = dir.try_clone()?;
         let locked = |flock| {
             tracing::debug!(path = %path.display(), "locked (flock, exclusive, waited)");
             ReconcileLock {
                 _flock: flock,
-                session_dir: session_dir.to_owned(),
+                dir: own,
             }
         };
         let failed = |errno: Errno| -> crate::StoreError {
@@ -144,18 +151,21 @@ impl ReconcileLock {
         }
     }
 
-    /// The session directory this lock protects.
+    /// The session directory this lock protects, for messages.
     pub fn session_dir(&self) -> &Path {
-        &self.session_dir
+        self.dir.path()
+    }
+
+    /// The session directory this lock protects, as the descriptor it was locked through:
+    /// every mutation under the lock goes through it.
+    pub fn dir(&self) -> &StoreDir {
+        &self.dir
     }
 }
 
 impl Drop for ReconcileLock {
     fn drop(&mut self) {
-        tracing::debug!(
-            path = %self.session_dir.join(RECONCILE_LOCK).display(),
-            "unlocked"
-        );
+        tracing::debug!(path = %self.dir.join(RECONCILE_LOCK).display(), "unlocked");
     }
 }
 
@@ -235,42 +245,31 @@ pub(crate) fn rewrite_lock_body(file: &mut File, path: &Path, body: &[u8]) -> io
         .map_err(named)
 }
 
-/// Opens `session_dir` with [`crate::secure::open_session_dir`] (refusing a symlink, another
-/// user's directory or one writable by group or others), then its `.reconcile.lock` (`path`)
-/// in it, creating it 0600 if missing, without following a symlink in its place.
-fn open_session_lock(session_dir: &Path, path: &Path) -> crate::Result<File> {
-    let dir = crate::secure::open_session_dir(session_dir)?;
-    Ok(crate::secure::open_lock_in(&dir, RECONCILE_LOCK, path)?)
-}
-
-/// Opens (creating 0600 if missing) a lock file without following a symlink in its place.
-pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
-    Ok(fs_err::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)?
-        .into_parts()
-        .0)
+/// Verifies the open session directory `dir` ([`StoreDir::verify`]: refusing another user's
+/// directory or one writable by group or others), then opens its `.reconcile.lock` in it,
+/// creating it 0600 if missing, without following a symlink in its place.
+fn open_session_lock(dir: &StoreDir) -> crate::Result<File> {
+    dir.verify()?;
+    Ok(dir.open_lock(RECONCILE_LOCK)?)
 }
 
 #[cfg(test)]
+// Tests lay out and inspect their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+    use crate::dirfd::test_dir;
 
     #[test]
     fn second_acquire_is_busy_until_release() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = ReconcileLock::try_acquire(dir.path()).expect("io");
+        let first = ReconcileLock::try_acquire(&test_dir(dir.path())).expect("io");
         assert!(first.is_some());
-        assert!(ReconcileLock::try_acquire(dir.path())
+        assert!(ReconcileLock::try_acquire(&test_dir(dir.path()))
             .expect("io")
             .is_none());
         drop(first);
-        assert!(ReconcileLock::try_acquire(dir.path())
+        assert!(ReconcileLock::try_acquire(&test_dir(dir.path()))
             .expect("io")
             .is_some());
         assert!(dir.path().join(RECONCILE_LOCK).exists(), "never deleted");
@@ -281,12 +280,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         // A flock belongs to an open file description: a second open, even in this process,
         // waits for the first.
-        let first = ReconcileLock::try_acquire(dir.path())
+        let first = ReconcileLock::try_acquire(&test_dir(dir.path()))
             .expect("io")
             .expect("free");
         let mut told = None;
         let err = ReconcileLock::acquire_with(
-            dir.path(),
+            &test_dir(dir.path()),
             Wait::AtMost(Duration::from_millis(100)),
             |h| told = Some(h.clone()),
         )
@@ -313,16 +312,18 @@ mod tests {
             other => panic!("{other}"),
         }
         drop(first);
-        let got = ReconcileLock::acquire_with(dir.path(), Wait::AtMost(Duration::ZERO), |_| {
-            panic!("free: no wait")
-        });
+        let got = ReconcileLock::acquire_with(
+            &test_dir(dir.path()),
+            Wait::AtMost(Duration::ZERO),
+            |_| panic!("free: no wait"),
+        );
         assert!(got.is_ok());
     }
 
     #[test]
     fn an_unbounded_wait_says_so_once_and_gets_the_lock_when_it_is_released() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let held = ReconcileLock::try_acquire(dir.path())
+        let held = ReconcileLock::try_acquire(&test_dir(dir.path()))
             .expect("io")
             .expect("free");
         let (told_tx, told_rx) = std::sync::mpsc::channel();
@@ -332,7 +333,7 @@ mod tests {
             drop(held);
             holder
         });
-        let got = ReconcileLock::acquire_with(dir.path(), Wait::Forever, move |h| {
+        let got = ReconcileLock::acquire_with(&test_dir(dir.path()), Wait::Forever, move |h| {
             told_tx.send(h.clone()).expect("send");
         });
         assert!(got.is_ok(), "{got:?}");
@@ -344,19 +345,19 @@ mod tests {
     fn refuses_links_and_writable_directories_before_creating_anything() {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().expect("tempdir");
+        let parent = test_dir(tmp.path());
         let real = tmp.path().join("real");
         fs_err::create_dir(&real).expect("mkdir");
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&real, &link).expect("symlink");
-        let err = ReconcileLock::try_acquire(&link).expect_err("a linked session directory");
-        assert!(matches!(err, crate::StoreError::Insecure(_)), "{err}");
         assert!(
-            !real.join(RECONCILE_LOCK).exists(),
-            "nothing created through the link"
+            parent.open_dir("link").is_err(),
+            "a linked session directory is never opened"
         );
 
         fs_err::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-        let err = ReconcileLock::acquire_with(&real, Wait::Forever, |_| {})
+        let opened = parent.open_dir("real").expect("open");
+        let err = ReconcileLock::acquire_with(&opened, Wait::Forever, |_| {})
             .expect_err("a world-writable session directory");
         assert!(matches!(err, crate::StoreError::Insecure(_)), "{err}");
         assert!(!real.join(RECONCILE_LOCK).exists());
@@ -365,8 +366,26 @@ mod tests {
         let canary = tmp.path().join("canary");
         fs_err::write(&canary, "keep").expect("write");
         std::os::unix::fs::symlink(&canary, real.join(RECONCILE_LOCK)).expect("symlink");
-        let err = ReconcileLock::try_acquire(&real).expect_err("a linked lock file");
+        let err = ReconcileLock::try_acquire(&opened).expect_err("a linked lock file");
         assert!(err.to_string().contains(RECONCILE_LOCK), "{err}");
         assert_eq!(fs_err::read(&canary).expect("read"), b"keep");
+    }
+
+    #[test]
+    fn the_lock_keeps_the_directory_it_locked_whatever_is_renamed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let parent = test_dir(tmp.path());
+        let session = parent.create_private_dir("s").expect("mkdir");
+        let lock = ReconcileLock::try_acquire(&session)
+            .expect("io")
+            .expect("free");
+        let outside = tempfile::tempdir().expect("tempdir");
+        parent.rename("s", &parent, "moved").expect("rename");
+        std::os::unix::fs::symlink(outside.path(), tmp.path().join("s")).expect("symlink");
+        lock.dir()
+            .write_atomic("f", b"x", 0o600, crate::atomic::Publish::Replace)
+            .expect("write");
+        assert!(tmp.path().join("moved/f").is_file());
+        assert_eq!(fs_err::read_dir(outside.path()).expect("ls").count(), 0);
     }
 }

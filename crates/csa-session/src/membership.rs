@@ -38,6 +38,7 @@ use csa_process::{Membership, Released, StartTime};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::{write_atomic, Publish};
+use crate::dirfd::StoreDir;
 
 /// File name of the record, in the session directory.
 pub const MEMBERSHIP_FILE: &str = "membership.toml";
@@ -199,13 +200,13 @@ impl MembershipRecord {
             .collect()
     }
 
-    /// Reads the record of `session_dir`; `Ok(None)` when there is none.
+    /// Reads the record of the session directory `dir`; `Ok(None)` when there is none.
     ///
     /// # Errors
     /// An unreadable file, or one that does not parse (`InvalidData`), naming the path.
-    pub fn load(session_dir: &Path) -> io::Result<Option<Self>> {
-        let path = session_dir.join(MEMBERSHIP_FILE);
-        let bytes = match crate::read_capped(&path, MAX_RECORD) {
+    pub fn load(dir: &StoreDir) -> io::Result<Option<Self>> {
+        let path = dir.join(MEMBERSHIP_FILE);
+        let bytes = match dir.read_capped(MEMBERSHIP_FILE, MAX_RECORD) {
             Ok((bytes, _)) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -216,20 +217,16 @@ impl MembershipRecord {
             .map_err(|e| invalid(&path, &e))
     }
 
-    /// Writes the record into `session_dir` (replacing the previous one).
+    /// Writes the record into the session directory `dir` (replacing the previous one).
     ///
     /// # Errors
     /// The atomic writer's errors, naming the path.
-    pub fn store(&self, session_dir: &Path) -> io::Result<()> {
+    pub fn store(&self, dir: &StoreDir) -> io::Result<()> {
         let text = toml::to_string(self).map_err(io::Error::other)?;
-        crate::failpoint!(
-            "membership::store",
-            "write",
-            &session_dir.join(MEMBERSHIP_FILE)
-        )?;
+        crate::failpoint!("membership::store", "write", &dir.join(MEMBERSHIP_FILE))?;
         // Boot-scoped: in another boot the record names nothing, so it needs no fsync.
         write_atomic(
-            session_dir,
+            dir,
             MEMBERSHIP_FILE,
             text.as_bytes(),
             0o600,
@@ -250,13 +247,16 @@ fn invalid(path: &Path, err: &dyn std::fmt::Display) -> io::Error {
 }
 
 #[cfg(test)]
+// Tests lay out their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 
     #[test]
     fn round_trips_and_names_its_membership() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(MembershipRecord::load(dir.path()).expect("load"), None);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = crate::dirfd::test_dir(tmp.path());
+        assert_eq!(MembershipRecord::load(&dir).expect("load"), None);
         let mut record = MembershipRecord {
             turn: 1,
             boot_id: Some("b".into()),
@@ -280,15 +280,13 @@ mod tests {
         );
         record.sid = Some(11);
         record.agent = Some(ProcessId::new(11, Some(StartTime::Micros(2))));
-        record.store(dir.path()).expect("store");
+        record.store(&dir).expect("store");
         // Each start time under its own unit's key, never under another's.
-        let text = fs_err::read_to_string(dir.path().join(MEMBERSHIP_FILE)).expect("read");
+        let text = fs_err::read_to_string(tmp.path().join(MEMBERSHIP_FILE)).expect("read");
         let agent = text.split("[agent]").nth(1).expect("[agent]");
         assert!(agent.contains("start_time_us = 2"), "{text}");
         assert!(!agent.contains("start_ticks"), "{text}");
-        let loaded = MembershipRecord::load(dir.path())
-            .expect("load")
-            .expect("some");
+        let loaded = MembershipRecord::load(&dir).expect("load").expect("some");
         assert_eq!(loaded, record);
         assert_eq!(
             loaded.membership(),
@@ -297,8 +295,8 @@ mod tests {
                 leader_start: Some(StartTime::Micros(2))
             })
         );
-        fs_err::write(dir.path().join(MEMBERSHIP_FILE), "turn = \"x\"").expect("write");
-        let err = MembershipRecord::load(dir.path()).expect_err("garbage");
+        fs_err::write(tmp.path().join(MEMBERSHIP_FILE), "turn = \"x\"").expect("write");
+        let err = MembershipRecord::load(&dir).expect_err("garbage");
         assert!(err.to_string().contains(MEMBERSHIP_FILE), "{err}");
     }
 }

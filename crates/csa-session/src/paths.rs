@@ -11,6 +11,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::dirfd::{Kind, StoreDir};
 use crate::error::{Result, StoreError};
 
 /// Name of the per-project directory holding session directories.
@@ -89,6 +90,8 @@ fn project_state_dir(app: &str) -> Option<PathBuf> {
 
 /// Whether `a` and `b` name one directory (equal, or both exist and resolve to the same
 /// path), as upstream de-duplicates its roots.
+// State roots themselves, not paths inside one: a root may be a symbolic link (docs/format.md).
+#[allow(clippy::disallowed_methods)]
 fn same_directory(a: &Path, b: &Path) -> bool {
     a == b
         || matches!(
@@ -141,6 +144,8 @@ pub enum ProjectDirError {
 /// [`ProjectDirError::NotADirectory`]; [`ProjectDirError::NotUtf8`]. Regression: the key was
 /// made with `to_string_lossy`, so `n\xff` and `n\xfe` both had the key `n\u{FFFD}`, and a
 /// `run --cd` in one reported the other busy.
+// The project directory is the user's, outside the state root: resolved by path.
+#[allow(clippy::disallowed_methods)]
 pub fn project_dir(dir: &Path) -> Result<ProjectDir, ProjectDirError> {
     let path = fs_err::canonicalize(dir).map_err(ProjectDirError::Missing)?;
     let meta = fs_err::metadata(&path).map_err(ProjectDirError::Missing)?;
@@ -167,7 +172,10 @@ pub fn project_key(dir: &Path) -> Result<String, ProjectDirError> {
 pub struct Project {
     /// The project key (`home/user/project`).
     pub key: String,
-    /// `<root>/<key>/sessions`.
+    /// The state root it is under.
+    pub root: PathBuf,
+    /// `<root>/<key>/sessions`: for messages (files are reached through
+    /// [`Project::open_sessions`]).
     pub sessions_dir: PathBuf,
 }
 
@@ -176,13 +184,116 @@ impl Project {
     pub fn new(root: &Path, key: &str) -> Self {
         Project {
             key: key.to_owned(),
+            root: root.to_owned(),
             sessions_dir: root.join(key).join(SESSIONS_DIR),
         }
     }
 
-    /// The session directory of `id` in this project.
+    /// The session directory of `id` in this project, for messages.
     pub fn session_dir(&self, id: &str) -> PathBuf {
         self.sessions_dir.join(id)
+    }
+
+    /// The key's directories, in order (`home`, `user`, `project`).
+    fn key_components(&self) -> impl Iterator<Item = &str> {
+        self.key.split('/').filter(|c| !c.is_empty())
+    }
+
+    /// Opens `<root>/<key>/sessions` from the state root, one directory at a time, never
+    /// following a symbolic link, and verifies each ([`StoreDir::open_private_dir`]): the
+    /// descriptor every file of the project is reached through. `Ok(None)` when a directory on
+    /// the way does not exist (the project has no sessions).
+    ///
+    /// # Errors
+    /// [`StoreError::Insecure`] for the first directory that is a link, not a directory,
+    /// another user's or writable by group or others; [`StoreError::Io`] naming it otherwise.
+    pub fn open_sessions(&self) -> Result<Option<StoreDir>> {
+        let Some(mut dir) = StoreDir::open_root(&self.root)? else {
+            return Ok(None);
+        };
+        for name in self.key_components() {
+            match dir.open_private_dir_if_exists(name)? {
+                Some(next) => dir = next,
+                None => return Ok(None),
+            }
+        }
+        dir.open_private_dir_if_exists(SESSIONS_DIR)
+    }
+
+    /// [`Project::open_sessions`], creating what is missing (the state root and its parents,
+    /// each directory of the key and `sessions/`, 0700).
+    ///
+    /// # Errors
+    /// As [`Project::open_sessions`], plus the error of a `mkdir`, naming it.
+    pub fn create_sessions(&self) -> Result<StoreDir> {
+        let mut dir = StoreDir::create_root(&self.root)?;
+        for name in self.key_components() {
+            dir = dir.create_private_dir(name)?;
+        }
+        dir.create_private_dir(SESSIONS_DIR)
+    }
+
+    /// Opens the session directory of `id` ([`Project::open_sessions`], then `<ULID>` without
+    /// following a link). Not verified: reading needs no more, and the session's lock verifies
+    /// the directory before anything is written in it ([`crate::lock::ReconcileLock`]).
+    ///
+    /// # Errors
+    /// As [`Project::open_sessions`]; [`StoreError::Io`] `NotFound` naming the session
+    /// directory when it (or the project) does not exist; [`StoreError::Insecure`] when it is a
+    /// symbolic link or not a directory.
+    pub fn open_session(&self, id: &str) -> Result<StoreDir> {
+        let Some(sessions) = self.open_sessions()? else {
+            return Err(StoreError::Io(crate::atomic::with_path(
+                io::ErrorKind::NotFound.into(),
+                "open directory",
+                &self.session_dir(id),
+            )));
+        };
+        open_session_in(&sessions, id)
+    }
+
+    /// The projects in the directories below this project's (`<root>/<key>/…/sessions`, not
+    /// this project's own `sessions/`), found as [`all_projects`] finds them, from this
+    /// project's key directory opened as [`Project::open_sessions`] opens it. Sorted by key.
+    ///
+    /// # Errors
+    /// As [`Project::open_sessions`] for the key's directories; then as [`all_projects`].
+    pub fn nested(&self) -> Result<Vec<Project>> {
+        let Some(mut dir) = StoreDir::open_root(&self.root)? else {
+            return Ok(Vec::new());
+        };
+        for name in self.key_components() {
+            match dir.open_private_dir_if_exists(name)? {
+                Some(next) => dir = next,
+                None => return Ok(Vec::new()),
+            }
+        }
+        let mut below = Vec::new();
+        walk_projects(&self.root, &dir, Path::new(&self.key), &mut below)?;
+        below.retain(|p| p.key != self.key);
+        below.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(below)
+    }
+
+    /// Opens the session `id`: its project's `sessions/` ([`Project::open_sessions`]) and its
+    /// directory ([`open_session_in`]).
+    ///
+    /// # Errors
+    /// As [`Project::open_session`].
+    pub fn open(&self, id: &str) -> Result<OpenSession> {
+        let Some(sessions) = self.open_sessions()? else {
+            return Err(StoreError::Io(crate::atomic::with_path(
+                io::ErrorKind::NotFound.into(),
+                "open directory",
+                &self.session_dir(id),
+            )));
+        };
+        let dir = open_session_in(&sessions, id)?;
+        Ok(OpenSession {
+            id: id.to_owned(),
+            sessions,
+            dir,
+        })
     }
 
     /// The ids of this project's sessions: the entries of `sessions/` that are directories
@@ -190,67 +301,148 @@ impl Project {
     /// else are not sessions. A missing `sessions/` has no sessions.
     ///
     /// # Errors
-    /// Any I/O error reading the directory, other than its absence.
-    pub fn session_ids(&self) -> io::Result<Vec<String>> {
-        let entries = match fs_err::read_dir(&self.sessions_dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            if !is_ulid(&name) {
-                continue;
-            }
-            // Does not follow symlinks: a symlink in sessions/ is not a session.
-            if entry.file_type()?.is_dir() {
-                ids.push(name);
-            }
+    /// [`Project::open_sessions`]'s errors, and any I/O error reading the directory.
+    pub fn session_ids(&self) -> Result<Vec<String>> {
+        match self.open_sessions()? {
+            Some(sessions) => Ok(session_ids_in(&sessions)?),
+            None => Ok(Vec::new()),
         }
-        Ok(ids)
     }
 }
 
-/// Every project under `root`: each directory that contains a `sessions/` directory, found by
-/// a walk that does not follow symlinks and does not descend into `sessions/` itself.
-///
-/// # Errors
-/// Any I/O error reading a directory of the walk, other than the root's absence.
-pub fn all_projects(root: &Path) -> io::Result<Vec<Project>> {
-    let mut projects = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        let entries = match fs_err::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            if !entry.file_type()?.is_dir() {
-                continue;
-            }
-            let name = entry.file_name();
-            if name == OsStr::new(SESSIONS_DIR) {
-                if !rel.as_os_str().is_empty() {
-                    projects.push(Project {
-                        key: rel.to_string_lossy().into_owned(),
-                        sessions_dir: entry.path(),
-                    });
-                }
-            } else {
-                // Dot-directories are walked too: projects live in them (`~/.config/x`).
-                stack.push(rel.join(name));
-            }
+/// A session opened for reading or (under its lock) writing: its project's `sessions/` and its
+/// own directory, both opened from the state root without following a link.
+#[derive(Debug)]
+pub struct OpenSession {
+    /// The session's ULID.
+    pub id: String,
+    /// Its project's `sessions/` (verified).
+    pub sessions: StoreDir,
+    /// Its directory (not verified until its lock is taken).
+    pub dir: StoreDir,
+}
+
+impl OpenSession {
+    /// Another descriptor of each directory ([`StoreDir::try_clone`]).
+    ///
+    /// # Errors
+    /// As [`StoreDir::try_clone`].
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(OpenSession {
+            id: self.id.clone(),
+            sessions: self.sessions.try_clone()?,
+            dir: self.dir.try_clone()?,
+        })
+    }
+
+    /// Whether the directory opened is still the one at `sessions/<ULID>`: not renamed away
+    /// (deleted, quarantined) or swapped for something else since it was opened.
+    ///
+    /// # Errors
+    /// The `fstatat`'s error other than absence, naming the path.
+    pub fn in_place(&self) -> io::Result<bool> {
+        match self.sessions.same_dir(&self.id, &self.dir) {
+            Ok(same) => Ok(same),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
         }
     }
+}
+
+/// Opens the session directory `id` of the open `sessions/` directory without following a link
+/// (not verified: see [`Project::open_session`]).
+///
+/// # Errors
+/// [`StoreError::Insecure`] when it is a symbolic link or not a directory; [`StoreError::Io`]
+/// naming it otherwise (`NotFound` when absent).
+pub fn open_session_in(sessions: &StoreDir, id: &str) -> Result<StoreDir> {
+    match sessions.open_dir(id) {
+        Ok(dir) => Ok(dir),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e.into()),
+        Err(e) => match sessions.symlink_metadata(id) {
+            Ok(meta) if meta.kind == Kind::Symlink => Err(crate::secure::refused(
+                &sessions.join(id),
+                crate::secure::Problem::Symlink,
+            )),
+            Ok(meta) if !meta.is_dir() => Err(crate::secure::refused(
+                &sessions.join(id),
+                crate::secure::Problem::NotADirectory,
+            )),
+            _ => Err(e.into()),
+        },
+    }
+}
+
+/// The session ids in the open `sessions/` directory (see [`Project::session_ids`]).
+///
+/// # Errors
+/// Any I/O error reading the directory.
+pub fn session_ids_in(sessions: &StoreDir) -> io::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for entry in sessions.entries()? {
+        // The entry's own type: a symlink in sessions/ is not a session.
+        if entry.kind != Kind::Dir {
+            continue;
+        }
+        if let Some(name) = entry.name_str().filter(|n| is_ulid(n)) {
+            ids.push(name.to_owned());
+        }
+    }
+    Ok(ids)
+}
+
+/// Every project under `root`: each directory that contains a `sessions/` directory, found by
+/// a walk through directory descriptors that does not follow symlinks and does not descend
+/// into `sessions/` itself. Sorted by key.
+///
+/// # Errors
+/// [`StoreError::Insecure`] when the root is refused; any I/O error reading a directory of the
+/// walk, other than the root's absence or a directory that vanished meanwhile.
+pub fn all_projects(root: &Path) -> Result<Vec<Project>> {
+    let Some(dir) = StoreDir::open_root(root)? else {
+        return Ok(Vec::new());
+    };
+    let mut projects = Vec::new();
+    walk_projects(root, &dir, &PathBuf::new(), &mut projects)?;
     projects.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(projects)
+}
+
+/// The projects below `dir` (at `rel` under `root`), depth first: one open directory per level.
+fn walk_projects(
+    root: &Path,
+    dir: &StoreDir,
+    rel: &Path,
+    out: &mut Vec<Project>,
+) -> io::Result<()> {
+    for entry in dir.entries()? {
+        if entry.kind != Kind::Dir {
+            continue;
+        }
+        if entry.name == OsStr::new(SESSIONS_DIR) {
+            if !rel.as_os_str().is_empty() {
+                out.push(Project {
+                    key: rel.to_string_lossy().into_owned(),
+                    root: root.to_owned(),
+                    sessions_dir: dir.join(SESSIONS_DIR),
+                });
+            }
+            continue;
+        }
+        // Dot-directories are walked too: projects live in them (`~/.config/x`).
+        let sub = match dir.open_dir(&entry.name) {
+            Ok(sub) => sub,
+            // Gone, or replaced by a link, since it was listed: nothing to walk.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) if matches!(dir.symlink_metadata(&entry.name), Ok(m) if !m.is_dir()) => {
+                tracing::debug!(%e, "skipped: no longer a directory");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        walk_projects(root, &sub, &rel.join(&entry.name), out)?;
+    }
+    Ok(())
 }
 
 /// Whether `s` is a ULID as upstream writes it: 26 characters of upper-case Crockford base32.
@@ -266,6 +458,8 @@ pub fn is_ulid_prefix(s: &str) -> bool {
 }
 
 #[cfg(test)]
+// Tests lay out their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

@@ -22,16 +22,17 @@
 //! new file at the old path, which no longer has a directory.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::Utc;
 
 use crate::active::ActiveRecord;
 use crate::atomic::sync_dir;
+use crate::dirfd::{Kind, StoreDir};
 use crate::error::StoreError;
 use crate::liveness::{self, LivenessContext, Verdict};
 use crate::lock::ReconcileLock;
-use crate::paths::Project;
+use crate::paths::{OpenSession, Project};
 use crate::state::SessionState;
 
 /// Directory of quarantined sessions, in a project's `sessions/`.
@@ -89,9 +90,16 @@ pub fn quarantine_session(
     project: &Project,
     id: &str,
 ) -> Result<Quarantine, StoreError> {
-    let dir = project.session_dir(id);
+    let session = match project.open(id) {
+        Ok(session) => session,
+        Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(with(Outcome::Gone, Vec::new()))
+        }
+        Err(err) => return Err(err),
+    };
+    let dir = &session.dir;
     // 1. Without the lock: a live session is refused before anything is created.
-    let assessment = liveness::assess(ctx, &dir, id, true);
+    let assessment = liveness::assess(ctx, dir, id, true);
     let mut warnings = assessment.warnings;
     if let Verdict::Alive(why) | Verdict::Foreign(why) = assessment.verdict {
         return Ok(Quarantine {
@@ -100,20 +108,23 @@ pub fn quarantine_session(
         });
     }
     // 2. Lock, never waiting.
-    let lock = match ReconcileLock::try_acquire(&dir) {
+    let lock = match ReconcileLock::try_acquire(dir) {
         Ok(Some(lock)) => lock,
         Ok(None) => return Ok(with(Outcome::Busy, warnings)),
-        Err(_) if is_gone(&dir) => return Ok(with(Outcome::Gone, warnings)),
+        Err(_) if is_gone(&session) => return Ok(with(Outcome::Gone, warnings)),
         Err(err) => return Err(err),
     };
-    // 3. Again under the lock, from scratch.
-    match SessionState::load(&dir) {
+    // 3. Again under the lock, from scratch, in the directory still at `sessions/<ULID>`.
+    if !session.in_place()? {
+        return Ok(with(Outcome::Gone, warnings));
+    }
+    match SessionState::load(lock.dir()) {
         Ok(_) => return Ok(with(Outcome::Parses, warnings)),
         Err(err) if is_corrupt(&err) => {}
-        Err(_) if is_gone(&dir) => return Ok(with(Outcome::Gone, warnings)),
+        Err(_) if is_gone(&session) => return Ok(with(Outcome::Gone, warnings)),
         Err(err) => return Err(err),
     }
-    let fresh = liveness::assess(&ctx.refreshed(), &dir, id, true);
+    let fresh = liveness::assess(&ctx.refreshed(), lock.dir(), id, true);
     for w in fresh.warnings {
         if !warnings.contains(&w) {
             warnings.push(w);
@@ -122,7 +133,7 @@ pub fn quarantine_session(
     if let Verdict::Alive(why) | Verdict::Foreign(why) = fresh.verdict {
         return Ok(with(Outcome::Alive(why), warnings));
     }
-    let to = move_aside(&lock, &project.sessions_dir, id)?;
+    let to = move_aside(&lock, &session.sessions, id)?;
     Ok(with(Outcome::Quarantined(to), warnings))
 }
 
@@ -130,29 +141,40 @@ fn with(outcome: Outcome, warnings: Vec<String>) -> Quarantine {
     Quarantine { outcome, warnings }
 }
 
-fn is_gone(dir: &Path) -> bool {
-    matches!(fs_err::symlink_metadata(dir), Err(e) if e.kind() == io::ErrorKind::NotFound)
+fn is_gone(session: &OpenSession) -> bool {
+    matches!(
+        session.sessions.symlink_metadata(&session.id),
+        Err(e) if e.kind() == io::ErrorKind::NotFound
+    )
 }
 
-/// The move (module docs), under `lock`, of session `id` of `sessions_dir`.
-fn move_aside(lock: &ReconcileLock, sessions_dir: &Path, id: &str) -> Result<PathBuf, StoreError> {
-    let dir = lock.session_dir();
-    let quarantine = crate::secure::create_dirs_under(sessions_dir, Path::new(QUARANTINE_DIR))?;
-    crate::secure::check_dir(&quarantine)?;
+/// The move (module docs), under `lock`, of session `id` of the open `sessions`. The rename is
+/// by name, so what moved is checked to be the locked directory; anything else swapped in at
+/// the name is moved back, and nothing is quarantined.
+fn move_aside(lock: &ReconcileLock, sessions: &StoreDir, id: &str) -> Result<PathBuf, StoreError> {
+    let quarantine = sessions.create_private_dir(QUARANTINE_DIR)?;
     let name = format!("{id}-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
-    let to = quarantine.join(name);
-    // rename(2) never replaces a non-empty directory, so an existing name is an error, not a
-    // loss (an empty one holds nothing to lose).
-    crate::failpoint!("quarantine::rename", "rename", dir)?;
-    fs_err::rename(dir, &to)?;
-    if let Err(err) = sync_dir(sessions_dir).and_then(|()| sync_dir(&quarantine)) {
+    let to = quarantine.join(&name);
+    // An existing name is an error, not a loss.
+    crate::failpoint!("quarantine::rename", "rename", &sessions.join(id))?;
+    sessions.rename_noreplace(id, &quarantine, &name)?;
+    if !quarantine.same_dir(&name, lock.dir()).unwrap_or(false) {
+        if let Err(back) = quarantine.rename_noreplace(&name, sessions, id) {
+            tracing::warn!(%back, "could not move back what was swapped in for a session");
+        }
+        return Err(crate::secure::refused(
+            &sessions.join(id),
+            crate::secure::Problem::Symlink,
+        ));
+    }
+    if let Err(err) = sync_dir(sessions).and_then(|()| sync_dir(&quarantine)) {
         // Not known to be durable: put it back and report, so a failure leaves it as it was.
-        if let Err(back) = fs_err::rename(&to, dir) {
+        if let Err(back) = quarantine.rename_noreplace(&name, sessions, id) {
             tracing::warn!(%back, "could not move a quarantined session back");
         }
         return Err(err.into());
     }
-    if let Err(err) = ActiveRecord::new(sessions_dir).remove(id, lock) {
+    if let Err(err) = ActiveRecord::new(sessions).remove(id, lock) {
         tracing::warn!(%err, "could not remove a quarantined session's active-record entry");
     }
     Ok(to)
@@ -164,24 +186,25 @@ fn move_aside(lock: &ReconcileLock, sessions_dir: &Path, id: &str) -> Result<Pat
 /// # Errors
 /// The error of listing `.quarantine/` other than its absence, naming the path.
 pub fn list(project: &Project) -> io::Result<Vec<PathBuf>> {
-    let dir = project.sessions_dir.join(QUARANTINE_DIR);
-    let entries = match fs_err::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let Some(sessions) = project.open_sessions()? else {
+        return Ok(Vec::new());
     };
-    let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            found.push(entry.path());
-        }
-    }
+    let Some(dir) = sessions.open_dir_if_exists(QUARANTINE_DIR)? else {
+        return Ok(Vec::new());
+    };
+    let mut found: Vec<PathBuf> = dir
+        .entries()?
+        .into_iter()
+        .filter(|e| e.kind == Kind::Dir)
+        .map(|e| dir.join(&e.name))
+        .collect();
     found.sort();
     Ok(found)
 }
 
 #[cfg(test)]
+// Tests lay out their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 
@@ -214,7 +237,8 @@ mod tests {
     fn a_dead_corrupt_session_moves_whole_and_is_listed() {
         let (_root, project) = project_with_corrupt_session();
         let ctx = LivenessContext::new();
-        let err = SessionState::load(&project.session_dir(ID)).expect_err("corrupt");
+        let err = SessionState::load(&crate::dirfd::test_dir(&project.session_dir(ID)))
+            .expect_err("corrupt");
         assert!(is_corrupt(&err));
         let q = quarantine_session(&ctx, &project, ID).expect("quarantine");
         let Outcome::Quarantined(to) = q.outcome else {

@@ -27,10 +27,11 @@ use crate::active::{ActiveRecord, Fingerprint};
 use crate::atomic::{sync_dir, write_atomic, Publish};
 use crate::completion::{self, Completion, Source};
 use crate::cooldown::write_cooldown_marker;
+use crate::dirfd::StoreDir;
 use crate::error::StoreError;
 use crate::liveness::{self, LivenessContext, Verdict};
 use crate::lock::ReconcileLock;
-use crate::paths::Project;
+use crate::paths::{open_session_in, session_ids_in, Project};
 use crate::result::{ResultStatus, SessionResult, RESULT_FILE};
 use crate::state::{Phase, SessionState};
 
@@ -284,10 +285,11 @@ impl Reconciler {
     }
 
     fn project_inner(&mut self, project: &Project) -> io::Result<()> {
-        let record = ActiveRecord::new(&project.sessions_dir);
-        let Some(fingerprint) = Fingerprint::of(&project.sessions_dir)? else {
+        let Some(sessions) = project.open_sessions()? else {
             return Ok(());
         };
+        let record = ActiveRecord::new(&sessions);
+        let fingerprint = Fingerprint::of(&sessions)?;
         let mut candidates: BTreeSet<String> = record.ids()?.into_iter().collect();
         if self.opts.full || !record.is_current(&fingerprint) {
             if !self.opts.dry_run {
@@ -306,7 +308,7 @@ impl Reconciler {
                 record.known_ended()
             };
             let mut ended_now = Vec::new();
-            for id in project.session_ids()? {
+            for id in session_ids_in(&sessions)? {
                 self.progress.tick();
                 if candidates.contains(&id) {
                     continue;
@@ -316,7 +318,7 @@ impl Reconciler {
                     continue;
                 }
                 let ended = matches!(
-                    SessionState::load(&project.session_dir(&id)),
+                    open_session_in(&sessions, &id).and_then(|dir| SessionState::load(&dir)),
                     Ok(s) if s.view.phase.is_ended()
                 );
                 if ended {
@@ -344,14 +346,13 @@ impl Reconciler {
         let mut last_finalized = None;
         for id in candidates {
             self.progress.tick();
-            let dir = project.session_dir(&id);
-            if !dir.is_dir() {
+            if !sessions.exists(&id) {
                 if !self.opts.dry_run {
                     record.remove_if_orphaned(&id, self.ctx.now());
                 }
                 continue;
             }
-            if let Some(outcome) = self.session_in(&record, &dir, &id) {
+            if let Some(outcome) = self.session_in(&record, &sessions, &id) {
                 if outcome.action.is_finalized() {
                     last_finalized = Some(id.clone());
                 }
@@ -359,7 +360,7 @@ impl Reconciler {
             }
         }
         if let Some(id) = last_finalized {
-            self.mark_cooldown(project, &id);
+            self.mark_cooldown(&sessions, &id);
         }
         Ok(())
     }
@@ -372,8 +373,8 @@ impl Reconciler {
     }
 
     /// Step 8: replaces the project's cooldown marker after a finalized session.
-    fn mark_cooldown(&mut self, project: &Project, id: &str) {
-        if let Err(err) = write_cooldown_marker(&project.sessions_dir, id, Utc::now()) {
+    fn mark_cooldown(&mut self, sessions: &StoreDir, id: &str) {
+        if let Err(err) = write_cooldown_marker(sessions, id, Utc::now()) {
             self.report
                 .warnings
                 .push(format!("could not update the cooldown marker: {err}"));
@@ -382,13 +383,34 @@ impl Reconciler {
 
     /// Reconciles one session of `project`, named explicitly.
     pub fn session(&mut self, project: &Project, id: &str) {
-        let record = ActiveRecord::new(&project.sessions_dir);
-        let dir = project.session_dir(id);
-        if let Some(outcome) = self.session_in(&record, &dir, id) {
+        let sessions = match project.open_sessions() {
+            Ok(Some(sessions)) => sessions,
+            Ok(None) => {
+                let error = format!("{}: no such directory", project.session_dir(id).display());
+                let dir = project.session_dir(id);
+                self.report
+                    .sessions
+                    .push(Outcome::new(id, &dir, Action::Error, None, Some(error)));
+                return;
+            }
+            Err(err) => {
+                let dir = project.session_dir(id);
+                self.report.sessions.push(Outcome::new(
+                    id,
+                    &dir,
+                    Action::Error,
+                    None,
+                    Some(err.to_string()),
+                ));
+                return;
+            }
+        };
+        let record = ActiveRecord::new(&sessions);
+        if let Some(outcome) = self.session_in(&record, &sessions, id) {
             let finalized = outcome.action.is_finalized();
             self.report.sessions.push(outcome);
             if finalized {
-                self.mark_cooldown(project, id);
+                self.mark_cooldown(&sessions, id);
             }
         }
     }
@@ -406,7 +428,7 @@ impl Reconciler {
 
     /// [`Reconciler::decide_now`], said at `info` level (`csa -v`): which session, whether
     /// under its lock, and what was found.
-    fn decide(&mut self, fresh: bool, dir: &Path, id: &str) -> Decision {
+    fn decide(&mut self, fresh: bool, dir: &StoreDir, id: &str) -> Decision {
         let decision = self.decide_now(fresh, dir, id);
         let when = if fresh {
             "re-checked under .reconcile.lock"
@@ -445,7 +467,7 @@ impl Reconciler {
 
     /// What to do with the session in `dir`: its phase, its result and its liveness, read
     /// afresh (`fresh`: with a refreshed liveness context, for the re-check under the lock).
-    fn decide_now(&mut self, fresh: bool, dir: &Path, id: &str) -> Decision {
+    fn decide_now(&mut self, fresh: bool, dir: &StoreDir, id: &str) -> Decision {
         let refreshed;
         let ctx = if fresh {
             refreshed = self.ctx.refreshed();
@@ -503,7 +525,7 @@ impl Reconciler {
     /// (the latter is a warning naming its file).
     fn turn_end_record(
         &mut self,
-        dir: &Path,
+        dir: &StoreDir,
         state: &SessionState,
     ) -> Option<crate::turn_end::TurnEnd> {
         let turn = u32::try_from(state.view.turn_count.unwrap_or(1).max(1)).unwrap_or(u32::MAX);
@@ -524,7 +546,7 @@ impl Reconciler {
     /// ([`completion::load_daemon`]), else the legacy `.complete` marker liveness already read
     /// (`marker`). A record that cannot be used becomes a warning naming its file, and the
     /// session is finalized as without one (as upstream does). The file is never changed.
-    fn completion_record(&mut self, dir: &Path, marker: Option<i64>) -> Option<Completion> {
+    fn completion_record(&mut self, dir: &StoreDir, marker: Option<i64>) -> Option<Completion> {
         let loaded = completion::load_daemon(dir).and_then(|record| match record {
             Some(record) => Ok(Some(record)),
             None => marker
@@ -543,8 +565,23 @@ impl Reconciler {
         }
     }
 
-    fn session_in(&mut self, record: &ActiveRecord, dir: &Path, id: &str) -> Option<Outcome> {
-        let outcome = |action, reason, error| Some(Outcome::new(id, dir, action, reason, error));
+    fn session_in(
+        &mut self,
+        record: &ActiveRecord,
+        sessions: &StoreDir,
+        id: &str,
+    ) -> Option<Outcome> {
+        let path = sessions.join(id);
+        let outcome = |action, reason, error| Some(Outcome::new(id, &path, action, reason, error));
+        // The session directory, opened without following a link: every read and (under its
+        // lock) write below goes through it.
+        let dir = match open_session_in(sessions, id) {
+            Ok(dir) => dir,
+            // Deleted meanwhile: nothing to reconcile.
+            Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(err) => return outcome(Action::Error, None, Some(err.to_string())),
+        };
+        let dir = &dir;
         // 1. Lock-free pre-check.
         let pre = self.decide(false, dir, id);
         match pre {
@@ -595,7 +632,23 @@ impl Reconciler {
             Err(err) => return outcome(Action::Error, None, Some(err.to_string())),
         };
         // 3. Re-check under the lock, with fresh liveness data, after putting back a result
-        //    that an interrupted rollback left aside.
+        //    that an interrupted rollback left aside. The locked directory must still be the
+        //    session at `sessions/<ULID>` (not deleted or swapped meanwhile).
+        match sessions.same_dir(id, lock.dir()) {
+            Ok(true) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Ok(false) => {
+                return outcome(
+                    Action::Error,
+                    None,
+                    Some(format!(
+                        "{}: replaced while it was being reconciled (a symbolic link or another directory is there now)",
+                        path.display()
+                    )),
+                )
+            }
+            Err(e) => return outcome(Action::Error, None, Some(e.to_string())),
+        }
         recover_rollback_leftovers(&lock, &mut self.report.warnings);
         match crate::resume::undo_interrupted_archive(&lock) {
             Ok(true) => tracing::info!(id, "put back the result an interrupted resume archived"),
@@ -625,7 +678,7 @@ impl Reconciler {
                 ),
                 Err(err) => outcome(Action::Error, None, Some(err.to_string())),
             },
-            Decision::FromTurnEnd(end) => self.finalize_from_turn_end(&lock, id, &end),
+            Decision::FromTurnEnd(end) => self.finalize_from_turn_end(record, &lock, id, &end),
             Decision::Synthesize {
                 state,
                 reason,
@@ -639,6 +692,7 @@ impl Reconciler {
     /// record is removed.
     fn finalize_from_turn_end(
         &mut self,
+        record: &ActiveRecord<'_>,
         lock: &ReconcileLock,
         id: &str,
         end: &crate::turn_end::TurnEnd,
@@ -651,6 +705,7 @@ impl Reconciler {
         };
         let finalized = crate::finalize::finalize_locked(
             lock,
+            record.sessions(),
             id,
             &crate::finalize::TurnEnd {
                 result: &result,
@@ -662,7 +717,7 @@ impl Reconciler {
         match finalized {
             Ok(_) => {
                 let path = dir.join(crate::turn_end::TURN_END_FILE);
-                if let Err(err) = fs_err::remove_file(&path) {
+                if let Err(err) = lock.dir().remove_file(crate::turn_end::TURN_END_FILE) {
                     tracing::warn!(%err, "could not remove the turn-end record");
                 }
                 outcome(
@@ -686,7 +741,7 @@ impl Reconciler {
         lock: &ReconcileLock,
         id: &str,
     ) -> Result<(), StoreError> {
-        let dir = lock.session_dir();
+        let dir = lock.dir();
         let state = SessionState::load(dir)?;
         // A synthetic result whose state write never happened (kill -9 between steps 4 and 5)
         // finishes as the reconcile that published it would have: with the reason of the
@@ -717,8 +772,9 @@ impl Reconciler {
         reason: String,
         completion: Option<&Completion>,
     ) -> Option<Outcome> {
-        let dir = lock.session_dir();
-        let outcome = |action, reason, error| Some(Outcome::new(id, dir, action, reason, error));
+        let dir = lock.dir();
+        let outcome =
+            |action, reason, error| Some(Outcome::new(id, dir.path(), action, reason, error));
         let now = Utc::now();
         let result = synthetic_result(state, dir, &self.opts.trigger, &reason, completion, now);
         let ours = result.to_toml();
@@ -783,7 +839,7 @@ impl Reconciler {
 }
 
 /// Step 4: publishes `bytes` as result.toml only if there is none (`link(2)`).
-fn publish_result(dir: &Path, bytes: &[u8]) -> io::Result<()> {
+fn publish_result(dir: &StoreDir, bytes: &[u8]) -> io::Result<()> {
     crate::failpoint!("reconcile::before_publish", "write", &dir.join(RESULT_FILE))?;
     write_atomic(dir, RESULT_FILE, bytes, 0o600, Publish::CreateNew)
 }
@@ -795,7 +851,7 @@ fn retire_after_publish(
     termination_reason: &str,
     ended: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let path = lock.session_dir().join(crate::state::STATE_FILE);
+    let path = lock.dir().join(crate::state::STATE_FILE);
     crate::failpoint!("reconcile::after_publish", "write", &path)?;
     crate::failpoint!("reconcile::before_state_write", "write", &path)?;
     state.end_turn(lock, Phase::Retired, termination_reason, ended)
@@ -834,22 +890,25 @@ const ROLLBACK_PREFIX: &str = ".tmp-rollback-";
 /// process died in between: linked back to result.toml when that is absent (`link(2)`, so a
 /// newer result wins), then the aside name is removed. Best effort; failures become warnings.
 fn recover_rollback_leftovers(lock: &ReconcileLock, warnings: &mut Vec<String>) {
-    let dir = lock.session_dir();
-    let Ok(entries) = fs_err::read_dir(dir) else {
+    let dir = lock.dir();
+    let Ok(entries) = dir.entries() else {
         return;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().starts_with(ROLLBACK_PREFIX) {
+    for entry in entries {
+        if !entry.name.to_string_lossy().starts_with(ROLLBACK_PREFIX) {
             continue;
         }
-        let aside = entry.path();
-        let target = dir.join(RESULT_FILE);
-        let restored = match fs_err::hard_link(&aside, &target) {
+        let aside = dir.join(&entry.name);
+        let restored = match dir.hard_link(&entry.name, dir, RESULT_FILE) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // Keep the aside copy unless result.toml holds the same bytes.
-                fs_err::read(&aside).ok() == fs_err::read(&target).ok()
+                let bytes = |name: &std::ffi::OsStr| {
+                    dir.read_capped(name, crate::result::MAX_RESULT_BYTES)
+                        .ok()
+                        .map(|(b, _)| b)
+                };
+                bytes(&entry.name) == bytes(std::ffi::OsStr::new(RESULT_FILE))
             }
             Err(e) => {
                 warnings.push(format!("could not restore {}: {e}", aside.display()));
@@ -857,7 +916,7 @@ fn recover_rollback_leftovers(lock: &ReconcileLock, warnings: &mut Vec<String>) 
             }
         };
         if restored {
-            if let Err(e) = fs_err::remove_file(&aside).and_then(|()| sync_dir(dir)) {
+            if let Err(e) = dir.remove_file(&entry.name).and_then(|()| sync_dir(dir)) {
                 warnings.push(e.to_string());
             }
         } else {
@@ -873,11 +932,10 @@ fn recover_rollback_leftovers(lock: &ReconcileLock, warnings: &mut Vec<String>) 
 /// byte-for-byte the one published: it is first renamed aside (atomically taking whatever file
 /// is there now), compared, then deleted if ours or linked back if another writer's.
 /// Returns a sentence for the error report.
-pub(crate) fn roll_back(dir: &Path, ours: &[u8]) -> String {
-    let path = dir.join(RESULT_FILE);
-    let aside = dir.join(format!("{ROLLBACK_PREFIX}{}", ulid::Ulid::new()));
+pub(crate) fn roll_back(dir: &StoreDir, ours: &[u8]) -> String {
+    let aside = format!("{ROLLBACK_PREFIX}{}", ulid::Ulid::new());
     match crate::failpoint!("reconcile::roll_back_aside")
-        .and_then(|()| fs_err::rename(&path, &aside))
+        .and_then(|()| dir.rename(RESULT_FILE, dir, &aside))
     {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -885,21 +943,23 @@ pub(crate) fn roll_back(dir: &Path, ours: &[u8]) -> String {
         }
         Err(e) => return format!("could not roll back the synthetic result: {e}"),
     }
-    let is_ours = fs_err::read(&aside).is_ok_and(|bytes| bytes == ours);
+    let is_ours = dir
+        .read_capped(&aside, crate::result::MAX_RESULT_BYTES)
+        .is_ok_and(|(bytes, _)| bytes == ours);
     let message = if is_ours {
         "the synthetic result was rolled back".to_owned()
     } else {
-        match fs_err::hard_link(&aside, &path) {
+        match dir.hard_link(&aside, dir, RESULT_FILE) {
             Ok(()) => "result.toml had been replaced by another writer and was kept".to_owned(),
             Err(e) => format!(
                 "result.toml had been replaced by another writer; it is kept at {} ({e})",
-                aside.display()
+                dir.join(&aside).display()
             ),
         }
     };
-    if is_ours || path.exists() {
-        if let Err(e) = crate::failpoint!("reconcile::roll_back_remove")
-            .and_then(|()| fs_err::remove_file(&aside))
+    if is_ours || dir.exists(RESULT_FILE) {
+        if let Err(e) =
+            crate::failpoint!("reconcile::roll_back_remove").and_then(|()| dir.remove_file(&aside))
         {
             tracing::warn!(%e, "could not remove a rolled-back result");
         }
@@ -918,7 +978,7 @@ pub(crate) fn roll_back(dir: &Path, ours: &[u8]) -> String {
 /// is one, is kept as that extra key of result.toml (upstream's).
 pub fn synthetic_result(
     state: &SessionState,
-    dir: &Path,
+    dir: &StoreDir,
     trigger: &str,
     reason: &str,
     completion: Option<&Completion>,
@@ -977,7 +1037,7 @@ pub fn synthetic_result(
             format!("synthetic failure by {trigger}: process dead, result.toml missing ({reason})"),
         ),
     };
-    let tail = output_tail(&dir.join("output.log"));
+    let tail = output_tail(dir, "output.log");
     if !tail.is_empty() {
         summary.push_str("\nlast output:\n");
         summary.push_str(&tail);
@@ -995,27 +1055,23 @@ pub fn synthetic_result(
 }
 
 /// `tool` from metadata.toml, if readable.
-fn metadata_tool(dir: &Path) -> Option<String> {
-    let (bytes, _) = crate::read_capped(&dir.join("metadata.toml"), 1 << 20).ok()?;
+fn metadata_tool(dir: &StoreDir) -> Option<String> {
+    let (bytes, _) = dir.read_capped("metadata.toml", 1 << 20).ok()?;
     let table: toml::Table = std::str::from_utf8(&bytes).ok()?.parse().ok()?;
     table.get("tool")?.as_str().map(str::to_owned)
 }
 
-/// The last [`TAIL_LINES`] non-empty lines of a log, reading at most [`TAIL_BYTES`] from its end.
-pub fn output_tail(path: &Path) -> String {
-    output_tail_since(path, 0)
+/// The last [`TAIL_LINES`] non-empty lines of the log `name` of `dir`, reading at most
+/// [`TAIL_BYTES`] from its end.
+pub fn output_tail(dir: &StoreDir, name: &str) -> String {
+    output_tail_since(dir, name, 0)
 }
 
-/// The last [`TAIL_LINES`] non-empty lines written to a log since byte `offset` (the log's size
-/// when the turn started), reading at most [`TAIL_BYTES`] from its end: a turn's own output,
-/// never an earlier turn's.
-pub fn output_tail_since(path: &Path, offset: u64) -> String {
-    use fs_err::os::unix::fs::OpenOptionsExt;
-    let opened = fs_err::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-        .open(path);
-    let Ok(mut file) = opened else {
+/// The last [`TAIL_LINES`] non-empty lines written to the log `name` of `dir` since byte
+/// `offset` (the log's size when the turn started), reading at most [`TAIL_BYTES`] from its
+/// end: a turn's own output, never an earlier turn's.
+pub fn output_tail_since(dir: &StoreDir, name: &str, offset: u64) -> String {
+    let Ok(mut file) = dir.open_read(name) else {
         return String::new();
     };
     let len = match file.metadata() {

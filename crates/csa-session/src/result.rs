@@ -7,6 +7,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::dirfd::StoreDir;
 use crate::error::{Result, StoreError};
 
 /// File name of the turn result.
@@ -96,15 +97,15 @@ pub struct SessionResult {
 }
 
 impl SessionResult {
-    /// Reads `<session_dir>/result.toml`. `Ok(None)` when there is none.
+    /// Reads the `result.toml` of the session directory `dir`. `Ok(None)` when there is none.
     ///
     /// # Errors
     /// [`StoreError::InvalidResult`] when it exists but is not a valid result (not UTF-8, not
     /// TOML, a required key missing or mistyped, larger than [`MAX_RESULT_BYTES`]);
     /// [`StoreError::Io`] for other read errors.
-    pub fn load(session_dir: &Path) -> Result<Option<Self>> {
-        let path = session_dir.join(RESULT_FILE);
-        let bytes = match crate::read_capped(&path, MAX_RESULT_BYTES) {
+    pub fn load(dir: &StoreDir) -> Result<Option<Self>> {
+        let path = dir.join(RESULT_FILE);
+        let bytes = match dir.read_capped(RESULT_FILE, MAX_RESULT_BYTES) {
             Ok((bytes, _)) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
@@ -144,15 +145,15 @@ pub struct ResultHead {
 }
 
 impl ResultHead {
-    /// Reads the head of `<session_dir>/result.toml`: `Ok(None)` when there is none, `Err` when
+    /// Reads the head of the `result.toml` of `dir`: `Ok(None)` when there is none, `Err` when
     /// it cannot be read or lacks these fields. (Validity in full is [`SessionResult::load`]'s
     /// job; listings only show these fields.)
     ///
     /// # Errors
     /// As [`SessionResult::load`].
-    pub fn load(session_dir: &Path) -> Result<Option<Self>> {
-        let path = session_dir.join(RESULT_FILE);
-        Self::parse(crate::read_capped(&path, MAX_RESULT_BYTES), &path)
+    pub fn load(dir: &StoreDir) -> Result<Option<Self>> {
+        let path = dir.join(RESULT_FILE);
+        Self::parse(dir.read_capped(RESULT_FILE, MAX_RESULT_BYTES), &path)
     }
 
     /// [`ResultHead::load`] of bytes already read (`read`) from `path`.

@@ -26,10 +26,11 @@ use nix::fcntl::Flock;
 use crate::active::ActiveRecord;
 use crate::atomic::{sync_dir, write_atomic, Publish};
 use crate::create::{take_tool_lock, timestamp, Created, RunRecord, TurnRecord, RUN_FILE};
+use crate::dirfd::StoreDir;
 use crate::error::{Result, StoreError};
 use crate::liveness::{assess, LivenessContext, Verdict};
 use crate::lock::ReconcileLock;
-use crate::paths::Project;
+use crate::paths::OpenSession;
 use crate::result::RESULT_FILE;
 use crate::state::{Phase, SessionState, StateView};
 
@@ -93,30 +94,42 @@ pub struct Begun {
     pub command: Vec<String>,
 }
 
-/// Begins a new turn of session `id` of `project` (steps 1–5 of the module docs). `command`:
+/// Begins a new turn of the open `session` (steps 1–5 of the module docs). `command`:
 /// the new turn's command, or `None` for the previous turn's (from run.toml). `turn_record`
 /// builds the run.toml entry from the turn number and the command. `lock` is the session's
 /// lock, which the caller has taken (waiting for it as long as a person will:
-/// [`ReconcileLock::acquire_with`]); everything is decided again under it.
+/// [`ReconcileLock::acquire_with`] on `session.dir`); everything is decided again under it,
+/// and written through the directory descriptor the lock holds.
 ///
 /// # Errors
 /// A [`Refusal`]; nothing is changed unless the refusal is [`Refusal::Store`] after step 1.
 pub fn begin_turn(
-    project: &Project,
-    id: &str,
+    session: &OpenSession,
     command: Option<Vec<String>>,
     turn_record: impl FnOnce(u32, &[String]) -> TurnRecord,
     supervisor: (u32, Option<csa_process::StartTime>),
     host: &HostIdentity,
     lock: &ReconcileLock,
 ) -> std::result::Result<Begun, Refusal> {
-    let dir = project.session_dir(id);
-    debug_assert_eq!(lock.session_dir(), dir);
+    let id = session.id.as_str();
+    let dir = lock.dir();
+    // The locked directory must still be the session at `sessions/<ULID>` (not deleted,
+    // quarantined or swapped for something else while the lock was awaited).
+    if !session.in_place()? {
+        return Err(StoreError::Io(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{}: the session directory was moved or replaced",
+                session.sessions.join(id).display()
+            ),
+        ))
+        .into());
+    }
     let swept = crate::leftovers::sweep_session(lock);
     for err in swept.errors {
         tracing::warn!("{err}");
     }
-    let state = SessionState::load(&dir)?;
+    let state = SessionState::load(dir)?;
     let view: &StateView = &state.view;
     if !view.is_resumable() {
         return Err(Refusal::NotResumable {
@@ -125,7 +138,7 @@ pub fn begin_turn(
             reason: view.termination_reason.clone(),
         });
     }
-    match assess(&LivenessContext::new(), &dir, id, false).verdict {
+    match assess(&LivenessContext::new(), dir, id, false).verdict {
         Verdict::Alive(why) => {
             return Err(Refusal::Alive {
                 id: id.to_owned(),
@@ -140,7 +153,7 @@ pub fn begin_turn(
         }
         Verdict::Dead { .. } => {}
     }
-    let mut run = read_run(&dir)?;
+    let mut run = RunRecord::load(dir)?;
     let command = match command.or_else(|| run.turns.last().map(|t| t.command.clone())) {
         Some(c) if !c.is_empty() => c,
         _ => return Err(Refusal::NoCommand(id.to_owned())),
@@ -154,56 +167,53 @@ pub fn begin_turn(
     let depth = view.genealogy.as_ref().and_then(|g| g.depth).unwrap_or(0);
 
     // 1.
-    ActiveRecord::new(&project.sessions_dir).add(id)?;
+    ActiveRecord::new(&session.sessions).add(id)?;
     // Steps 2–5 are undone if one of them fails, so a failed resume leaves the session as it
     // was (its phase is only changed by step 5, the last).
-    let prior_daemon = fs_err::read(dir.join("daemon.pid")).ok();
-    let prior_run = fs_err::read(dir.join(RUN_FILE)).ok();
+    let prior_daemon = read_prior(dir, "daemon.pid");
+    let prior_run = read_prior(dir, RUN_FILE);
     let steps = || -> std::result::Result<Flock<File>, Refusal> {
         // 2.
-        let result = dir.join(RESULT_FILE);
-        if result.exists() {
+        if dir.exists(RESULT_FILE) {
             // Created without following a link the agent may have left (`output -> /elsewhere`).
-            let history = crate::secure::create_dirs_under(
-                &dir,
+            let history = dir.create_private_path(
                 &std::path::Path::new("output/turns").join(format!("turn-{previous:06}")),
             )?;
-            let target = history.join(RESULT_FILE);
-            if target.exists() {
+            if history.exists(RESULT_FILE) {
                 return Err(StoreError::Io(io::Error::new(
                     io::ErrorKind::AlreadyExists,
                     format!(
                         "{}: turn history already has this turn's result",
-                        target.display()
+                        history.join(RESULT_FILE).display()
                     ),
                 ))
                 .into());
             }
-            crate::failpoint!("resume::archive_result", "rename", &result)
-                .and_then(|()| fs_err::rename(&result, &target))
+            crate::failpoint!("resume::archive_result", "rename", &dir.join(RESULT_FILE))
+                .and_then(|()| dir.rename_noreplace(RESULT_FILE, &history, RESULT_FILE))
                 .map_err(StoreError::from)?;
             sync_dir(&history)?;
-            sync_dir(&dir)?;
+            sync_dir(dir)?;
         }
         // 3.
         let now = timestamp(Utc::now());
         let (pid, start) = supervisor;
         let daemon = crate::create::daemon_pid(pid, start);
         write_atomic(
-            &dir,
+            dir,
             "daemon.pid",
             daemon.as_bytes(),
             0o600,
             Publish::Replace,
         )?;
         crate::failpoint!("resume::take_tool_lock", "lock", &dir.join("locks"))?;
-        let flock = take_tool_lock(&dir, &tool, supervisor, host, &now)?;
+        let flock = take_tool_lock(dir, &tool, supervisor, host, &now)?;
         // 4.
         run.turns.push(turn_record(turn, &command));
         let body = toml::to_string(&run)
             .map_err(io::Error::other)
             .map_err(StoreError::from)?;
-        write_atomic(&dir, RUN_FILE, body.as_bytes(), 0o600, Publish::Replace)?;
+        write_atomic(dir, RUN_FILE, body.as_bytes(), 0o600, Publish::Replace)?;
         // 5.
         state.edit(lock, |doc| {
             doc["phase"] = toml_edit::value(Phase::Active.as_str());
@@ -223,8 +233,13 @@ pub fn begin_turn(
             return Err(err);
         }
     };
+    let held = OpenSession {
+        id: id.to_owned(),
+        sessions: session.sessions.try_clone()?,
+        dir: dir.try_clone()?,
+    };
     Ok(Begun {
-        created: Created::held(id.to_owned(), dir, depth, flock),
+        created: Created::held(held, depth, flock),
         turn,
         tool,
         command,
@@ -235,14 +250,14 @@ pub fn begin_turn(
 /// goes back, daemon.pid and run.toml get their previous bytes. Best effort: what cannot be
 /// undone is logged, and the next reconcile puts the archived result back anyway.
 fn undo(lock: &ReconcileLock, daemon: Option<&[u8]>, run: Option<&[u8]>) {
-    let dir = lock.session_dir();
+    let dir = lock.dir();
     if let Err(err) = undo_interrupted_archive(lock) {
         tracing::warn!("could not put back the archived result: {err}");
     }
     for (name, prior) in [("daemon.pid", daemon), (RUN_FILE, run)] {
         let restored = match prior {
             Some(bytes) => write_atomic(dir, name, bytes, 0o600, Publish::Replace),
-            None => match fs_err::remove_file(dir.join(name)) {
+            None => match dir.remove_file(name) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             },
@@ -253,20 +268,30 @@ fn undo(lock: &ReconcileLock, daemon: Option<&[u8]>, run: Option<&[u8]>) {
     }
 }
 
-/// The turn-history path of turn `turn`'s result.
-pub(crate) fn archived_result(dir: &std::path::Path, turn: u64) -> std::path::PathBuf {
-    dir.join("output")
-        .join("turns")
-        .join(format!("turn-{turn:06}"))
-        .join(RESULT_FILE)
+/// The turn-history directory of turn `turn` (`output/turns/turn-NNNNNN`), relative to the
+/// session directory.
+pub(crate) fn history_dir(turn: u64) -> std::path::PathBuf {
+    std::path::Path::new("output/turns").join(format!("turn-{turn:06}"))
+}
+
+/// The turn-history path of turn `turn`'s result, relative to the session directory.
+pub(crate) fn archived_result(turn: u64) -> std::path::PathBuf {
+    history_dir(turn).join(RESULT_FILE)
 }
 
 /// Whether the ended session in `dir` (state `view`) is in the window a resume killed between
 /// steps 2 and 5 leaves: no result.toml, and its current turn's result in the turn history.
-pub(crate) fn archive_interrupted(dir: &std::path::Path, view: &StateView) -> bool {
+pub(crate) fn archive_interrupted(dir: &StoreDir, view: &StateView) -> bool {
     view.phase.is_ended()
-        && !dir.join(RESULT_FILE).exists()
-        && archived_result(dir, view.turn_count.unwrap_or(1).max(1)).is_file()
+        && !dir.exists(RESULT_FILE)
+        && dir
+            .metadata(archived_result(view.turn_count.unwrap_or(1).max(1)))
+            .is_ok_and(|m| m.is_file())
+}
+
+/// The bytes of `name` in `dir` before a resume changes it (`None` when it cannot be read).
+fn read_prior(dir: &StoreDir, name: &str) -> Option<Vec<u8>> {
+    dir.read_capped(name, 16 << 20).ok().map(|(bytes, _)| bytes)
 }
 
 /// Undoes step 2 of a resume that died before step 5, under the session's lock: the current
@@ -277,25 +302,23 @@ pub(crate) fn archive_interrupted(dir: &std::path::Path, view: &StateView) -> bo
 /// # Errors
 /// [`StoreError`] for an unreadable state.toml or a failed link or unlink, naming the path.
 pub fn undo_interrupted_archive(lock: &ReconcileLock) -> Result<bool> {
-    let dir = lock.session_dir();
+    let dir = lock.dir();
     let state = SessionState::load(dir)?;
     if !archive_interrupted(dir, &state.view) {
         return Ok(false);
     }
-    let archived = archived_result(dir, state.view.turn_count.unwrap_or(1).max(1));
-    match fs_err::hard_link(&archived, dir.join(RESULT_FILE)) {
+    let Some(history) =
+        dir.open_dir_path(&history_dir(state.view.turn_count.unwrap_or(1).max(1)))?
+    else {
+        return Ok(false);
+    };
+    match history.hard_link(RESULT_FILE, dir, RESULT_FILE) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
         Err(e) => return Err(e.into()),
     }
     sync_dir(dir)?;
-    fs_err::remove_file(&archived)?;
-    if let Some(history) = archived.parent() {
-        sync_dir(history)?;
-    }
+    history.remove_file(RESULT_FILE)?;
+    sync_dir(&history)?;
     Ok(true)
-}
-
-fn read_run(dir: &std::path::Path) -> Result<RunRecord> {
-    RunRecord::load(dir)
 }

@@ -1,5 +1,4 @@
-//! Who may own and write csa's directories, and how csa creates and opens them without following
-//! symbolic links.
+//! Who may own and write csa's directories, and the checks that refuse the others.
 //!
 //! The state root and every directory csa creates under it (project-key directories,
 //! `sessions/`, session directories, `.csa-active/`, `locks/`, the turn history) must be a real
@@ -12,35 +11,28 @@
 //! its target is checked. Inside the root, a symbolic link in place of any of these directories
 //! is refused, never followed.
 //!
-//! When csa checks (the cost is a few `stat`s, never one per session on a read-only path):
+//! The checks are made on open directories ([`crate::dirfd::StoreDir`]: opened with
+//! `O_NOFOLLOW`, then `fstat`), so a check and the operations after it are about the same
+//! inode, whatever is renamed meanwhile. When csa checks (a few `openat`/`fstat`s, never one
+//! per session on a read-only path):
 //! - once per command, [`check_root`] for each state root and [`check_project`] for each project
 //!   the command covers (its key's directories, `sessions/` and `.csa-active/`): what a command
-//!   reads and writes lives below these;
-//! - a session directory when csa is about to mutate it: [`open_session_dir`], which the session
-//!   lock ([`crate::lock`]) goes through, opens it with `O_NOFOLLOW` and checks the open
-//!   directory itself (`fstat`), so the check and the lock are about the same inode;
+//!   reads and writes lives below these, reached through the same walk
+//!   ([`crate::paths::Project::open_sessions`]);
+//! - a session directory when csa is about to mutate it: its lock ([`crate::lock`]) verifies
+//!   the open directory before creating anything in it, and every mutation goes through the
+//!   descriptor the lock holds;
 //! - every directory of every session in `csa debug check` ([`check_session_dir`]).
 //!
 //! Once `sessions/` is known to be the user's and closed to others, only the user (or root) can
-//! replace anything below it; the no-follow rules (lock files opened with `O_NOFOLLOW`, the
-//! directories csa creates inside a session made by [`create_dirs_under`], deletion by
-//! `remove_dir_all`, which removes links and never their targets) keep a link planted by the
-//! user's own tools (an agent runs as the user, in its session directory) from sending a write,
-//! a rename or a deletion outside the state root.
+//! replace anything below it; the descriptor discipline ([`crate::dirfd`]) keeps a link planted
+//! or swapped in by the user's own tools (an agent runs as the user, in its session directory)
+//! from sending a write, a rename or a deletion outside the state root.
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::fcntl::{open, openat, OFlag};
-use nix::sys::stat::{fstat, Mode};
-
-use crate::active::ACTIVE_DIR;
-use crate::atomic::with_path;
+use crate::dirfd::StoreDir;
 use crate::error::{Result, StoreError};
 use crate::paths::Project;
 
@@ -115,7 +107,7 @@ impl InsecureDir {
     }
 }
 
-fn refused(path: &Path, problem: Problem) -> StoreError {
+pub(crate) fn refused(path: &Path, problem: Problem) -> StoreError {
     StoreError::Insecure(InsecureDir {
         path: path.to_owned(),
         problem,
@@ -123,7 +115,7 @@ fn refused(path: &Path, problem: Problem) -> StoreError {
 }
 
 /// The owner and permission rule, for a directory's `uid` and `mode`.
-fn owner_and_mode(path: &Path, uid: u32, mode: u32) -> Result<()> {
+pub(crate) fn owner_and_mode(path: &Path, uid: u32, mode: u32) -> Result<()> {
     let euid = nix::unistd::geteuid().as_raw();
     if uid != euid {
         return Err(refused(path, Problem::Owner { uid, euid }));
@@ -140,164 +132,39 @@ fn owner_and_mode(path: &Path, uid: u32, mode: u32) -> Result<()> {
 }
 
 /// Checks a state root: when it exists, it (or, if it is a symbolic link, its target) must be a
-/// directory owned by this user and not writable by group or others. Its parents are not
-/// checked. One `stat`. Returns whether it exists.
+/// directory owned by this user and not writable by group or others
+/// ([`StoreDir::open_root`]). Its parents are not checked. Returns whether it exists.
 ///
 /// # Errors
 /// [`StoreError::Insecure`] naming the root; [`StoreError::Io`] when it cannot be examined
 /// (other than not existing).
 pub fn check_root(root: &Path) -> Result<bool> {
-    let meta = match fs_err::metadata(root) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e.into()),
-    };
-    if !meta.is_dir() {
-        return Err(refused(root, Problem::NotADirectory));
-    }
-    owner_and_mode(root, meta.uid(), meta.mode())?;
-    Ok(true)
+    Ok(StoreDir::open_root(root)?.is_some())
 }
 
-/// Checks one directory inside a state root without following a symbolic link (`lstat`): when
-/// it exists, it must be a real directory owned by this user and not writable by group or
-/// others. Returns whether it exists.
+/// Checks the directories of `project`: each directory of its key, then `sessions/`, then
+/// `sessions/.csa-active/`, opened from the state root one at a time without following a
+/// link and verified, stopping at the first that does not exist (nothing below it does).
+///
+/// # Errors
+/// [`StoreError::Insecure`] for the first directory that fails; [`StoreError::Io`] when one
+/// cannot be opened (other than not existing).
+pub fn check_project(project: &Project) -> Result<()> {
+    if let Some(sessions) = project.open_sessions()? {
+        sessions.open_private_dir_if_exists(crate::active::ACTIVE_DIR)?;
+    }
+    Ok(())
+}
+
+/// Checks the session directory `id` of the open `sessions/` (for `csa debug check` and
+/// `csa doctor`; commands that mutate a session check it through its lock): it must be a real
+/// directory of this user, not writable by group or others. Returns whether it exists.
 ///
 /// # Errors
 /// [`StoreError::Insecure`] naming it; [`StoreError::Io`] when it cannot be examined (other
 /// than not existing).
-pub fn check_dir(path: &Path) -> Result<bool> {
-    let meta = match fs_err::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e.into()),
-    };
-    if meta.file_type().is_symlink() {
-        return Err(refused(path, Problem::Symlink));
-    }
-    if !meta.is_dir() {
-        return Err(refused(path, Problem::NotADirectory));
-    }
-    owner_and_mode(path, meta.uid(), meta.mode())?;
-    Ok(true)
-}
-
-/// Checks the directories of `project` under `root` (which the caller has checked with
-/// [`check_root`]): each directory of its key, then `sessions/`, then `sessions/.csa-active/`,
-/// with [`check_dir`], stopping at the first that does not exist (nothing below it does). One
-/// `lstat` per key component plus two.
-///
-/// # Errors
-/// As [`check_dir`], for the first directory that fails.
-pub fn check_project(root: &Path, project: &Project) -> Result<()> {
-    let rel = project
-        .sessions_dir
-        .strip_prefix(root)
-        .unwrap_or(&project.sessions_dir);
-    let mut path = root.to_owned();
-    for component in rel.components() {
-        match component {
-            Component::Normal(name) => path.push(name),
-            // Project keys are relative paths of plain names; anything else is not below the root.
-            _ => continue,
-        }
-        if !check_dir(&path)? {
-            return Ok(());
-        }
-    }
-    check_dir(&project.sessions_dir.join(ACTIVE_DIR))?;
-    Ok(())
-}
-
-/// Checks a session directory with [`check_dir`] (for `csa debug check`; commands that mutate a
-/// session check it through [`open_session_dir`]).
-///
-/// # Errors
-/// As [`check_dir`].
-pub fn check_session_dir(dir: &Path) -> Result<bool> {
-    check_dir(dir)
-}
-
-/// Opens a session directory for a mutation: `O_DIRECTORY | O_NOFOLLOW` (a symbolic link in its
-/// place is refused, never followed), then checks the open directory (`fstat`): owned by this
-/// user, not writable by group or others. Files are then opened relative to the returned
-/// descriptor ([`open_lock_in`]), so they are in the directory that was checked.
-///
-/// # Errors
-/// [`StoreError::Insecure`] naming the directory; [`StoreError::Io`] naming it for any other
-/// failure (`NotFound` when it does not exist).
-pub fn open_session_dir(dir: &Path) -> Result<OwnedFd> {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = match open(dir, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::ELOOP) => return Err(refused(dir, Problem::Symlink)),
-        Err(Errno::ENOTDIR) => {
-            // Either a non-directory, or a symlink to one: tell which.
-            let is_link = fs_err::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink());
-            let problem = if is_link {
-                Problem::Symlink
-            } else {
-                Problem::NotADirectory
-            };
-            return Err(refused(dir, problem));
-        }
-        Err(errno) => return Err(with_path(errno.into(), "open directory", dir).into()),
-    };
-    let stat = fstat(&fd).map_err(|e| with_path(e.into(), "stat", dir))?;
-    // `st_mode` is a `u16` on macOS, a `u32` on Linux.
-    #[allow(clippy::useless_conversion)]
-    let mode = u32::from(stat.st_mode);
-    owner_and_mode(dir, stat.st_uid, mode)?;
-    Ok(fd)
-}
-
-/// Opens (creating it 0600 if missing) the lock file `name` in the directory `dir_fd` (opened
-/// by [`open_session_dir`]; `path` names the file in errors), with `O_NOFOLLOW`: a symbolic link
-/// in its place is an error, never followed.
-///
-/// # Errors
-/// The open's error, naming `path` (`ELOOP` for a symbolic link).
-pub fn open_lock_in(dir_fd: &OwnedFd, name: &str, path: &Path) -> io::Result<File> {
-    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(dir_fd, name, flags, Mode::from_bits_truncate(0o600))
-        .map_err(|e| with_path(e.into(), "open", path))?;
-    Ok(File::from(fd))
-}
-
-/// Creates `base/rel` and its missing parents below `base`, each 0700, without following a
-/// symbolic link: every component that already exists must be a real directory (`lstat`), so a
-/// link planted in a session (`output -> /elsewhere`) is refused instead of receiving csa's
-/// files. `base` itself is not checked (the caller has). Returns `base/rel`.
-///
-/// # Errors
-/// [`StoreError::Insecure`] naming a component that is a symbolic link or not a directory;
-/// [`StoreError::Io`] for a failed `mkdir`, naming the path.
-pub fn create_dirs_under(base: &Path, rel: &Path) -> Result<PathBuf> {
-    let mut path = base.to_owned();
-    for component in rel.components() {
-        let Component::Normal(name) = component else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{}: not a plain relative path", rel.display()),
-            )
-            .into());
-        };
-        path.push(name);
-        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let meta = fs_err::symlink_metadata(&path)?;
-                if meta.file_type().is_symlink() {
-                    return Err(refused(&path, Problem::Symlink));
-                }
-                if !meta.is_dir() {
-                    return Err(refused(&path, Problem::NotADirectory));
-                }
-            }
-            Err(e) => return Err(with_path(e, "create", &path).into()),
-        }
-    }
-    Ok(path)
+pub fn check_session_dir(sessions: &StoreDir, id: &str) -> Result<bool> {
+    Ok(sessions.open_private_dir_if_exists(id)?.is_some())
 }
 
 /// `s` quoted for a POSIX shell, for the commands csa prints in hints: unchanged when it is
@@ -316,31 +183,41 @@ pub fn shell_quote(s: &str) -> Cow<'_, str> {
 }
 
 #[cfg(test)]
+// Tests lay out their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn chmod(path: &Path, mode: u32) {
         fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
     }
 
+    fn problem(result: Result<bool>) -> Option<Problem> {
+        match result {
+            Err(StoreError::Insecure(i)) => Some(i.problem),
+            _ => None,
+        }
+    }
+
     #[test]
     fn private_directories_pass_and_writable_ones_are_refused_with_the_fix() {
         let tmp = tempfile::tempdir().expect("tempdir");
+        let sessions = crate::dirfd::test_dir(tmp.path());
         let dir = tmp.path().join("d");
         fs_err::create_dir(&dir).expect("mkdir");
         chmod(&dir, 0o755);
-        assert!(check_dir(&dir).expect("0755 is not writable by others"));
+        assert!(check_session_dir(&sessions, "d").expect("0755 is not writable by others"));
         for mode in [0o775, 0o757, 0o777, 0o1777] {
             chmod(&dir, mode);
-            let err = check_dir(&dir).expect_err("writable");
+            let err = check_session_dir(&sessions, "d").expect_err("writable");
             let StoreError::Insecure(insecure) = err else {
                 panic!("{err}");
             };
             assert_eq!(insecure.problem, Problem::Writable { mode });
             assert_eq!(insecure.hint(), format!("chmod 700 {}", dir.display()));
         }
-        assert!(!check_dir(&tmp.path().join("missing")).expect("absent is fine"));
+        assert!(!check_session_dir(&sessions, "missing").expect("absent is fine"));
     }
 
     #[test]
@@ -352,29 +229,25 @@ mod tests {
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&real, &link).expect("symlink");
         assert!(check_root(&link).expect("a root may be a link to a private dir"));
-        let err = check_dir(&link).expect_err("inside the root, a link is refused");
-        assert!(
-            matches!(&err, StoreError::Insecure(i) if i.problem == Problem::Symlink),
-            "{err}"
+        let parent = crate::dirfd::test_dir(tmp.path());
+        assert_eq!(
+            problem(check_session_dir(&parent, "link")),
+            Some(Problem::Symlink),
+            "inside the root, a link is refused"
         );
-        let err = open_session_dir(&link).expect_err("never opened through a link");
-        assert!(
-            matches!(&err, StoreError::Insecure(i) if i.problem == Problem::Symlink),
-            "{err}"
-        );
-        assert!(open_session_dir(&real).is_ok());
+        assert!(check_session_dir(&parent, "real").expect("real"));
     }
 
     #[test]
     fn project_check_walks_the_key_and_stops_at_what_is_missing() {
         let root = tempfile::tempdir().expect("tempdir");
         let project = Project::new(root.path(), "home/u/p");
-        assert!(check_project(root.path(), &project).is_ok(), "nothing yet");
-        crate::create::create_private_dirs(&project.sessions_dir).expect("mkdir");
-        assert!(check_project(root.path(), &project).is_ok());
+        assert!(check_project(&project).is_ok(), "nothing yet");
+        project.create_sessions().expect("mkdir");
+        assert!(check_project(&project).is_ok());
         let middle = root.path().join("home/u");
         chmod(&middle, 0o777);
-        let err = check_project(root.path(), &project).expect_err("writable key directory");
+        let err = check_project(&project).expect_err("writable key directory");
         assert!(
             matches!(&err, StoreError::Insecure(i) if i.path == middle),
             "{err}"
@@ -385,7 +258,7 @@ mod tests {
             project.sessions_dir.join(crate::active::ACTIVE_DIR),
         )
         .expect("symlink");
-        let err = check_project(root.path(), &project).expect_err(".csa-active is a link");
+        let err = check_project(&project).expect_err(".csa-active is a link");
         assert!(
             matches!(&err, StoreError::Insecure(i) if i.problem == Problem::Symlink),
             "{err}"
@@ -393,19 +266,25 @@ mod tests {
     }
 
     #[test]
-    fn create_dirs_under_refuses_a_planted_link() {
+    fn created_directories_refuse_a_planted_link() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let session = tmp.path().join("s");
         let outside = tmp.path().join("outside");
         fs_err::create_dir(&session).expect("mkdir");
         fs_err::create_dir(&outside).expect("mkdir");
-        let made =
-            create_dirs_under(&session, Path::new("output/turns/turn-000001")).expect("mkdir");
-        assert!(made.is_dir());
-        assert_eq!(fs_err::metadata(&made).expect("stat").mode() & 0o777, 0o700);
+        let dir = crate::dirfd::test_dir(&session);
+        let made = dir
+            .create_private_path(Path::new("output/turns/turn-000001"))
+            .expect("mkdir");
+        assert!(made.path().is_dir());
+        assert_eq!(
+            fs_err::metadata(made.path()).expect("stat").mode() & 0o777,
+            0o700
+        );
         fs_err::remove_dir_all(session.join("output")).expect("rm");
         std::os::unix::fs::symlink(&outside, session.join("output")).expect("symlink");
-        let err = create_dirs_under(&session, Path::new("output/turns/turn-000001"))
+        let err = dir
+            .create_private_path(Path::new("output/turns/turn-000001"))
             .expect_err("through a link");
         assert!(
             matches!(&err, StoreError::Insecure(i) if i.problem == Problem::Symlink),

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::atomic::{write_atomic, Publish};
+use crate::dirfd::StoreDir;
 use crate::error::{Result, StoreError};
 use crate::lock::ReconcileLock;
 
@@ -133,17 +134,17 @@ pub struct SessionState {
 }
 
 impl SessionState {
-    /// Reads and type-checks `<session_dir>/state.toml`.
+    /// Reads and type-checks the `state.toml` of the session directory `dir`.
     ///
     /// # Errors
     /// [`StoreError::MissingState`] when the file does not exist;
     /// [`StoreError::InvalidState`] when it is not UTF-8 TOML with the required keys and types;
     /// [`StoreError::Io`] for other read errors.
-    pub fn load(session_dir: &Path) -> Result<Self> {
-        let path = session_dir.join(STATE_FILE);
+    pub fn load(dir: &StoreDir) -> Result<Self> {
+        let path = dir.join(STATE_FILE);
         let (text, metadata) = state_text(
-            crate::read_capped(&path, MAX_STATE_BYTES),
-            session_dir,
+            dir.read_capped(STATE_FILE, MAX_STATE_BYTES),
+            dir.path(),
             &path,
         )?;
         let view: StateView = toml::from_str(&text).map_err(|e| invalid_state(&path, &e))?;
@@ -213,7 +214,7 @@ impl SessionState {
         change(&mut doc);
         crate::failpoint!("state::write", "write", &self.path)?;
         write_atomic(
-            lock.session_dir(),
+            lock.dir(),
             STATE_FILE,
             doc.to_string().as_bytes(),
             self.mode,
@@ -247,11 +248,11 @@ impl StateView {
     ///
     /// # Errors
     /// As [`SessionState::load`]; errors always come from parsing the whole text.
-    pub fn load_root(session_dir: &Path) -> Result<Self> {
-        let path = session_dir.join(STATE_FILE);
+    pub fn load_root(dir: &StoreDir) -> Result<Self> {
+        let path = dir.join(STATE_FILE);
         Self::parse_root(
-            crate::read_capped(&path, MAX_STATE_BYTES),
-            session_dir,
+            dir.read_capped(STATE_FILE, MAX_STATE_BYTES),
+            dir.path(),
             &path,
         )
     }
@@ -318,8 +319,11 @@ pub(crate) fn one_line(err: &dyn std::fmt::Display) -> String {
 }
 
 #[cfg(test)]
+// Tests lay out and inspect their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+    use crate::dirfd::test_dir;
 
     const ORPHAN_FULL: &str = r#"meta_session_id = "01M7YCZAQ6TZ9E7YGFW7ZMM2X7"
 description = "orphan-full"
@@ -355,9 +359,9 @@ mode = "cgroup"
     #[test]
     fn rewrite_keeps_unknown_keys_and_changes_only_phase_and_last_use() {
         let dir = session_with(ORPHAN_FULL);
-        let state = SessionState::load(dir.path()).expect("load");
+        let state = SessionState::load(&test_dir(dir.path())).expect("load");
         assert_eq!(state.view.latest_tool(), Some("codex"));
-        let lock = ReconcileLock::try_acquire(dir.path())
+        let lock = ReconcileLock::try_acquire(&test_dir(dir.path()))
             .expect("io")
             .expect("free");
         let ended = "2026-11-21T07:00:00.5Z".parse().expect("time");
@@ -376,19 +380,19 @@ mode = "cgroup"
             );
         assert_eq!(after, expected);
         // Never moved back.
-        let state = SessionState::load(dir.path()).expect("load");
+        let state = SessionState::load(&test_dir(dir.path())).expect("load");
         let earlier = "2026-01-01T00:00:00Z".parse().expect("time");
         state
             .end_turn(&lock, Phase::Retired, "completed", earlier)
             .expect("write");
-        let again = SessionState::load(dir.path()).expect("load");
+        let again = SessionState::load(&test_dir(dir.path())).expect("load");
         assert_eq!(again.view.last_accessed, ended);
     }
 
     #[test]
     fn wrong_type_is_invalid_not_defaulted() {
         let dir = session_with(&ORPHAN_FULL.replace("turn_count = 1", "turn_count = \"zero\""));
-        let err = SessionState::load(dir.path()).expect_err("must fail");
+        let err = SessionState::load(&test_dir(dir.path())).expect_err("must fail");
         assert!(matches!(err, StoreError::InvalidState { .. }), "{err}");
         assert!(err.to_string().contains("turn_count"), "{err}");
     }
@@ -396,14 +400,14 @@ mode = "cgroup"
     #[test]
     fn root_view_skips_tables_but_not_errors() {
         let dir = session_with(ORPHAN_FULL);
-        let view = StateView::load_root(dir.path()).expect("load");
+        let view = StateView::load_root(&test_dir(dir.path())).expect("load");
         assert_eq!(view.phase, Phase::Active);
         assert_eq!(view.turn_count, Some(1));
         assert!(view.tools.is_empty(), "tables are not parsed");
         // A root-key type error is still an error.
         let bad = session_with(&ORPHAN_FULL.replace("turn_count = 1", "turn_count = \"zero\""));
         assert!(matches!(
-            StateView::load_root(bad.path()),
+            StateView::load_root(&test_dir(bad.path())),
             Err(StoreError::InvalidState { .. })
         ));
     }
@@ -426,7 +430,7 @@ mode = "cgroup"
     #[test]
     fn missing_phase_means_active() {
         let dir = session_with(&ORPHAN_FULL.replace("phase = \"active\"\n", ""));
-        let state = SessionState::load(dir.path()).expect("load");
+        let state = SessionState::load(&test_dir(dir.path())).expect("load");
         assert_eq!(state.view.phase, Phase::Active);
     }
 }

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dirfd::StoreDir;
 use crate::result::SessionResult;
 use crate::state::Phase;
 
@@ -55,14 +56,14 @@ impl TurnEnd {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
     }
 
-    /// Reads the record of `session_dir`: `Ok(None)` when there is none, or it is reserved but
-    /// not filled.
+    /// Reads the record of the session directory `dir`: `Ok(None)` when there is none, or it
+    /// is reserved but not filled.
     ///
     /// # Errors
     /// An unreadable file, or one that does not parse (`InvalidData`), naming the path.
-    pub fn load(session_dir: &Path) -> io::Result<Option<Self>> {
-        let path = session_dir.join(TURN_END_FILE);
-        let bytes = match crate::read_capped(&path, 1 << 20) {
+    pub fn load(dir: &StoreDir) -> io::Result<Option<Self>> {
+        let path = dir.join(TURN_END_FILE);
+        let bytes = match dir.read_capped(TURN_END_FILE, 1 << 20) {
             Ok((bytes, _)) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -89,34 +90,32 @@ impl TurnEnd {
 pub struct Reservation {
     file: File,
     path: PathBuf,
+    dir: StoreDir,
 }
 
 impl Reservation {
-    /// Reserves the record in `session_dir` (replacing a previous turn's): [`RESERVED_BYTES`]
-    /// of blanks, fsynced with the directory. Never through a symlink.
+    /// Reserves the record in the session directory `dir` (replacing a previous turn's):
+    /// [`RESERVED_BYTES`] of blanks, not fsynced. Never through a symlink (`O_NOFOLLOW`), and
+    /// always in `dir` (the reservation keeps a descriptor of it for [`Reservation::persist`]
+    /// and [`Reservation::remove`]).
     ///
     /// # Errors
-    /// The open, write or fsync errors (`ENOSPC` on a full disk: the turn should not start),
-    /// naming the path.
-    pub fn create(session_dir: &Path) -> io::Result<Self> {
-        use fs_err::os::unix::fs::OpenOptionsExt;
-        let path = session_dir.join(TURN_END_FILE);
+    /// The open or write errors (`ENOSPC` on a full disk: the turn should not start), naming
+    /// the path.
+    pub fn create(dir: &StoreDir) -> io::Result<Self> {
+        let path = dir.join(TURN_END_FILE);
         crate::failpoint!("turn_end::reserve", "write", &path)?;
-        let mut file = fs_err::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&path)?;
+        let mut file = dir.create_truncated(TURN_END_FILE)?;
         // Writing the blanks allocates the blocks (or reserves them, with delayed allocation);
         // no fsync here: `fill` makes the record durable when it says something.
         let mut blanks = vec![b' '; RESERVED_BYTES - 1];
         blanks.push(b'\n');
-        file.write_all(&blanks)?;
+        file.write_all(&blanks)
+            .map_err(|e| crate::atomic::with_path(e, "write", &path))?;
         Ok(Reservation {
-            file: file.into_parts().0,
+            file,
             path,
+            dir: dir.try_clone()?,
         })
     }
 
@@ -165,24 +164,24 @@ impl Reservation {
         self.file
             .sync_data()
             .map_err(|e| crate::atomic::with_path(e, "fsync", &self.path))?;
-        match self.path.parent() {
-            Some(dir) => crate::atomic::sync_dir(dir),
-            None => Ok(()),
-        }
+        crate::atomic::sync_dir(&self.dir)
     }
 
     /// Removes the record (the turn was finalized). A failure is only logged: a record whose
     /// turn has ended is ignored.
     pub fn remove(self) {
-        if let Err(err) = fs_err::remove_file(&self.path) {
+        if let Err(err) = self.dir.remove_file(TURN_END_FILE) {
             tracing::warn!(%err, "could not remove the turn's completion record");
         }
     }
 }
 
 #[cfg(test)]
+// Tests inspect their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+    use crate::dirfd::test_dir;
     use chrono::Utc;
 
     fn result(summary: &str) -> SessionResult {
@@ -200,9 +199,10 @@ mod tests {
 
     #[test]
     fn reserved_says_nothing_filled_says_the_outcome_in_the_same_blocks() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let reserved = Reservation::create(dir.path()).expect("reserve");
-        assert_eq!(TurnEnd::load(dir.path()).expect("load"), None);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = test_dir(tmp.path());
+        let reserved = Reservation::create(&dir).expect("reserve");
+        assert_eq!(TurnEnd::load(&dir).expect("load"), None);
         let len = fs_err::metadata(reserved.path()).expect("stat").len();
         assert_eq!(len, RESERVED_BYTES as u64);
         for summary in ["sh exited with code 0".to_owned(), "x".repeat(64 << 10)] {
@@ -218,11 +218,11 @@ mod tests {
                 RESERVED_BYTES as u64,
                 "filled in place"
             );
-            let loaded = TurnEnd::load(dir.path()).expect("load").expect("filled");
+            let loaded = TurnEnd::load(&dir).expect("load").expect("filled");
             assert_eq!(loaded.turn, 2);
             assert_eq!(loaded.session_result().expect("result").exit_code, 0);
         }
         reserved.remove();
-        assert_eq!(TurnEnd::load(dir.path()).expect("load"), None);
+        assert_eq!(TurnEnd::load(&dir).expect("load"), None);
     }
 }

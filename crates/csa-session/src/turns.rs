@@ -9,9 +9,9 @@
 //! unknown (`None`). Read-only: nothing here writes a file.
 
 use std::io;
-use std::path::Path;
 
 use crate::create::{RunRecord, RUN_FILE};
+use crate::dirfd::StoreDir;
 use crate::error::{Result, StoreError};
 
 /// Largest run.toml read: one entry per turn, each a command line and an environment.
@@ -39,9 +39,9 @@ impl Log {
 /// The sizes of `session_dir`'s output.log and stderr.log now, in bytes, for a turn about to
 /// start: its `(stdout_offset, stderr_offset)`. A log that does not exist yet is 0 bytes (it is
 /// created empty); one that cannot be examined, or is not a regular file, gives `None`.
-pub fn log_offsets(session_dir: &Path) -> (Option<u64>, Option<u64>) {
-    let size = |log: Log| match fs_err::symlink_metadata(session_dir.join(log.file_name())) {
-        Ok(meta) if meta.is_file() => Some(meta.len()),
+pub fn log_offsets(session_dir: &StoreDir) -> (Option<u64>, Option<u64>) {
+    let size = |log: Log| match session_dir.symlink_metadata(log.file_name()) {
+        Ok(meta) if meta.is_file() => Some(meta.len),
         Ok(_) => None,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Some(0),
         Err(_) => None,
@@ -49,14 +49,14 @@ pub fn log_offsets(session_dir: &Path) -> (Option<u64>, Option<u64>) {
     (size(Log::Stdout), size(Log::Stderr))
 }
 
-/// Reads `<session_dir>/run.toml`; `Ok(None)` when there is none (a session upstream wrote).
+/// Reads the `run.toml` of the session directory `session_dir`; `Ok(None)` when there is none (a session upstream wrote).
 ///
 /// # Errors
 /// [`StoreError::InvalidState`] naming the file when it is not UTF-8 TOML of the expected
 /// shape or is larger than [`MAX_RUN_BYTES`]; [`StoreError::Io`] for other read errors.
-pub fn load_run(session_dir: &Path) -> Result<Option<RunRecord>> {
+pub fn load_run(session_dir: &StoreDir) -> Result<Option<RunRecord>> {
     let path = session_dir.join(RUN_FILE);
-    let bytes = match crate::read_capped(&path, MAX_RUN_BYTES) {
+    let bytes = match session_dir.read_capped(RUN_FILE, MAX_RUN_BYTES) {
         Ok((bytes, _)) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.kind() == io::ErrorKind::InvalidData => {

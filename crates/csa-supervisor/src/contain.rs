@@ -15,13 +15,13 @@
 //! `--leave-running` they are let go instead: moved out of the session's cgroup, or recorded as
 //! released (they and their descendants stop being members), and the result says how many.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use csa_process::cgroup::SessionCgroup;
 use csa_process::signal::{signal_member, Sent};
 use csa_process::{HostIdentity, Membership};
 use csa_session::membership::{ClaimRole, Mechanism, MembershipRecord, ProcessId, ReleasedProcess};
+use csa_session::StoreDir;
 use nix::sys::signal::Signal;
 
 use crate::supervise::reap_orphans;
@@ -114,7 +114,7 @@ pub enum ContainError {
 /// its cgroup, if any.
 #[derive(Debug)]
 pub struct Containment {
-    dir: PathBuf,
+    dir: StoreDir,
     id: String,
     record: MembershipRecord,
     cgroup: Option<SessionCgroup>,
@@ -148,7 +148,7 @@ impl Containment {
     /// # Errors
     /// [`ContainError`]: a forced cgroup that cannot be created, or the record's write.
     pub fn begin(
-        dir: &Path,
+        dir: &StoreDir,
         id: &str,
         turn: u32,
         (claim, nested_in): (ClaimRole, Option<String>),
@@ -156,6 +156,7 @@ impl Containment {
         host: &HostIdentity,
         early: EarlyCgroup,
     ) -> Result<Self, ContainError> {
+        let own_dir = dir.try_clone()?;
         let me = std::process::id();
         let mut record = MembershipRecord {
             turn,
@@ -183,12 +184,12 @@ impl Containment {
             crate::supervise::become_subreaper();
         }
         let containment = Containment {
-            dir: dir.to_owned(),
+            dir: own_dir,
             id: id.to_owned(),
             record,
             cgroup,
         };
-        if let Err(err) = containment.record.store(dir) {
+        if let Err(err) = containment.record.store(&containment.dir) {
             containment.finish();
             return Err(err.into());
         }

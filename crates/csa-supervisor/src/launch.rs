@@ -20,6 +20,7 @@ use csa_session::membership::ClaimRole;
 use csa_session::reconcile::output_tail_since;
 use csa_session::result::{Artifact, ResultStatus, SessionResult};
 use csa_session::state::Phase;
+use csa_session::StoreDir;
 
 use crate::contain::{Containment, EarlyCgroup, EndPolicy, Leftovers};
 use crate::detach::{Ready, SupervisorMode};
@@ -216,7 +217,15 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
         early,
     } = turn;
     let id = created.id.clone();
-    let dir = created.dir.clone();
+    // The session's directories as descriptors (csa-session `dirfd`): everything written in
+    // the session goes through them, never through its path.
+    let session = match created.session().try_clone() {
+        Ok(session) => session,
+        Err(err) => {
+            let err = SpawnError::other(format!("cannot open the session directory: {err}"));
+            return launch_failed(&created, &tool, started, err);
+        }
+    };
     let program = &command[0];
     events.started(&id, number);
     // Any failure from here until the agent runs is a launch failure: the session must not
@@ -227,7 +236,7 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
         TurnClaim::None => (ClaimRole::None, None),
     };
     let mut containment = match Containment::begin(
-        &dir,
+        &session.dir,
         &id,
         number,
         (role, nested_in),
@@ -251,7 +260,7 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
     };
     // The turn's completion record is reserved before the agent exists, so that its outcome
     // survives a disk that fills up meanwhile (csa-session turn_end).
-    let reservation = match csa_session::turn_end::Reservation::create(&dir) {
+    let reservation = match csa_session::turn_end::Reservation::create(&session.dir) {
         Ok(reservation) => reservation,
         Err(err) => {
             containment.finish();
@@ -265,7 +274,7 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
     // symlink): a log csa cannot open is a launch failure, not an agent left running
     // unsupervised. Regression: a foreground turn whose output.log was a symlink spawned the
     // agent, then failed to open the log and returned, leaving the session active.
-    let logs = open_logs(&dir);
+    let logs = open_logs(&session.dir);
     let offsets = logs
         .as_ref()
         .map(|l| {
@@ -302,7 +311,10 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
             None,
         ),
     };
-    let spawned = if project_dir.is_dir() {
+    // The project's working directory, outside the state root.
+    #[allow(clippy::disallowed_methods)]
+    let project_exists = project_dir.is_dir();
+    let spawned = if project_exists {
         output
     } else {
         // Checked first: exec would report a missing working directory as ENOENT, which reads
@@ -362,7 +374,7 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
     // An interactive turn: serve the terminal (the socket exists before "running" is said).
     let server = match (pty, &interactive) {
         (Some(pty), Some(terminal)) => {
-            match serve(&dir, number, pty, terminal, terminal_log.take()) {
+            match serve(&session.dir, number, pty, terminal, terminal_log.take()) {
                 Ok(server) => Some(server),
                 Err(err) => {
                     // The agent runs but nobody can reach it: stop it, and say why.
@@ -401,7 +413,15 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
     let leftovers = containment.end_turn(policy, |n| events.stopping_leftovers(n, end.grace));
 
     // Finalize: first into the reserved record (no new space needed), then as usual.
-    let result = turn_result(&dir, program, &tool, started, ended, leftovers, offsets);
+    let result = turn_result(
+        &session.dir,
+        program,
+        &tool,
+        started,
+        ended,
+        leftovers,
+        offsets,
+    );
     let exit_code = match ended {
         Ended::Code(code) => u8::try_from(code & 0xff).unwrap_or(1),
         Ended::Signal(sig) => 128u8.saturating_add(u8::try_from(sig).unwrap_or(0)),
@@ -422,8 +442,7 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
         .map_err(csa_session::StoreError::from)
         .and_then(|()| {
             finalize_turn(
-                &dir,
-                &id,
+                &session,
                 &TurnEnd {
                     result: &result,
                     phase: Phase::Available,
@@ -466,49 +485,39 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
 
 /// Starts the terminal server of an interactive turn: `output.cast` (a previous turn's
 /// recording is moved to `output/turns/turn-NNNNNN/output.cast` first), `attach.sock`, and
-/// `attach.toml` kept up to date.
+/// `attach.toml` kept up to date, all in the session directory `dir` (a descriptor).
 fn serve(
-    dir: &Path,
+    dir: &StoreDir,
     number: u32,
     pty: csa_terminal::Pty,
     terminal: &Interactive,
     log: Option<std::fs::File>,
 ) -> Result<csa_terminal::Server, String> {
-    use fs_err::os::unix::fs::OpenOptionsExt;
-    let dir_fd = csa_session::secure::open_session_dir(dir).map_err(|e| e.to_string())?;
     let cast_path = dir.join(CAST_FILE);
-    if number > 1 && fs_err::symlink_metadata(&cast_path).is_ok_and(|m| m.is_file()) {
+    if number > 1 && dir.symlink_metadata(CAST_FILE).is_ok_and(|m| m.is_file()) {
         let turns = Path::new("output/turns").join(format!("turn-{:06}", number - 1));
-        let archived = csa_session::secure::create_dirs_under(dir, &turns)
+        let archived = dir
+            .create_private_path(&turns)
             .map_err(|e| e.to_string())
             .and_then(|history| {
-                fs_err::rename(&cast_path, history.join(CAST_FILE)).map_err(|e| e.to_string())
+                dir.rename(CAST_FILE, &history, CAST_FILE)
+                    .map_err(|e| e.to_string())
             });
         if let Err(err) = archived {
             tracing::warn!("could not keep the previous turn's recording: {err}");
         }
     }
-    let cast_file = fs_err::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&cast_path)
-        .map_err(|e| e.to_string())?
-        .into_parts()
-        .0;
+    let cast_file = dir.create_truncated(CAST_FILE).map_err(|e| e.to_string())?;
     let header = csa_terminal::CastHeader::now(terminal.size, terminal.term.clone());
     let cast = csa_terminal::CastWriter::create(cast_file, &header)
         .map_err(|e| format!("{}: {e}", cast_path.display()))?;
-    let status_dir = dir.to_owned();
+    let status_dir = dir.try_clone().map_err(|e| e.to_string())?;
     let mut on_status: csa_terminal::StatusCallback = Box::new(move |status| {
         let text = format!(
             "writer = {}\nwatchers = {}\n",
             status.writer, status.watchers
         );
-        if let Err(err) = csa_session::atomic::write_atomic(
-            &status_dir,
+        if let Err(err) = status_dir.write_atomic(
             ATTACH_FILE,
             text.as_bytes(),
             0o600,
@@ -520,8 +529,8 @@ fn serve(
     on_status(csa_terminal::AttachStatus::default());
     csa_terminal::Server::start(
         pty.into_master(),
-        std::os::fd::AsFd::as_fd(&dir_fd),
-        dir,
+        std::os::fd::AsFd::as_fd(dir),
+        dir.path(),
         csa_terminal::ServerOptions {
             log,
             cast: Some(cast),
@@ -534,7 +543,7 @@ fn serve(
 /// The turn's result: the main process's exit status, a summary of this turn's own output
 /// (and, when it failed, the last lines of its stderr), and what happened to leftovers.
 fn turn_result(
-    dir: &Path,
+    dir: &StoreDir,
     program: &str,
     tool: &str,
     started: DateTime<Utc>,
@@ -573,13 +582,13 @@ fn turn_result(
             leftovers.released
         ));
     }
-    let tail = output_tail_since(&dir.join("output.log"), stdout_offset);
+    let tail = output_tail_since(dir, "output.log", stdout_offset);
     if !tail.is_empty() {
         summary.push_str("\nlast output:\n");
         summary.push_str(&tail);
     }
     if status != ResultStatus::Success {
-        let err_tail = output_tail_since(&dir.join("stderr.log"), stderr_offset);
+        let err_tail = output_tail_since(dir, "stderr.log", stderr_offset);
         if !err_tail.is_empty() {
             summary.push('\n');
             summary.push_str(STDERR_TAIL_NOTE);
@@ -633,8 +642,7 @@ fn launch_failed(
         .map_err(csa_session::StoreError::from)
         .and_then(|()| {
             finalize_turn(
-                &created.dir,
-                &created.id,
+                created.session(),
                 &TurnEnd {
                     result: &result,
                     phase: Phase::Retired,
@@ -651,18 +659,12 @@ fn launch_failed(
 }
 
 /// Opens the session's logs for appending, creating them (0600) if missing (sessions written
-/// by other tools may not have them yet), never through a symlink.
-fn open_logs(dir: &Path) -> Result<Logs, SpawnError> {
+/// by other tools may not have them yet), in the session directory `dir` (a descriptor), never
+/// through a symlink (`O_NOFOLLOW`).
+fn open_logs(dir: &StoreDir) -> Result<Logs, SpawnError> {
     let open = |name: &str| {
-        use fs_err::os::unix::fs::OpenOptionsExt;
-        let path = dir.join(name);
-        fs_err::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&path)
-            .map(|f| (f.into_parts().0, path))
+        dir.open_append(name)
+            .map(|f| (f, dir.join(name)))
             .map_err(|e| SpawnError {
                 failure: SpawnFailure::Other,
                 message: format!("cannot open the session's logs: {e}"),
@@ -679,14 +681,17 @@ fn open_logs(dir: &Path) -> Result<Logs, SpawnError> {
 }
 
 /// The files under `output/` (except csa's and upstream's own event log), as artifacts.
-fn artifacts(dir: &Path) -> Vec<Artifact> {
-    let Ok(entries) = fs_err::read_dir(dir.join("output")) else {
+fn artifacts(dir: &StoreDir) -> Vec<Artifact> {
+    let Ok(Some(output)) = dir.open_dir_if_exists("output") else {
+        return Vec::new();
+    };
+    let Ok(entries) = output.entries() else {
         return Vec::new();
     };
     let mut paths: Vec<PathBuf> = entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| PathBuf::from("output").join(e.file_name()))
+        .into_iter()
+        .filter(|e| e.kind == csa_session::dirfd::Kind::File)
+        .map(|e| PathBuf::from("output").join(e.name))
         .filter(|p| !p.ends_with("acp-events.jsonl"))
         .collect();
     paths.sort();

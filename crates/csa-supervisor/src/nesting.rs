@@ -11,14 +11,13 @@
 //!   inherited `CSA_SESSION_ID` alone (a shell that exported it, a stray variable) is not
 //!   enough.
 
-use std::path::Path;
-
 use csa_session::membership::MembershipRecord;
+use csa_session::StoreDir;
 
 /// Whether this process descends from the turn recorded in `session_dir`'s membership record
 /// (see the module docs). Fails towards "no": a run that cannot prove it is nested waits or
 /// reports busy like any other.
-pub fn descends_from(session_dir: &Path) -> bool {
+pub fn descends_from(session_dir: &StoreDir) -> bool {
     let Ok(Some(record)) = MembershipRecord::load(session_dir) else {
         return false;
     };

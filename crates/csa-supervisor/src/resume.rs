@@ -49,7 +49,10 @@ pub fn resume(
 ) -> Result<Finished, LaunchError> {
     let roots = StateRoots::resolve(request.state_dir.as_deref())?;
     let dir = session.dir();
-    let state = SessionState::load(&dir)?;
+    // Opened from the state root without following a link; the lock, the checks under it and
+    // every write of the new turn go through these descriptors.
+    let open = session.open()?;
+    let state = SessionState::load(&open.dir)?;
     // Say why early, before claiming anything, when the session cannot be resumed at all.
     if !state.view.is_resumable() {
         return Err(Refusal::NotResumable {
@@ -92,15 +95,14 @@ pub fn resume(
     let cwd = project_dir.to_string_lossy().into_owned();
     // Waits a bounded time for the session's lock, saying once who holds it (issue 11).
     let bound = request.lock_timeout;
-    let lock = ReconcileLock::acquire_with(&dir, Wait::AtMost(bound), |holder| {
+    let lock = ReconcileLock::acquire_with(&open.dir, Wait::AtMost(bound), |holder| {
         events.waiting_for_lock(holder, bound);
     })?;
     let begun = begin_turn(
-        &session.project,
-        &session.id,
+        &open,
         command,
         |turn, command| {
-            let (stdout_offset, stderr_offset) = csa_session::turns::log_offsets(&dir);
+            let (stdout_offset, stderr_offset) = csa_session::turns::log_offsets(&open.dir);
             TurnRecord {
                 turn,
                 command: command.to_vec(),

@@ -94,7 +94,7 @@ pub fn run(
     for root in roots.iter() {
         csa_session::secure::check_root(root)?;
     }
-    csa_session::secure::check_project(roots.primary(), &project)?;
+    csa_session::secure::check_project(&project)?;
     let program = &request.command[0];
     let tool = match &request.tool {
         Some(tool) => tool.clone(),
@@ -263,8 +263,11 @@ fn nested_under(roots: &StateRoots, busy: &Busy, parent: Option<&Parent>) -> Opt
     if !chain.iter().any(|s| s == holder) {
         return None;
     }
-    let parent_dir = find_session(roots, &[], &parent.session_id).ok()?.dir();
-    crate::nesting::descends_from(&parent_dir).then(|| holder.to_owned())
+    let parent_session = find_session(roots, &[], &parent.session_id)
+        .ok()?
+        .open()
+        .ok()?;
+    crate::nesting::descends_from(&parent_session.dir).then(|| holder.to_owned())
 }
 
 /// The parent session: `--parent`, else `$CSA_SESSION_ID` (ignored with a warning when it
@@ -288,7 +291,9 @@ pub fn parent_of(roots: &StateRoots, arg: Option<&str>) -> Result<Option<Parent>
             return Ok(None);
         }
     };
-    let depth = SessionState::load(&found.dir())
+    let depth = found
+        .open()
+        .and_then(|s| SessionState::load(&s.dir))
         .ok()
         .and_then(|s| s.view.genealogy.and_then(|g| g.depth))
         .unwrap_or(0);

@@ -65,6 +65,8 @@ impl SpawnError {
 /// # Errors
 /// [`SpawnError`] with [`SpawnFailure::NotFound`] when nothing of that name exists,
 /// [`SpawnFailure::NotExecutable`] when what exists cannot be executed.
+// The agent's program on $PATH or in its working directory: outside the state root.
+#[allow(clippy::disallowed_methods)]
 pub fn resolve(program: &str, cwd: &Path) -> Result<PathBuf, SpawnError> {
     let not_found = |what: String| SpawnError {
         failure: SpawnFailure::NotFound,
@@ -207,6 +209,8 @@ pub fn new_session(cmd: &mut Command) {
 }
 
 #[cfg(test)]
+// Tests lay out and inspect their files by path.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

@@ -362,13 +362,13 @@ impl Doctor {
         let projects = match paths::all_projects(root) {
             Ok(projects) => projects,
             Err(err) => {
-                self.store_error(root, &err.into());
+                self.store_error(root, &err);
                 return report;
             }
         };
         report.projects = projects.len();
         for project in &projects {
-            self.project(root, project, &mut report, check_writes);
+            self.project(project, &mut report, check_writes);
         }
         report
     }
@@ -412,21 +412,28 @@ impl Doctor {
 
     /// Checks one project: its directories, its sessions' directories and states, and its
     /// active-session record.
-    fn project(
-        &mut self,
-        root: &Path,
-        project: &Project,
-        report: &mut RootReport,
-        check_writes: bool,
-    ) {
+    fn project(&mut self, project: &Project, report: &mut RootReport, check_writes: bool) {
         let record_dir = project.sessions_dir.join(ACTIVE_DIR);
         let mut record_refused = false;
-        if let Err(err) = secure::check_project(root, project) {
+        let mut reported = false;
+        if let Err(err) = secure::check_project(project) {
             // A refused `.csa-active` is that one problem: it is not read as well.
             record_refused = matches!(&err, StoreError::Insecure(i) if i.path == record_dir);
             self.store_error(&project.sessions_dir, &err);
+            reported = true;
         }
-        let record = ActiveRecord::new(&project.sessions_dir);
+        // Everything below is read through the descriptor of `sessions/`, never by path.
+        let sessions = match project.open_sessions() {
+            Ok(Some(sessions)) => sessions,
+            Ok(None) => return,
+            Err(err) => {
+                if !reported {
+                    self.store_error(&project.sessions_dir, &err);
+                }
+                return;
+            }
+        };
+        let record = ActiveRecord::new(&sessions);
         let entries: BTreeSet<String> = match record.ids() {
             _ if record_refused => BTreeSet::new(),
             Ok(ids) => ids.into_iter().collect(),
@@ -438,9 +445,8 @@ impl Doctor {
         report.record_entries += entries.len();
         // Whether a reconcile without --full would trust the record (and not rescan).
         let trusted = !record_refused
-            && Fingerprint::of(&project.sessions_dir)
+            && Fingerprint::of(&sessions)
                 .ok()
-                .flatten()
                 .is_some_and(|fp| record.is_current(&fp));
         match csa_session::quarantine::list(project) {
             Ok(found) => report.quarantined.extend(found),
@@ -457,7 +463,7 @@ impl Doctor {
                 &project.sessions_dir.join(csa_session::claim::CLAIM_FILE),
                 WriteUse::LockFile,
             );
-        let listing = match fs_err::read_dir(&project.sessions_dir) {
+        let listing = match sessions.entries() {
             Ok(listing) => listing,
             Err(err) => {
                 self.store_error(&project.sessions_dir, &err.into());
@@ -465,28 +471,28 @@ impl Doctor {
             }
         };
         let mut present = BTreeSet::new();
-        for entry in listing.flatten() {
-            let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
+        for entry in listing {
+            let Some(id) = entry.name_str().map(str::to_owned) else {
                 continue;
             };
             if !paths::is_ulid(&id) {
                 continue;
             }
-            let dir = entry.path();
+            let dir = sessions.join(&id);
             present.insert(id.clone());
-            match secure::check_session_dir(&dir) {
-                Ok(true) => {}
-                Ok(false) => continue,
+            let opened = match sessions.open_private_dir_if_exists(&id) {
+                Ok(Some(opened)) => opened,
+                Ok(None) => continue,
                 Err(err) => {
                     self.store_error(&dir, &err);
                     continue;
                 }
-            }
+            };
             report.sessions += 1;
             if check_writes {
                 self.writable(&dir.join(RECONCILE_LOCK), WriteUse::LockFile);
             }
-            let state = match SessionState::load(&dir) {
+            let state = match SessionState::load(&opened) {
                 Ok(state) => state,
                 Err(err) => {
                     self.problem(
@@ -515,8 +521,9 @@ impl Doctor {
         }
         for id in entries.difference(&present) {
             let entry = record_dir.join(id);
-            let old = fs_err::metadata(&entry)
-                .and_then(|m| m.modified())
+            let old = sessions
+                .metadata(Path::new(ACTIVE_DIR).join(id))
+                .map(|m| m.modified)
                 .is_ok_and(|m| {
                     self.now
                         .duration_since(m)

@@ -19,9 +19,8 @@ pub(crate) fn connect(
     session: &SessionRef,
     options: AttachOptions,
 ) -> Result<Outcome, CommandError> {
-    let dir = session.dir();
-    let fd = csa_session::secure::open_session_dir(&dir)?;
-    csa_terminal::attach(std::os::fd::AsFd::as_fd(&fd), &dir, options).map_err(|err| {
+    let dir = session.project.open_session(&session.id)?;
+    csa_terminal::attach(std::os::fd::AsFd::as_fd(&dir), dir.path(), options).map_err(|err| {
         let exit = match &err {
             TerminalError::Refused(_) => Exit::Busy,
             TerminalError::NotAttachable { .. } => Exit::Negative,

@@ -61,7 +61,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
         // As a foreground run, return once the turn is finalized (its result published), not
         // merely when the agent's last byte has been shown.
         wait_finalized(
-            &session.dir(),
+            &session.project.open_session(&session.id)?,
             args.grace + std::time::Duration::from_secs(30),
         );
     }
@@ -70,7 +70,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
 
 /// Polls the session's phase until it has ended, at most `limit` (the supervisor stops the
 /// agent's leftovers first: up to its grace period).
-fn wait_finalized(dir: &std::path::Path, limit: std::time::Duration) {
+fn wait_finalized(dir: &csa_session::dirfd::StoreDir, limit: std::time::Duration) {
     let deadline = std::time::Instant::now() + limit;
     while std::time::Instant::now() < deadline {
         match csa_session::state::SessionState::load(dir) {

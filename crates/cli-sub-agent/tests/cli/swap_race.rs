@@ -184,10 +184,10 @@ fn snapshot(dir: &Path) -> Snapshot {
         };
         let rel = path.strip_prefix(root).expect("under root").to_owned();
         let content = if meta.is_symlink() {
-            Some(fs_err::read_link(path).map_or_else(
-                |_| Vec::new(),
-                |p| p.into_os_string().into_encoded_bytes(),
-            ))
+            Some(
+                fs_err::read_link(path)
+                    .map_or_else(|_| Vec::new(), |p| p.into_os_string().into_encoded_bytes()),
+            )
         } else if meta.is_file() {
             Some(fs_err::read(path).unwrap_or_default())
         } else {
@@ -397,7 +397,13 @@ impl Race<'_> {
                 let (dir, link) = self.pair(which, &s.dir);
                 let (_, before) = self.canary(which, &s.dir, &link);
                 let mut cmd = self.csa(&["session", "reconcile", &s.id]);
-                self.run(which, command, Target::Pair { dir, link }, &before, &mut cmd);
+                self.run(
+                    which,
+                    command,
+                    Target::Pair { dir, link },
+                    &before,
+                    &mut cmd,
+                );
             }
             "finalize" => {
                 // A template session gives the canary its shape; `csa run` makes its own.
@@ -430,7 +436,9 @@ impl Race<'_> {
                 let _ = fs_err::remove_file(&go);
             }
             "kill" => {
-                let out = self.csa(&["run", "--detach", "--", "sleep", "1000"]).output();
+                let out = self
+                    .csa(&["run", "--detach", "--", "sleep", "1000"])
+                    .output();
                 let out = out.expect("run --detach");
                 assert_eq!(out.status.code(), Some(0), "{out:?}");
                 let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -441,9 +449,18 @@ impl Race<'_> {
                 let (dir, link) = self.pair(which, &s.dir);
                 let (_, before) = self.canary(which, &s.dir, &link);
                 let mut cmd = self.csa(&["session", "kill", &s.id, "--grace", "2s"]);
-                self.run(which, command, Target::Pair { dir, link }, &before, &mut cmd);
+                self.run(
+                    which,
+                    command,
+                    Target::Pair { dir, link },
+                    &before,
+                    &mut cmd,
+                );
                 // Whatever the kill did, stop the session before the next run.
-                let out = self.csa(&["session", "kill", &s.id]).output().expect("kill");
+                let out = self
+                    .csa(&["session", "kill", &s.id])
+                    .output()
+                    .expect("kill");
                 let ended = self
                     .csa(&["session", "wait", &s.id, "--timeout", "20s"])
                     .output()
@@ -458,21 +475,39 @@ impl Race<'_> {
                 let (dir, link) = self.pair(which, &s.dir);
                 let (_, before) = self.canary(which, &s.dir, &link);
                 let mut cmd = self.csa(&["session", "resume", &s.id, "--", "true"]);
-                self.run(which, command, Target::Pair { dir, link }, &before, &mut cmd);
+                self.run(
+                    which,
+                    command,
+                    Target::Pair { dir, link },
+                    &before,
+                    &mut cmd,
+                );
             }
             "delete" => {
                 let s = ended(env, "retired");
                 let (dir, link) = self.pair(which, &s.dir);
                 let (_, before) = self.canary(which, &s.dir, &link);
                 let mut cmd = self.csa(&["session", "delete", &s.id]);
-                self.run(which, command, Target::Pair { dir, link }, &before, &mut cmd);
+                self.run(
+                    which,
+                    command,
+                    Target::Pair { dir, link },
+                    &before,
+                    &mut cmd,
+                );
             }
             "clean" => {
                 let s = ended(env, "retired");
                 let (dir, link) = self.pair(which, &s.dir);
                 let (_, before) = self.canary(which, &s.dir, &link);
                 let mut cmd = self.csa(&["session", "clean", "--older-than", "1s"]);
-                self.run(which, command, Target::Pair { dir, link }, &before, &mut cmd);
+                self.run(
+                    which,
+                    command,
+                    Target::Pair { dir, link },
+                    &before,
+                    &mut cmd,
+                );
             }
             other => unreachable!("{other}"),
         }
@@ -585,7 +620,10 @@ fn a_symlink_swapped_in_mid_command_never_sends_a_write_outside_the_root() {
          {breaches} breaches; {displaced} session directories left at the link's name",
         elapsed.as_secs_f64()
     );
-    assert_eq!(top_before, top_after, "nothing created or removed beside the root");
+    assert_eq!(
+        top_before, top_after,
+        "nothing created or removed beside the root"
+    );
     assert!(
         breaches == 0,
         "{breaches} commands changed something outside the state root:\n{}",

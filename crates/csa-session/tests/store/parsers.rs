@@ -35,7 +35,7 @@ use csa_session::lock::ReconcileLock;
 use csa_session::reconcile::{output_tail, synthetic_result, TAIL_LINES};
 use csa_session::result::{Artifact, ResultHead, ResultStatus, SessionResult};
 use csa_session::state::{Phase, SessionState, StateView};
-use csa_session::StoreError;
+use csa_session::{StoreDir, StoreError};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -487,6 +487,11 @@ fn session_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
 
+/// The directory at `path` as the store opens it.
+fn open(path: &Path) -> StoreDir {
+    StoreDir::open_root(path).expect("open").expect("exists")
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
     let path = dir.join(name);
     if let Some(parent) = path.parent() {
@@ -514,11 +519,11 @@ fn state_properties() {
         |s| {
             let dir = session_dir();
             write(dir.path(), "state.toml", s.text().as_bytes());
-            let state =
-                SessionState::load(dir.path()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let state = SessionState::load(&open(dir.path()))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             s.matches(&state.view, false)?;
-            let root =
-                StateView::load_root(dir.path()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let root = StateView::load_root(&open(dir.path()))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             s.matches(&root, true)
         },
     );
@@ -537,15 +542,15 @@ fn state_properties() {
             write(dir.path(), "state.toml", text.as_bytes());
             let path = dir.path().join("state.toml");
             fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-            let state = SessionState::load(dir.path()).expect("load");
-            let lock = ReconcileLock::try_acquire(dir.path())
+            let state = SessionState::load(&open(dir.path())).expect("load");
+            let lock = ReconcileLock::try_acquire(&open(dir.path()))
                 .expect("lock")
                 .expect("free");
             let ended = Utc::now();
             state
                 .end_turn(&lock, new_phase, &reason, ended)
                 .expect("write");
-            let after = SessionState::load(dir.path()).expect("reload");
+            let after = SessionState::load(&open(dir.path())).expect("reload");
             prop_assert_eq!(after.view.phase, new_phase);
             prop_assert_eq!(after.view.last_accessed, ended.max(state.view.last_accessed));
             prop_assert_eq!(
@@ -572,8 +577,8 @@ fn state_properties() {
         |bytes| {
             let dir = session_dir();
             write(dir.path(), "state.toml", &bytes);
-            let full = SessionState::load(dir.path());
-            let root = StateView::load_root(dir.path());
+            let full = SessionState::load(&open(dir.path()));
+            let root = StateView::load_root(&open(dir.path()));
             match &full {
                 Ok(state) => {
                     let root =
@@ -630,10 +635,10 @@ fn result_properties() {
             prop_assert_eq!(&again, &r);
             let dir = session_dir();
             write(dir.path(), "result.toml", text.as_bytes());
-            let loaded =
-                SessionResult::load(dir.path()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let loaded = SessionResult::load(&open(dir.path()))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(loaded.as_ref(), Some(&r));
-            let head = ResultHead::load(dir.path())
+            let head = ResultHead::load(&open(dir.path()))
                 .map_err(|e| TestCaseError::fail(e.to_string()))?
                 .expect("present");
             prop_assert_eq!(&head.status, &r.status);
@@ -650,7 +655,7 @@ fn result_properties() {
             let dir = session_dir();
             write(dir.path(), "result.toml", &bytes);
             let path = dir.path().join("result.toml");
-            let full = SessionResult::load(dir.path());
+            let full = SessionResult::load(&open(dir.path()));
             let head = ResultHead::parse(Ok((bytes.clone(), meta(dir.path()))), &path);
             match full {
                 Ok(Some(r)) => {
@@ -731,7 +736,7 @@ fn liveness_properties() {
             write(dir.path(), "daemon.pid", &daemon);
             write(dir.path(), "locks/x.lock", &lock);
             write(dir.path(), ".complete", &complete);
-            let a = assess(&LivenessContext::new(), dir.path(), "01M7YCZAQ6TZ9E7YGFW7ZMM2X7", true);
+            let a = assess(&LivenessContext::new(), &open(dir.path()), "01M7YCZAQ6TZ9E7YGFW7ZMM2X7", true);
             let warned = |name: &str| {
                 let path = dir.path().join(name).display().to_string();
                 a.warnings.iter().any(|w| w.contains(&path))
@@ -823,8 +828,8 @@ fn metadata_and_log_properties() {
             let dir = session_dir();
             write(dir.path(), "state.toml", TOOLLESS_STATE.as_bytes());
             write(dir.path(), "metadata.toml", &bytes);
-            let state = SessionState::load(dir.path()).expect("load");
-            let r = synthetic_result(&state, dir.path(), "proptest", "dead", None, Utc::now());
+            let state = SessionState::load(&open(dir.path())).expect("load");
+            let r = synthetic_result(&state, &open(dir.path()), "proptest", "dead", None, Utc::now());
             let want = std::str::from_utf8(&bytes)
                 .ok()
                 .and_then(|t| t.parse::<toml::Table>().ok())
@@ -841,7 +846,7 @@ fn metadata_and_log_properties() {
         |bytes| {
             let dir = session_dir();
             write(dir.path(), "output.log", &bytes);
-            let tail = output_tail(&dir.path().join("output.log"));
+            let tail = output_tail(&open(dir.path()), "output.log");
             let lossy = String::from_utf8_lossy(&bytes);
             prop_assert!(tail.lines().count() <= TAIL_LINES);
             for line in tail.lines() {
@@ -864,7 +869,7 @@ fn record_properties() {
         |(id, at, old)| {
             let dir = session_dir();
             write(dir.path(), "cooldown-marker.toml", &old);
-            write_cooldown_marker(dir.path(), &id, at).expect("write");
+            write_cooldown_marker(&open(dir.path()), &id, at).expect("write");
             let text =
                 fs_err::read_to_string(dir.path().join("cooldown-marker.toml")).expect("read");
             let table: toml::Table =
@@ -895,7 +900,8 @@ fn record_properties() {
         ),
         |(entries, others, ended, garbage)| {
             let sessions = session_dir();
-            let record = ActiveRecord::new(sessions.path());
+            let sessions_dir = open(sessions.path());
+            let record = ActiveRecord::new(&sessions_dir);
             record.ensure_dir().expect("mkdir");
             for name in entries.iter().chain(&others) {
                 if name != "." && name != ".." {
@@ -940,10 +946,9 @@ fn record_properties() {
         ),
         |(cut, edits)| {
             let sessions = session_dir();
-            let record = ActiveRecord::new(sessions.path());
-            let fp = Fingerprint::of(sessions.path())
-                .expect("stat")
-                .expect("exists");
+            let sessions_dir = open(sessions.path());
+            let record = ActiveRecord::new(&sessions_dir);
+            let fp = Fingerprint::of(&sessions_dir).expect("stat");
             record.record_scan(&fp, SystemTime::now() + Duration::from_secs(3));
             prop_assert!(record.is_current(&fp));
             let file = sessions.path().join(".csa-active/.scan.toml");
@@ -1082,7 +1087,7 @@ fn completion_properties() {
         |(record, text)| {
             let dir = session_dir();
             write(dir.path(), completion::DAEMON_COMPLETION_FILE, text.as_bytes());
-            let got = completion::load(dir.path())
+            let got = completion::load(&open(dir.path()))
                 .map_err(|e| TestCaseError::fail(e.to_string()))?
                 .expect("a record");
             prop_assert_eq!(got.source, Source::DaemonCompletion);
@@ -1095,7 +1100,7 @@ fn completion_properties() {
                     continue;
                 }
                 write(dir.path(), completion::DAEMON_COMPLETION_FILE, &text.as_bytes()[..n]);
-                if let Ok(Some(c)) = completion::load(dir.path()) {
+                if let Ok(Some(c)) = completion::load(&open(dir.path())) {
                     // Only a cut after both required keys still parses, and then it holds them.
                     prop_assert_eq!(c.record.exit_code, record.exit_code);
                     prop_assert_eq!(&c.record.status, &record.status);
@@ -1130,7 +1135,7 @@ fn completion_properties() {
                     t.trim().parse::<i32>().is_ok()
                 }
             });
-            match completion::load(dir.path()) {
+            match completion::load(&open(dir.path())) {
                 Ok(Some(c)) => {
                     prop_assert!(parses, "accepted {bytes:?}");
                     prop_assert_eq!(c.path, dir.path().join(name));

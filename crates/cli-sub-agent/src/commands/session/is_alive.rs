@@ -16,7 +16,7 @@ use crate::CommandResult;
 /// Runs the command. A foreign owner counts as alive (it cannot be checked from here).
 pub fn run(roots: &StateRoots, args: &IsAliveArgs) -> CommandResult {
     let session = locate(roots, args.cd.as_deref(), &args.session)?;
-    let dir = session.dir();
+    let dir = session.project.open_session(&session.id)?;
     let state = SessionState::load(&dir)?;
     let phase = state.view.phase;
     let assessment = assess(

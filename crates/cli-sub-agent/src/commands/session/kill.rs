@@ -37,9 +37,10 @@ const LOCK_SLACK: Duration = Duration::from_secs(5);
 /// Runs the command.
 pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
     let session = locate(roots, args.cd.as_deref(), &args.session)?;
-    let dir = session.dir();
+    let open = session.open()?;
+    let dir = &open.dir;
     // Lock-free first: killing an ended session changes nothing, not even the lock file.
-    let state = SessionState::load(&dir)?;
+    let state = SessionState::load(dir)?;
     if state.view.phase.is_ended() {
         return nothing_to_kill(&session.id, state.view.phase, args.format);
     }
@@ -48,7 +49,7 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
     let lock_bound = args.lock_timeout.unwrap_or(args.grace + LOCK_SLACK);
     let decision = {
         let lock = ReconcileLock::acquire_with(
-            &dir,
+            dir,
             Wait::AtMost(lock_bound),
             super::say_waiting(lock_bound),
         )?;
@@ -109,7 +110,7 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
     if !wait_gone(&targets, Some(args.grace)) {
         let active = {
             let lock = ReconcileLock::acquire_with(
-                &dir,
+                dir,
                 Wait::AtMost(lock_bound),
                 super::say_waiting(lock_bound),
             )?;
@@ -132,12 +133,12 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
     // longer than the grace period plus FINISHING_WAIT.
     let deadline = Instant::now() + args.grace + FINISHING_WAIT;
     while targets.supervisor_alive() && Instant::now() < deadline {
-        if SessionState::load(&dir)?.view.phase.is_ended() {
+        if SessionState::load(dir)?.view.phase.is_ended() {
             break;
         }
         std::thread::sleep(POLL);
     }
-    let state = SessionState::load(&dir)?;
+    let state = SessionState::load(dir)?;
     let tool = state
         .view
         .latest_tool()
@@ -151,7 +152,7 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
         _ => "SIGTERM".to_owned(),
     };
     let mut summary = format!("killed by csa session kill ({how})");
-    let tail = output_tail(&dir.join("output.log"));
+    let tail = output_tail(dir, "output.log");
     if !tail.is_empty() {
         summary.push_str("\nlast output:\n");
         summary.push_str(&tail);
@@ -167,8 +168,7 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
         other: Default::default(),
     };
     let finalized = finalize_turn_with(
-        &dir,
-        &session.id,
+        &open,
         &TurnEnd {
             result: &result,
             phase: Phase::Retired,
@@ -180,7 +180,7 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
     )?;
     let detail = match finalized {
         Finalized::AlreadyEnded(_) => {
-            let phase = SessionState::load(&dir)
+            let phase = SessionState::load(dir)
                 .map(|s| s.view.phase)
                 .unwrap_or(Phase::Retired);
             format!(
@@ -211,16 +211,16 @@ const FINISHING_WAIT: Duration = Duration::from_secs(10);
 /// turn. Wait for that (at most [`FINISHING_WAIT`]; an owner that dies meanwhile is
 /// reconciled), then report how the session ended.
 fn finishing(session: &csa_session::inventory::SessionRef, format: Format) -> CommandResult {
-    let dir = session.dir();
+    let dir = &session.project.open_session(&session.id)?;
     let start = Instant::now();
     loop {
-        let phase = SessionState::load(&dir)?.view.phase;
+        let phase = SessionState::load(dir)?.view.phase;
         if phase.is_ended() {
             return nothing_to_kill(&session.id, phase, format);
         }
         let verdict = csa_session::liveness::assess(
             &csa_session::liveness::LivenessContext::new(),
-            &dir,
+            dir,
             &session.id,
             true,
         )

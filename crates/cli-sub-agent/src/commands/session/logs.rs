@@ -23,6 +23,7 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use csa_session::dirfd::StoreDir;
 use csa_session::inventory::SessionRef;
 use csa_session::liveness::{assess, LivenessContext, Verdict};
 use csa_session::paths::StateRoots;
@@ -52,7 +53,7 @@ pub const CHUNK: usize = 64 << 10;
 /// it cannot be read or does not record where the turn lies; 2/4 for a bad SESSION argument.
 pub fn run(roots: &StateRoots, args: &LogsArgs, quiet: bool) -> CommandResult {
     let session = locate(roots, args.cd.as_deref(), &args.session)?;
-    let dir = session.dir();
+    let dir = session.project.open_session(&session.id)?;
     let log = if args.stderr {
         Log::Stderr
     } else {
@@ -80,7 +81,7 @@ pub fn run(roots: &StateRoots, args: &LogsArgs, quiet: bool) -> CommandResult {
         && turns.as_ref().is_some_and(|t| t.starts().len() > 1);
     // An interactive turn's log holds what the agent drew on its terminal: shown as text
     // unless --raw (csa-terminal PlainText).
-    let interactive = dir.join(csa_supervisor::launch::CAST_FILE).exists();
+    let interactive = dir.exists(csa_supervisor::launch::CAST_FILE);
     let mut printer = Printer {
         plain: (interactive && !args.raw).then(csa_terminal::PlainText::default),
         out: io::stdout().lock(),
@@ -98,9 +99,23 @@ pub fn run(roots: &StateRoots, args: &LogsArgs, quiet: bool) -> CommandResult {
     let start = range.map_or(0, |(start, _)| start);
     // An earlier turn has ended: nothing more will be appended to it.
     let outcome = if args.follow && range.is_none_or(|(_, end)| end.is_none()) {
-        follow(&session, &path, args.tail, start, &mut printer, quiet)
+        follow(
+            &session,
+            (&dir, log.file_name()),
+            &path,
+            args.tail,
+            start,
+            &mut printer,
+            quiet,
+        )
     } else {
-        print_once(&path, args.tail, start, &mut printer)
+        print_once(
+            (&dir, log.file_name()),
+            &path,
+            args.tail,
+            start,
+            &mut printer,
+        )
     };
     // JSON: the bytes after the last newline, once nothing more will be read.
     let outcome = outcome.and_then(|exit| Ok(printer.finish().map(|()| exit)?));
@@ -143,11 +158,11 @@ fn turn_range(id: &str, turns: Option<&Turns>, n: u32) -> Result<(u64, Option<u6
 /// and run.toml says where it lies, else at the whole logs.
 fn hint_stderr(
     id: &str,
-    dir: &Path,
+    dir: &StoreDir,
     turn: Option<u32>,
     record: Option<&csa_session::create::RunRecord>,
 ) {
-    let size = |log: Log| fs_err::metadata(dir.join(log.file_name())).map_or(0, |m| m.len());
+    let size = |log: Log| dir.metadata(log.file_name()).map_or(0, |m| m.len);
     let (out_len, err_len) = (size(Log::Stdout), size(Log::Stderr));
     let last = record
         .filter(|r| r.turns.len() > 1)
@@ -183,12 +198,13 @@ fn hint_stderr(
 
 /// Prints the log as it is now, from `start` (nothing when it does not exist).
 fn print_once(
+    log: (&StoreDir, &str),
     path: &Path,
     tail: Option<usize>,
     start: u64,
     printer: &mut Printer<'_>,
 ) -> CommandResult {
-    if let Some(mut file) = open_log(path)? {
+    if let Some(mut file) = open_log(log, path)? {
         printer.print_from_tail(&mut file, tail, start)?;
     }
     Ok(Exit::Success)
@@ -200,6 +216,7 @@ fn print_once(
 /// missed.
 fn follow(
     session: &SessionRef,
+    log: (&StoreDir, &str),
     path: &Path,
     tail: Option<usize>,
     start: u64,
@@ -214,7 +231,7 @@ fn follow(
         match &mut file {
             Some(file) => printer.print_appended(file, path)?,
             None => {
-                file = open_log(path)?;
+                file = open_log(log, path)?;
                 match &mut file {
                     Some(file) => printer.print_from_tail(file, tail, start)?,
                     None if !announced && !quiet => {
@@ -238,7 +255,7 @@ fn follow(
 /// # Errors
 /// The errors of [`SessionState::load`] (exit 3).
 fn has_ended(ctx: &LivenessContext, session: &SessionRef) -> Result<bool, CommandError> {
-    let dir = session.dir();
+    let dir = session.project.open_session(&session.id)?;
     if SessionState::load(&dir)?.view.phase.is_ended() {
         return Ok(true);
     }
@@ -256,14 +273,9 @@ fn has_ended(ctx: &LivenessContext, session: &SessionRef) -> Result<bool, Comman
 /// FIFO would block the open (it is opened `O_NONBLOCK` to find out) and a device such as
 /// `/dev/zero` behind a symlink would never end. Regression: both hung `csa session logs`
 /// (tests/cli/corpus.rs).
-fn open_log(path: &Path) -> io::Result<Option<fs_err::File>> {
-    use fs_err::os::unix::fs::OpenOptionsExt;
-    let opened = fs_err::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-        .open(path);
-    let file = match opened {
-        Ok(file) => file,
+fn open_log((dir, name): (&StoreDir, &str), path: &Path) -> io::Result<Option<fs_err::File>> {
+    let file = match dir.open_read(name) {
+        Ok(file) => fs_err::File::from_parts(file, path),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };

@@ -71,15 +71,10 @@ pub(crate) fn check_roots(roots: &StateRoots) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// Checks the directories of `project` ([`secure::check_project`]), which lives under one of
-/// `roots` (checked by [`check_roots`]).
-pub(crate) fn check_project(roots: &StateRoots, project: &Project) -> Result<(), CommandError> {
-    let root = roots
-        .iter()
-        .filter(|root| project.sessions_dir.starts_with(root))
-        .max_by_key(|root| root.as_os_str().len())
-        .unwrap_or_else(|| roots.primary());
-    Ok(secure::check_project(root, project)?)
+/// Checks the directories of `project` ([`secure::check_project`]), from its state root
+/// (checked by [`check_roots`]).
+pub(crate) fn check_project(project: &Project) -> Result<(), CommandError> {
+    Ok(secure::check_project(project)?)
 }
 
 /// The projects a command covers: the `--cd` (or current) directory's project under each root;
@@ -114,13 +109,13 @@ fn scope_projects(roots: &StateRoots, scope: &ScopeArgs) -> Result<Vec<Project>,
                 .with_hint("run it inside the repository, or use `--cd DIR --nested` for a directory and those below it")
             })?;
         tracing::info!("--repo: the git top level is {}", top.display());
-        return with_nested(roots, project_of(roots, Some(&top))?);
+        return with_nested(project_of(roots, Some(&top))?);
     }
     if scope.all_projects {
         let mut projects = Vec::new();
         for root in roots.iter() {
             for project in paths::all_projects(root)? {
-                secure::check_project(root, &project)?;
+                secure::check_project(&project)?;
                 projects.push(project);
             }
         }
@@ -138,7 +133,7 @@ fn project_of(roots: &StateRoots, cd: Option<&Path>) -> Result<Vec<Project>, Com
     let mut projects = Vec::new();
     for root in roots.iter() {
         let project = Project::new(root, &key);
-        secure::check_project(root, &project)?;
+        secure::check_project(&project)?;
         projects.push(project);
     }
     Ok(projects)
@@ -148,20 +143,12 @@ fn project_of(roots: &StateRoots, cd: Option<&Path>) -> Result<Vec<Project>, Com
 /// below them: the directories under `<root>/<key>/` that hold a `sessions/` directory (one
 /// `readdir` per directory of the state root below the key, never inside `sessions/`), each
 /// checked like any project ([`secure::check_project`]).
-fn with_nested(roots: &StateRoots, projects: Vec<Project>) -> Result<Vec<Project>, CommandError> {
+fn with_nested(projects: Vec<Project>) -> Result<Vec<Project>, CommandError> {
     let mut all = Vec::with_capacity(projects.len());
     for project in projects {
         // `<root>/<key>`: the project's own `sessions/` is skipped by the walk.
-        let below = match project.sessions_dir.parent() {
-            Some(base) => paths::all_projects(base)?,
-            None => Vec::new(),
-        };
-        for nested in below {
-            let nested = Project {
-                key: format!("{}/{}", project.key, nested.key),
-                sessions_dir: nested.sessions_dir,
-            };
-            check_project(roots, &nested)?;
+        for nested in project.nested()? {
+            check_project(&nested)?;
             all.push(nested);
         }
         all.push(project);
@@ -192,7 +179,7 @@ fn locate(roots: &StateRoots, cd: Option<&Path>, arg: &str) -> Result<SessionRef
     let scope = project_of(roots, cd)?;
     let session = find_session(roots, &scope, arg)?;
     if !scope.contains(&session.project) {
-        check_project(roots, &session.project)?;
+        check_project(&session.project)?;
     }
     Ok(session)
 }
@@ -228,7 +215,10 @@ fn result_json(
 /// Whether the result of the session in `dir` was observed
 /// ([`csa_session::reconcile::is_observed`], with state.toml's `termination_reason`; a state
 /// that cannot be read leaves the summary to decide).
-fn observed(dir: &Path, result: &csa_session::result::SessionResult) -> bool {
+fn observed(
+    dir: &csa_session::dirfd::StoreDir,
+    result: &csa_session::result::SessionResult,
+) -> bool {
     let reason = csa_session::state::SessionState::load(dir)
         .ok()
         .and_then(|s| s.view.termination_reason);

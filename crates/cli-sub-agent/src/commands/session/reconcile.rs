@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use csa_session::dirfd::StoreDir;
 use csa_session::inventory::find_session;
 use csa_session::paths::StateRoots;
 use csa_session::reconcile::{Action, Counts, ReconcileOptions, Reconciler, Report};
@@ -93,7 +94,15 @@ fn print_text(report: &Report, c: &Counts, dry_run: bool, verbose: bool) -> std:
         writeln!(out, "{}  {}  {}", o.session_id, o.action.as_str(), detail)?;
         if o.action == Action::Error {
             // A session directory csa refuses: say how to fix it (one more stat, errors only).
-            if let Err(StoreError::Insecure(insecure)) = secure::check_session_dir(&o.session_dir) {
+            // Only an `lstat` of the entry, for the hint (nothing is written).
+            let refused = o.session_dir.parent().and_then(|sessions| {
+                let sessions = StoreDir::open_root(sessions).ok()??;
+                match secure::check_session_dir(&sessions, &o.session_id) {
+                    Err(StoreError::Insecure(insecure)) => Some(insecure),
+                    _ => None,
+                }
+            });
+            if let Some(insecure) = refused {
                 eprintln!("hint: {}", insecure.hint());
             }
         }

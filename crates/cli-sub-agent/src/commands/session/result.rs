@@ -17,7 +17,7 @@ use crate::CommandResult;
 /// parse or, without a result, state.toml cannot be read.
 pub fn run(roots: &StateRoots, args: &ResultArgs) -> CommandResult {
     let session = locate(roots, args.cd.as_deref(), &args.session)?;
-    let dir = session.dir();
+    let dir = session.project.open_session(&session.id)?;
     let Some(result) = SessionResult::load(&dir)? else {
         // Without a result, the state says whether one is still to come; an unreadable state
         // is reported as such (exit 3, naming the file), not as "no result yet".

@@ -17,7 +17,7 @@ use crate::CommandResult;
 /// Runs the command.
 pub fn run(global: &GlobalArgs, roots: &StateRoots, args: &RetryArgs) -> CommandResult {
     let session = locate(roots, args.cd.as_deref(), &args.session)?;
-    let dir = session.dir();
+    let dir = session.project.open_session(&session.id)?;
     let state = SessionState::load(&dir)?;
     if !state.view.phase.is_ended() {
         return Err(CommandError::new(

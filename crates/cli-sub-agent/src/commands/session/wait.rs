@@ -65,7 +65,10 @@ pub fn run(roots: &StateRoots, args: &WaitArgs, quiet: bool) -> CommandResult {
     let mut last_status: Option<Status> = None;
     loop {
         let status = match waiter.poll()? {
-            Poll::Done(result) => return finish(&session.id, &session.dir(), &result, args),
+            Poll::Done(result) => {
+                let dir = session.project.open_session(&session.id)?;
+                return finish(&session.id, &dir, &result, args);
+            }
             // Look again at once: the reconcile just published a result or saw one appear.
             // (Only once in a row, so that nothing can make this loop spin.)
             Poll::LookAgain if !looked_again => {
@@ -132,7 +135,7 @@ struct Waiter<'a> {
 
 impl Waiter<'_> {
     fn poll(&mut self) -> Result<Poll, CommandError> {
-        let dir = self.session.dir();
+        let dir = self.session.project.open_session(&self.session.id)?;
         if let Some(result) = load_result(&dir)? {
             // Done once the turn has ended too: owners publish the result, then the phase, so a
             // caller that goes on to act on the session never finds it still active.
@@ -162,8 +165,7 @@ impl Waiter<'_> {
             // test, where wait caught a resume between its two steps and reported a session
             // run by csa as ended without a result.
             // (No lock file: no resume ever moved anything, and none is changed by looking.)
-            let lock_file = dir.join(csa_session::lock::RECONCILE_LOCK);
-            let lock = if lock_file.exists() {
+            let lock = if dir.exists(csa_session::lock::RECONCILE_LOCK) {
                 csa_session::lock::ReconcileLock::try_acquire(&dir)?.map(Some)
             } else {
                 Some(None)
@@ -252,7 +254,7 @@ impl Waiter<'_> {
 /// The result of the session in `dir`, if it has one. Writers publish result.toml atomically, so
 /// one that does not parse will not parse later either: it is an error (exit 3), not a reason to
 /// keep waiting.
-fn load_result(dir: &std::path::Path) -> Result<Option<SessionResult>, CommandError> {
+fn load_result(dir: &csa_session::dirfd::StoreDir) -> Result<Option<SessionResult>, CommandError> {
     SessionResult::load(dir).map_err(|err| {
         CommandError::from(err).with_hint(
             "csa never rewrites a file it cannot parse: inspect it, then repair or remove it",
@@ -273,7 +275,7 @@ fn print_line(value: &serde_json::Value) -> std::io::Result<()> {
 /// it), 1 otherwise.
 fn finish(
     id: &str,
-    dir: &std::path::Path,
+    dir: &csa_session::dirfd::StoreDir,
     result: &SessionResult,
     args: &WaitArgs,
 ) -> CommandResult {

@@ -21,7 +21,7 @@ use std::thread;
 
 use chrono::Utc;
 use csa_session::active::{ActiveRecord, Fingerprint};
-use csa_session::dirfd::DirFd;
+use csa_session::dirfd::{Kind, StoreDir};
 use csa_session::inventory::{lineage, summarize, SessionSummary, Status};
 use csa_session::liveness::LivenessContext;
 use csa_session::paths::{self, Project, StateRoots};
@@ -45,30 +45,31 @@ pub fn run(global: &GlobalArgs, roots: &StateRoots, args: &ListArgs) -> CommandR
         wanted.is_some_and(|s| matches!(s, Status::Running | Status::Orphaned | Status::Foreign));
     let mut projects = scope_projects(roots, &args.scope)?;
     if args.nested {
-        projects = with_nested(roots, projects)?;
+        projects = with_nested(projects)?;
     }
     let mut errors = Vec::new();
     let mut dirs = Vec::new();
     for project in &projects {
-        let ids = if active_only {
-            may_be_active(project)
-        } else {
-            project.session_ids()
-        };
-        let ids = match ids {
-            Ok(ids) if ids.is_empty() => continue,
-            Ok(ids) => ids,
+        let sessions = match project.open_sessions() {
+            Ok(Some(sessions)) => sessions,
+            Ok(None) => continue,
             Err(err) => {
                 errors.push(err.to_string());
                 continue;
             }
         };
-        match DirFd::open(&project.sessions_dir) {
-            Ok(dir) => dirs.push((dir, ids)),
+        let ids = if active_only {
+            may_be_active(&sessions)
+        } else {
+            paths::session_ids_in(&sessions)
+        };
+        match ids {
+            Ok(ids) if ids.is_empty() => {}
+            Ok(ids) => dirs.push((sessions, ids)),
             Err(err) => errors.push(err.to_string()),
         }
     }
-    let mut targets: Vec<(&DirFd, String)> = Vec::new();
+    let mut targets: Vec<(&StoreDir, String)> = Vec::new();
     for (dir, ids) in &dirs {
         targets.extend(ids.iter().map(|id| (dir, id.clone())));
     }
@@ -188,25 +189,26 @@ fn hint_other_projects(roots: &StateRoots, scope: &[Project]) {
     );
 }
 
-/// The sessions of `project` that may be Active (see the module documentation), unsorted.
+/// The sessions in `sessions` (a project's `sessions/`) that may be Active (see the module documentation), unsorted.
 /// Reads the record and, unless its fingerprint is current, `sessions/` and the known-ended
 /// list; writes nothing. Record entries that are not session directories (a session being
 /// created, or an entry left by a crash) are left out.
-fn may_be_active(project: &Project) -> std::io::Result<Vec<String>> {
-    let record = ActiveRecord::new(&project.sessions_dir);
-    let Some(fingerprint) = Fingerprint::of(&project.sessions_dir)? else {
-        return Ok(Vec::new());
-    };
+fn may_be_active(sessions: &StoreDir) -> std::io::Result<Vec<String>> {
+    let record = ActiveRecord::new(sessions);
+    let fingerprint = Fingerprint::of(sessions)?;
     let mut ids: BTreeSet<String> = record
         .ids()?
         .into_iter()
-        .filter(|id| fs_err::symlink_metadata(project.session_dir(id)).is_ok_and(|m| m.is_dir()))
+        .filter(|id| {
+            sessions
+                .symlink_metadata(id)
+                .is_ok_and(|m| m.kind == Kind::Dir)
+        })
         .collect();
     if !record.is_current(&fingerprint) {
         let ended = record.known_ended();
         ids.extend(
-            project
-                .session_ids()?
+            paths::session_ids_in(sessions)?
                 .into_iter()
                 .filter(|id| ended.binary_search(id).is_err()),
         );
@@ -236,7 +238,7 @@ fn callers_lineage(roots: &StateRoots, scope: &[Project]) -> Vec<String> {
 const THREADS_PER_CORE: usize = 4;
 
 /// Reads every session on [`THREADS_PER_CORE`] threads per core, keeping the input order.
-fn summarize_all(targets: &[(&DirFd, String)]) -> (Vec<SessionSummary>, Vec<String>) {
+fn summarize_all(targets: &[(&StoreDir, String)]) -> (Vec<SessionSummary>, Vec<String>) {
     let threads = thread::available_parallelism().map_or(1, |n| n.get()) * THREADS_PER_CORE;
     let chunk = targets.len().div_ceil(threads).max(256);
     let results: Vec<Vec<Result<SessionSummary, String>>> = thread::scope(|s| {
@@ -251,9 +253,7 @@ fn summarize_all(targets: &[(&DirFd, String)]) -> (Vec<SessionSummary>, Vec<Stri
                             // Deleted since `sessions/` was listed (`delete` renames the
                             // directory away first): no longer a session, not an error.
                             // Regression: found by the stress test (list racing delete, exit 3).
-                            Err(_) if fs_err::symlink_metadata(dir.path().join(id)).is_err() => {
-                                None
-                            }
+                            Err(_) if dir.symlink_metadata(id).is_err() => None,
                             Err(e) => Some(Err(e.to_string())),
                         })
                         .collect()
