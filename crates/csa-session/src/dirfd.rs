@@ -332,6 +332,24 @@ impl StoreDir {
         }
     }
 
+    /// Opens the directory `name` of this one *following* a symbolic link in its place, for
+    /// reading only: liveness reads the tool locks of a `locks/` that is a link (upstream's
+    /// `create_dir_all` writes through one, so a live agent's lock may be there). Nothing is
+    /// ever written, renamed or removed through the result. `Ok(None)` when it does not exist.
+    ///
+    /// # Errors
+    /// The open's error naming `<path>/<name>` (`ENOTDIR` when it is not a directory).
+    pub fn open_dir_for_reading(&self, name: impl AsRef<OsStr>) -> io::Result<Option<StoreDir>> {
+        let name = entry_name(name.as_ref())?;
+        let path = self.path.join(name);
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => Ok(Some(StoreDir { fd, path })),
+            Err(Errno::NOENT) => Ok(None),
+            Err(errno) => Err(named(errno, "open directory", &path)),
+        }
+    }
+
     /// [`StoreDir::open_dir`], `Ok(None)` when it does not exist.
     ///
     /// # Errors

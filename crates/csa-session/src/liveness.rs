@@ -345,7 +345,9 @@ fn gather_locks(
     e: &mut csa_process::Evidence,
     warnings: &mut Vec<String>,
 ) {
-    let locks_dir = match session_dir.open_dir_if_exists("locks") {
+    // Read through a link in its place, as upstream would have written through it; csa never
+    // writes there (its tool locks refuse such a `locks/`).
+    let locks_dir = match session_dir.open_dir_for_reading("locks") {
         Ok(Some(dir)) => dir,
         Ok(None) => return,
         Err(err) => return e.unreadable.push(format!("locks/ unreadable ({err})")),

@@ -132,14 +132,28 @@ pub(crate) fn owner_and_mode(path: &Path, uid: u32, mode: u32) -> Result<()> {
 }
 
 /// Checks a state root: when it exists, it (or, if it is a symbolic link, its target) must be a
-/// directory owned by this user and not writable by group or others
-/// ([`StoreDir::open_root`]). Its parents are not checked. Returns whether it exists.
+/// directory owned by this user and not writable by group or others (the check
+/// [`StoreDir::open_root`] repeats on the open root). Its parents are not checked. One `stat`,
+/// and nothing opened: commands check their roots before they validate their arguments.
+/// Returns whether it exists.
 ///
 /// # Errors
 /// [`StoreError::Insecure`] naming the root; [`StoreError::Io`] when it cannot be examined
 /// (other than not existing).
+// The state root itself, which may be a symbolic link: where the descriptors start.
+#[allow(clippy::disallowed_methods)]
 pub fn check_root(root: &Path) -> Result<bool> {
-    Ok(StoreDir::open_root(root)?.is_some())
+    use std::os::unix::fs::MetadataExt;
+    let meta = match fs_err::metadata(root) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    if !meta.is_dir() {
+        return Err(refused(root, Problem::NotADirectory));
+    }
+    owner_and_mode(root, meta.uid(), meta.mode())?;
+    Ok(true)
 }
 
 /// Checks the directories of `project`: each directory of its key, then `sessions/`, then

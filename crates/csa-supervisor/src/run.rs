@@ -94,6 +94,12 @@ pub fn run(
     for root in roots.iter() {
         csa_session::secure::check_root(root)?;
     }
+    // A `--parent` that is no session id is refused before any directory is opened.
+    if let Some(parent) = request.parent.as_deref() {
+        if !csa_session::paths::is_ulid_prefix(parent) {
+            return Err(csa_session::StoreError::MalformedSessionId(parent.to_owned()).into());
+        }
+    }
     csa_session::secure::check_project(&project)?;
     let program = &request.command[0];
     let tool = match &request.tool {

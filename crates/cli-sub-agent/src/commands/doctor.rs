@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use csa_session::active::{ActiveRecord, Fingerprint, ACTIVE_DIR};
+use csa_session::dirfd::StoreDir;
 use csa_session::lock::RECONCILE_LOCK;
 use csa_session::paths::{self, Project, StateRoots};
 use csa_session::secure::{self, shell_quote};
@@ -422,8 +423,17 @@ impl Doctor {
             self.store_error(&project.sessions_dir, &err);
             reported = true;
         }
-        // Everything below is read through the descriptor of `sessions/`, never by path.
-        let sessions = match project.open_sessions() {
+        // Everything below is read through the descriptor of `sessions/`, never by path: opened
+        // without following a link but not verified, so that a refused `sessions/` (reported
+        // above) still has its sessions examined.
+        let opened = StoreDir::open_root(&project.root).and_then(|root| {
+            let rel = Path::new(&project.key).join(paths::SESSIONS_DIR);
+            match root {
+                Some(root) => Ok(root.open_dir_path(&rel)?),
+                None => Ok(None),
+            }
+        });
+        let sessions = match opened {
             Ok(Some(sessions)) => sessions,
             Ok(None) => return,
             Err(err) => {
@@ -450,6 +460,8 @@ impl Doctor {
                 .is_some_and(|fp| record.is_current(&fp));
         match csa_session::quarantine::list(project) {
             Ok(found) => report.quarantined.extend(found),
+            // The refused directory on the way was reported above.
+            Err(err) if reported && err.kind() == std::io::ErrorKind::PermissionDenied => {}
             Err(err) => self.store_error(
                 &project
                     .sessions_dir

@@ -176,12 +176,26 @@ fn project_dir_error(given: bool, err: paths::ProjectDirError) -> CommandError {
 /// Finds SESSION in the `--cd` project, or else in any project (whose directories are then
 /// checked too).
 fn locate(roots: &StateRoots, cd: Option<&Path>, arg: &str) -> Result<SessionRef, CommandError> {
+    valid_session_arg(arg)?;
     let scope = project_of(roots, cd)?;
     let session = find_session(roots, &scope, arg)?;
     if !scope.contains(&session.project) {
         check_project(&session.project)?;
     }
     Ok(session)
+}
+
+/// A SESSION argument that is no ULID prefix is a usage error before any directory under the
+/// state root is opened (docs/reliability.md, Security).
+///
+/// # Errors
+/// [`csa_session::StoreError::MalformedSessionId`] (exit 2).
+pub(crate) fn valid_session_arg(arg: &str) -> Result<(), CommandError> {
+    if paths::is_ulid_prefix(arg) {
+        Ok(())
+    } else {
+        Err(csa_session::StoreError::MalformedSessionId(arg.to_owned()).into())
+    }
 }
 
 /// What `kill` and `resume` say, once, on stderr when another process holds the session's lock:

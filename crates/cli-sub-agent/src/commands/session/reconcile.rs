@@ -25,6 +25,9 @@ pub fn run(roots: &StateRoots, args: &ReconcileArgs, verbose: bool, quiet: bool)
         full: args.full,
         trigger: "session reconcile".to_owned(),
     });
+    for arg in &args.sessions {
+        super::valid_session_arg(arg)?;
+    }
     let scope = scope_projects(roots, &args.scope)?;
     let progress = Counter::new("reconciling", progress::enabled(args.format, quiet));
     let observer = progress.clone();
