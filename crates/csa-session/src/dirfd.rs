@@ -204,6 +204,12 @@ const FILE_MODE: u32 = 0o600;
 /// Mode of the directories csa creates.
 const DIR_MODE: u32 = 0o700;
 
+/// `bits` as a [`Mode`] (`mode_t` is a `u16` on macOS, a `u32` on Linux).
+#[allow(clippy::unnecessary_cast)]
+fn mode_of(bits: u32) -> Mode {
+    Mode::from_raw_mode(bits as rustix::fs::RawMode)
+}
+
 impl StoreDir {
     /// Opens the state root `root`, which may be a symbolic link (to another disk, say): its
     /// target is opened and must be a directory owned by this user and not writable by group or
@@ -456,7 +462,7 @@ impl StoreDir {
     /// The `mkdirat`'s error other than `EEXIST`, naming it.
     pub fn mkdir(&self, name: impl AsRef<OsStr>) -> io::Result<bool> {
         let name = entry_name(name.as_ref())?;
-        match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(DIR_MODE)) {
+        match rustix::fs::mkdirat(&self.fd, name, mode_of(DIR_MODE)) {
             Ok(()) => Ok(true),
             Err(Errno::EXIST) => Ok(false),
             Err(errno) => Err(named(errno, "create", &self.path.join(name))),
@@ -670,14 +676,14 @@ impl StoreDir {
     pub(crate) fn create_new(&self, name: &OsStr, mode: u32) -> io::Result<File> {
         let name = entry_name(name)?;
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
-        rustix::fs::openat(&self.fd, name, flags, Mode::from_raw_mode(mode))
+        rustix::fs::openat(&self.fd, name, flags, mode_of(mode))
             .map(File::from)
             .map_err(|e| named(e, "create", &self.path.join(name)))
     }
 
     fn open_with(&self, name: &OsStr, flags: OFlags, op: &str) -> io::Result<File> {
         let name = entry_name(name)?;
-        rustix::fs::openat(&self.fd, name, flags, Mode::from_raw_mode(FILE_MODE))
+        rustix::fs::openat(&self.fd, name, flags, mode_of(FILE_MODE))
             .map(File::from)
             .map_err(|e| named(e, op, &self.path.join(name)))
     }
