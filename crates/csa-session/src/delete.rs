@@ -375,7 +375,28 @@ fn remove_session(lock: &ReconcileLock, sessions: &StoreDir, id: &str) -> Result
 /// the directory itself. The lock file goes last, so a `.deleting-*` directory whose deleter
 /// is still at work always has it (held), and one without it is empty but for a pending
 /// `rmdir` (see `sweep`). Something already gone counts as removed.
+///
+/// A command that opened the session directory before it was moved aside can still create its
+/// `.reconcile.lock` in it (through its descriptor) after that file was removed; it then finds
+/// the session gone (`OpenSession::in_place`) and does nothing, but the `rmdir` fails with
+/// `ENOTEMPTY`: the removal is repeated, a few times. Regression: found by
+/// `concurrent_cleans_delete_each_session_exactly_once`, where one of four cleans reported an
+/// error for a session another clean had opened.
 fn remove_aside(sessions: &StoreDir, name: &str, dir: &StoreDir) -> io::Result<()> {
+    const ATTEMPTS: usize = 8;
+    for attempt in 1.. {
+        remove_entries(sessions, name, dir)?;
+        match gone_is_fine(sessions.remove_dir(name)) {
+            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && attempt < ATTEMPTS => {}
+            other => return other,
+        }
+    }
+    Ok(())
+}
+
+/// One pass of [`remove_aside`]: the entries, `.reconcile.lock` last, then the `rmdir`'s
+/// failpoint.
+fn remove_entries(sessions: &StoreDir, name: &str, dir: &StoreDir) -> io::Result<()> {
     for entry in dir.entries()? {
         if entry.name == RECONCILE_LOCK {
             continue;
@@ -394,8 +415,7 @@ fn remove_aside(sessions: &StoreDir, name: &str, dir: &StoreDir) -> io::Result<(
         &dir.join(RECONCILE_LOCK)
     )?;
     gone_is_fine(dir.remove_file(RECONCILE_LOCK))?;
-    crate::failpoint!("delete::remove_dir", "remove", &sessions.join(name))?;
-    gone_is_fine(sessions.remove_dir(name))
+    crate::failpoint!("delete::remove_dir", "remove", &sessions.join(name))
 }
 
 /// What [`remove_leftovers`] did with one leftover.
