@@ -1071,6 +1071,17 @@ pub fn output_tail(dir: &StoreDir, name: &str) -> String {
 /// `offset` (the log's size when the turn started), reading at most [`TAIL_BYTES`] from its
 /// end: a turn's own output, never an earlier turn's.
 pub fn output_tail_since(dir: &StoreDir, name: &str, offset: u64) -> String {
+    output_tail_through(dir, name, offset, |bytes| bytes)
+}
+
+/// [`output_tail_since`] with the bytes read turned into text by `to_text` before the lines are
+/// picked (an interactive turn's log is terminal escape sequences: its caller strips them).
+pub fn output_tail_through(
+    dir: &StoreDir,
+    name: &str,
+    offset: u64,
+    to_text: impl FnOnce(Vec<u8>) -> Vec<u8>,
+) -> String {
     let Ok(mut file) = dir.open_read(name) else {
         return String::new();
     };
@@ -1085,6 +1096,7 @@ pub fn output_tail_since(dir: &StoreDir, name: &str, offset: u64) -> String {
     {
         return String::new();
     }
+    let buf = to_text(buf);
     let text = String::from_utf8_lossy(&buf);
     let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if start > offset && !lines.is_empty() {

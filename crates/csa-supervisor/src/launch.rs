@@ -17,7 +17,7 @@ use csa_session::create::{timestamp, Created, LockRecord};
 use csa_session::finalize::{finalize_turn, TurnEnd};
 use csa_session::liveness::AGENT_LOCK_REASON;
 use csa_session::membership::ClaimRole;
-use csa_session::reconcile::output_tail_since;
+use csa_session::reconcile::{output_tail_since, output_tail_through};
 use csa_session::result::{Artifact, ResultStatus, SessionResult};
 use csa_session::state::Phase;
 use csa_session::StoreDir;
@@ -275,7 +275,7 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
     // unsupervised. Regression: a foreground turn whose output.log was a symlink spawned the
     // agent, then failed to open the log and returned, leaving the session active.
     let logs = open_logs(&session.dir);
-    let offsets = logs
+    let (stdout_offset, stderr_offset) = logs
         .as_ref()
         .map(|l| {
             (
@@ -284,6 +284,11 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
             )
         })
         .unwrap_or((0, 0));
+    let turn_logs = TurnLogs {
+        stdout_offset,
+        stderr_offset,
+        interactive: interactive.is_some(),
+    };
     let pty = match &interactive {
         Some(terminal) => match csa_terminal::Pty::open(terminal.size) {
             Ok(pty) => Some(pty),
@@ -420,7 +425,7 @@ pub fn launch(turn: Turn<'_>, events: &mut dyn Events) -> Result<Finished, Launc
         started,
         ended,
         leftovers,
-        offsets,
+        &turn_logs,
     );
     let exit_code = match ended {
         Ended::Code(code) => u8::try_from(code & 0xff).unwrap_or(1),
@@ -540,6 +545,14 @@ fn serve(
     .map_err(|e| e.to_string())
 }
 
+/// Where this turn's output starts in the session's logs (their sizes when it started, bytes)
+/// and whether it ran on a pseudo-terminal (its `output.log` is then escape sequences).
+struct TurnLogs {
+    stdout_offset: u64,
+    stderr_offset: u64,
+    interactive: bool,
+}
+
 /// The turn's result: the main process's exit status, a summary of this turn's own output
 /// (and, when it failed, the last lines of its stderr), and what happened to leftovers.
 fn turn_result(
@@ -549,7 +562,7 @@ fn turn_result(
     started: DateTime<Utc>,
     ended: Ended,
     leftovers: Leftovers,
-    (stdout_offset, stderr_offset): (u64, u64),
+    logs: &TurnLogs,
 ) -> SessionResult {
     let (status, exit_code, what) = match ended {
         Ended::Code(0) => (ResultStatus::Success, 0, "exited with code 0".to_owned()),
@@ -582,13 +595,21 @@ fn turn_result(
             leftovers.released
         ));
     }
-    let tail = output_tail_since(dir, "output.log", stdout_offset);
+    // An interactive turn's log is what the agent drew on its terminal: the summary quotes its
+    // text, not its escape sequences.
+    let tail = if logs.interactive {
+        output_tail_through(dir, "output.log", logs.stdout_offset, |raw| {
+            csa_terminal::strip_escapes(&raw)
+        })
+    } else {
+        output_tail_since(dir, "output.log", logs.stdout_offset)
+    };
     if !tail.is_empty() {
         summary.push_str("\nlast output:\n");
         summary.push_str(&tail);
     }
     if status != ResultStatus::Success {
-        let err_tail = output_tail_since(dir, "stderr.log", stderr_offset);
+        let err_tail = output_tail_since(dir, "stderr.log", logs.stderr_offset);
         if !err_tail.is_empty() {
             summary.push('\n');
             summary.push_str(STDERR_TAIL_NOTE);

@@ -10,6 +10,7 @@
 //!   stable columns: no escape codes, no truncation, exact timestamps (for scripts and tests).
 
 pub mod table;
+pub mod text;
 pub mod time;
 
 use std::io::IsTerminal as _;

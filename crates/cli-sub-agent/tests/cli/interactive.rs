@@ -135,6 +135,18 @@ fn a_full_screen_agent_runs_detaches_and_is_attached_again() {
     let dir = env.sessions_dir.join(&id);
     let result = toml_of(&dir.join("result.toml"));
     assert_eq!(result["exit_code"].as_integer(), Some(7), "{result:?}");
+    // The summary quotes what the agent drew as text, and `result` prints no escape sequence.
+    let summary = result["summary"].as_str().expect("summary");
+    assert!(
+        summary.contains("exited with code 7") && !summary.contains('\x1b'),
+        "{summary:?}"
+    );
+    let shown = env.run(&["session", "result", &id]);
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.contains("exited with code 7") && !shown.chars().any(|c| c.is_control() && c != '\n'),
+        "{shown:?}"
+    );
     let cast = csa_terminal::asciicast::parse(
         &fs_err::read_to_string(dir.join("output.cast")).expect("cast"),
     )

@@ -68,7 +68,8 @@ fn print_text(
         writeln!(out, "artifact:     {}", a.path)?;
     }
     writeln!(out, "summary:")?;
-    for line in r.summary.lines() {
+    // The summary quotes the agent's output: no escape sequence of it reaches the terminal.
+    for line in crate::output::text::plain(&r.summary).lines() {
         writeln!(out, "  {line}")?;
     }
     Ok(())

@@ -304,7 +304,7 @@ fn finish(
                 "session {id}: {} (exit {}){how}",
                 result.status, result.exit_code
             )?;
-            if let Some(first) = result.summary.lines().next() {
+            if let Some(first) = crate::output::text::plain(&result.summary).lines().next() {
                 writeln!(out, "{first}")?;
             }
         }
