@@ -43,6 +43,7 @@ pub mod result;
 pub mod resume;
 pub mod secure;
 pub mod state;
+mod toml_file;
 pub mod turn_end;
 pub mod turns;
 

@@ -104,26 +104,12 @@ impl SessionResult {
     /// TOML, a required key missing or mistyped, larger than [`MAX_RESULT_BYTES`]);
     /// [`StoreError::Io`] for other read errors.
     pub fn load(dir: &StoreDir) -> Result<Option<Self>> {
-        let path = dir.join(RESULT_FILE);
-        let bytes = match dir.read_capped(RESULT_FILE, MAX_RESULT_BYTES) {
-            Ok((bytes, _)) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(StoreError::InvalidResult {
-                    path,
-                    reason: e.to_string(),
-                })
+        crate::toml_file::parse_capped(dir.read_capped(RESULT_FILE, MAX_RESULT_BYTES), |reason| {
+            StoreError::InvalidResult {
+                path: dir.join(RESULT_FILE),
+                reason,
             }
-            Err(e) => return Err(e.into()),
-        };
-        let invalid = |reason: String| StoreError::InvalidResult {
-            path: path.clone(),
-            reason,
-        };
-        let text = String::from_utf8(bytes).map_err(|e| invalid(e.to_string()))?;
-        toml::from_str(&text)
-            .map(Some)
-            .map_err(|e| invalid(crate::state::one_line(&e)))
+        })
     }
 
     /// The TOML text of this result.
@@ -164,19 +150,10 @@ impl ResultHead {
         read: io::Result<(Vec<u8>, std::fs::Metadata)>,
         path: &Path,
     ) -> Result<Option<Self>> {
-        let bytes = match read {
-            Ok((bytes, _)) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let invalid = |reason: String| StoreError::InvalidResult {
+        crate::toml_file::parse_capped(read, |reason| StoreError::InvalidResult {
             path: path.to_owned(),
             reason,
-        };
-        let text = std::str::from_utf8(&bytes).map_err(|e| invalid(e.to_string()))?;
-        toml::from_str(text)
-            .map(Some)
-            .map_err(|e| invalid(crate::state::one_line(&e)))
+        })
     }
 }
 

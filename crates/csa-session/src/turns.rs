@@ -55,26 +55,12 @@ pub fn log_offsets(session_dir: &StoreDir) -> (Option<u64>, Option<u64>) {
 /// [`StoreError::InvalidState`] naming the file when it is not UTF-8 TOML of the expected
 /// shape or is larger than [`MAX_RUN_BYTES`]; [`StoreError::Io`] for other read errors.
 pub fn load_run(session_dir: &StoreDir) -> Result<Option<RunRecord>> {
-    let path = session_dir.join(RUN_FILE);
-    let bytes = match session_dir.read_capped(RUN_FILE, MAX_RUN_BYTES) {
-        Ok((bytes, _)) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-            return Err(StoreError::InvalidState {
-                path,
-                reason: e.to_string(),
-            })
+    crate::toml_file::parse_capped(session_dir.read_capped(RUN_FILE, MAX_RUN_BYTES), |reason| {
+        StoreError::InvalidState {
+            path: session_dir.join(RUN_FILE),
+            reason,
         }
-        Err(e) => return Err(e.into()),
-    };
-    let invalid = |reason: String| StoreError::InvalidState {
-        path: path.clone(),
-        reason,
-    };
-    let text = String::from_utf8(bytes).map_err(|e| invalid(e.to_string()))?;
-    toml::from_str(&text)
-        .map(Some)
-        .map_err(|e| invalid(crate::state::one_line(&e)))
+    })
 }
 
 /// One turn's start in one log.
