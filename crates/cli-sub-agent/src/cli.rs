@@ -516,6 +516,16 @@ pub struct ResumeArgs {
     /// Give up (exit 75) when another process holds the session's lock this long.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub lock_timeout: std::time::Duration,
+    /// Run the new turn's agent on a pseudo-terminal you can detach from (Ctrl-\ then d) and
+    /// attach to again (as `csa run --tty`); the default when stdin and stdout are a terminal.
+    #[arg(long, conflicts_with = "no_tty")]
+    pub tty: bool,
+    /// Connect the agent's output to pipes (recorded in the logs) even on a terminal.
+    #[arg(long)]
+    pub no_tty: bool,
+    /// The pseudo-terminal's initial size, COLSxROWS (set by csa for the supervisor it starts).
+    #[arg(long, value_name = "COLSxROWS", hide = true, value_parser = parse_size)]
+    pub tty_size: Option<csa_terminal::WindowSize>,
     /// Output format (for --detach: the session id as JSON).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,

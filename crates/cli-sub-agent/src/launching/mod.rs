@@ -8,7 +8,7 @@
 
 pub(crate) mod attach;
 pub(crate) mod events;
-mod interactive;
+pub(crate) mod interactive;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -18,7 +18,7 @@ use csa_session::secure::shell_quote;
 use csa_supervisor::detach::{spawn_supervisor, Ready, Report, SupervisorMode};
 use csa_supervisor::{EndOfTurn, LaunchError, Mode, RunRequest};
 
-use crate::cli::{Format, GlobalArgs, RunArgs};
+use crate::cli::{Format, GlobalArgs, ResumeArgs, RunArgs};
 use crate::diagnostics::CommandError;
 use crate::exit::Exit;
 use crate::CommandResult;
@@ -55,12 +55,13 @@ pub fn run_turn(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
 /// Whether the agent gets a pseudo-terminal: `--tty`, or, unless `--no-tty` or `--detach`,
 /// when csa's stdin and stdout are both terminals.
 fn interactive(args: &RunArgs) -> bool {
+    wants_terminal(args.tty, args.no_tty, args.detach)
+}
+
+/// The rule of [`interactive`], for `run` and `resume` alike.
+pub(crate) fn wants_terminal(tty: bool, no_tty: bool, detach: bool) -> bool {
     use std::io::IsTerminal;
-    args.tty
-        || (!args.no_tty
-            && !args.detach
-            && std::io::stdin().is_terminal()
-            && std::io::stdout().is_terminal())
+    tty || (!no_tty && !detach && std::io::stdin().is_terminal() && std::io::stdout().is_terminal())
 }
 
 /// Whether this process is a detached supervisor (its stderr is /dev/null).
@@ -88,10 +89,7 @@ fn request(global: &GlobalArgs, args: &RunArgs) -> RunRequest {
             grace: args.grace,
         },
         // A supervisor started for an interactive run gets --tty and the terminal's size.
-        interactive: args.tty.then(|| csa_supervisor::launch::Interactive {
-            size: args.tty_size.unwrap_or(csa_terminal::WindowSize::DEFAULT),
-            term: std::env::var("TERM").ok().filter(|t| !t.is_empty()),
-        }),
+        interactive: terminal_of(args.tty, args.tty_size),
     }
 }
 
@@ -148,6 +146,52 @@ pub(crate) fn supervisor_args(
     sub.push("--".into());
     sub.extend(args.command.iter().map(OsString::from));
     Ok(sub)
+}
+
+/// The `csa session resume` command line a re-executed supervisor parses: the same request for
+/// the session `id`, on a pseudo-terminal of `tty_size` when given.
+pub(crate) fn resume_supervisor_args(
+    global: &GlobalArgs,
+    args: &ResumeArgs,
+    id: &str,
+    tty_size: Option<csa_terminal::WindowSize>,
+) -> Vec<OsString> {
+    let mut sub: Vec<OsString> = Vec::new();
+    if let Some(dir) = &global.state_dir {
+        sub.extend(["--state-dir".into(), dir.clone().into_os_string()]);
+    }
+    sub.extend(["session".into(), "resume".into(), id.into()]);
+    if let Some(cd) = &args.cd {
+        sub.extend(["--cd".into(), cd.clone().into_os_string()]);
+    }
+    if args.leave_running {
+        sub.push("--leave-running".into());
+    }
+    sub.push(format!("--grace={}ms", args.grace.as_millis()).into());
+    sub.push(format!("--lock-timeout={}ms", args.lock_timeout.as_millis()).into());
+    if let Some(size) = tty_size {
+        sub.extend([
+            "--tty".into(),
+            format!("--tty-size={}x{}", size.cols, size.rows).into(),
+        ]);
+    }
+    if !args.command.is_empty() {
+        sub.push("--".into());
+        sub.extend(args.command.iter().map(OsString::from));
+    }
+    sub
+}
+
+/// A turn on a pseudo-terminal, for the supervisor: `--tty` with the size the client gave, and
+/// the client's `TERM`.
+pub(crate) fn terminal_of(
+    tty: bool,
+    size: Option<csa_terminal::WindowSize>,
+) -> Option<csa_supervisor::launch::Interactive> {
+    tty.then(|| csa_supervisor::launch::Interactive {
+        size: size.unwrap_or(csa_terminal::WindowSize::DEFAULT),
+        term: std::env::var("TERM").ok().filter(|t| !t.is_empty()),
+    })
 }
 
 /// Starts a supervisor of its own for this run and relays what it reports.

@@ -277,3 +277,41 @@ fn an_interactive_session_is_killed_like_any_other() {
     let result = toml_of(&env.sessions_dir.join(&id).join("result.toml"));
     assert_eq!(result["status"].as_str(), Some("signal"), "{result:?}");
 }
+
+/// `csa session resume` on a terminal gives the new turn a pseudo-terminal of the terminal's
+/// size, as `csa run` does: a full-screen agent resumed in a terminal runs, takes keys, and its
+/// turn is finalized; `--no-tty` keeps pipes (the program then refuses to run).
+#[test]
+fn resuming_on_a_terminal_gives_the_new_turn_a_terminal() {
+    if !have_curses("resuming_on_a_terminal_gives_the_new_turn_a_terminal") {
+        return;
+    }
+    let env = TestEnv::new();
+    let program = curses_program(&env.project);
+    let program = program.to_str().expect("utf-8");
+    let mut first = csa_on_terminal(&env, 80, 24, &["run", "--", "python3", program]);
+    first.wait_text("SIZE 80x24");
+    first.send(b"q");
+    assert_eq!(first.wait_exit(), 7, "{}", first.output());
+    let id = only_session(&env);
+
+    // Resumed in a terminal of another size: the agent gets a terminal of that size.
+    let mut second = csa_on_terminal(&env, 90, 20, &["session", "resume", &id]);
+    second.wait_text("SIZE 90x20");
+    second.send(b"x");
+    second.wait_text("KEYS: x");
+    second.send(b"q");
+    assert_eq!(second.wait_exit(), 7, "{}", second.output());
+    let dir = env.sessions_dir.join(&id);
+    let state = toml_of(&dir.join("state.toml"));
+    assert_eq!(state["phase"].as_str(), Some("available"), "{state:?}");
+    let run = toml_of(&dir.join("run.toml"));
+    assert_eq!(run["turns"].as_array().map(Vec::len), Some(2), "{run:?}");
+    let result = toml_of(&dir.join("result.toml"));
+    assert_eq!(result["exit_code"].as_integer(), Some(7), "{result:?}");
+
+    // --no-tty: pipes, so the program refuses to run (exit 2), as it would under a pipe.
+    let mut third = csa_on_terminal(&env, 90, 20, &["session", "resume", "--no-tty", &id]);
+    assert_eq!(third.wait_exit(), 2, "{}", third.output());
+    third.wait_text("refusing to run without a terminal");
+}

@@ -1,7 +1,6 @@
-//! `csa session resume`: parse, call csa-supervisor's `resume`, print. With `--detach` (or
-//! from inside another session) a supervisor of its own runs the turn, as for `csa run`.
-
-use std::ffi::OsString;
+//! `csa session resume`: parse, call csa-supervisor's `resume`, print. With `--detach`, on a
+//! terminal (a pseudo-terminal for the agent, as `csa run --tty`) or from inside another session,
+//! a supervisor of its own runs the turn, as for `csa run`.
 
 use csa_session::paths::StateRoots;
 use csa_supervisor::detach::{Ready, SupervisorMode};
@@ -11,7 +10,10 @@ use csa_supervisor::{EndOfTurn, Mode};
 use super::locate;
 use crate::cli::{GlobalArgs, ResumeArgs};
 use crate::exit::Exit;
-use crate::launching::{detached, events::Printer, inside_a_session, launch_error, relay_report};
+use crate::launching::{
+    detached, events::Printer, inside_a_session, interactive, launch_error, relay_report,
+    resume_supervisor_args, terminal_of, wants_terminal,
+};
 use crate::CommandResult;
 
 /// Runs the command.
@@ -32,29 +34,16 @@ fn start(global: &GlobalArgs, args: &ResumeArgs, ready: Option<&Ready>) -> Comma
     let roots = StateRoots::resolve(global.state_dir.as_deref())?;
     super::check_roots(&roots)?;
     let session = locate(&roots, args.cd.as_deref(), &args.session)?;
+    if ready.is_none() && wants_terminal(args.tty, args.no_tty, args.detach) {
+        return interactive::resume(global, args, &session.id);
+    }
     let relay_mode = match (ready, args.detach, inside_a_session()) {
         (None, true, _) => Some(SupervisorMode::Detached),
         (None, false, true) => Some(SupervisorMode::Nested),
         _ => None,
     };
     if let Some(mode) = relay_mode {
-        let mut sub: Vec<OsString> = Vec::new();
-        if let Some(dir) = &global.state_dir {
-            sub.extend(["--state-dir".into(), dir.clone().into_os_string()]);
-        }
-        sub.extend(["session".into(), "resume".into(), session.id.clone().into()]);
-        if let Some(cd) = &args.cd {
-            sub.extend(["--cd".into(), cd.clone().into_os_string()]);
-        }
-        if args.leave_running {
-            sub.push("--leave-running".into());
-        }
-        sub.push(format!("--grace={}ms", args.grace.as_millis()).into());
-        sub.push(format!("--lock-timeout={}ms", args.lock_timeout.as_millis()).into());
-        if !args.command.is_empty() {
-            sub.push("--".into());
-            sub.extend(args.command.iter().map(OsString::from));
-        }
+        let sub = resume_supervisor_args(global, args, &session.id, None);
         return relay_report(&sub, mode, args.format);
     }
     let request = ResumeRequest {
@@ -64,7 +53,8 @@ fn start(global: &GlobalArgs, args: &ResumeArgs, ready: Option<&Ready>) -> Comma
             leave_running: args.leave_running,
             grace: args.grace,
         },
-        interactive: None,
+        // A supervisor started for a turn on a terminal gets --tty and the terminal's size.
+        interactive: terminal_of(args.tty, args.tty_size),
         lock_timeout: args.lock_timeout,
     };
     let mode = match ready {
