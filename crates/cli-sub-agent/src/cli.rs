@@ -454,6 +454,10 @@ pub struct KillArgs {
     /// the grace period plus 5s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub lock_timeout: Option<std::time::Duration>,
+    /// Also kill the child sessions it started that still run, and theirs (a `csa run` from
+    /// inside a session is a session of its own, which a kill of its parent leaves running).
+    #[arg(long)]
+    pub children: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,

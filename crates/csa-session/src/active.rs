@@ -31,7 +31,7 @@ use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::atomic::{sync_dir, write_atomic, Publish};
-use crate::dirfd::StoreDir;
+use crate::dirfd::{Kind, StoreDir};
 use crate::lock::ReconcileLock;
 
 /// Name of the record directory inside `sessions/`.
@@ -283,6 +283,38 @@ impl<'a> ActiveRecord<'a> {
             tracing::debug!(%err, "could not record the scan fingerprint");
         }
     }
+}
+
+/// The sessions in `sessions` (a project's `sessions/`) that may be Active, unsorted: the
+/// record's entries that are session directories (not a session being created, or an entry
+/// left by a crash), plus, unless the record's fingerprint of `sessions/` is current, every
+/// session not known to have ended. The same trust reconcile places in the record (module
+/// documentation). Reads the record and at most `sessions/` and the known-ended list; writes
+/// nothing.
+///
+/// # Errors
+/// An I/O error reading `sessions/` or the record, naming the path.
+pub fn may_be_active(sessions: &StoreDir) -> io::Result<Vec<String>> {
+    let record = ActiveRecord::new(sessions);
+    let fingerprint = Fingerprint::of(sessions)?;
+    let mut ids: std::collections::BTreeSet<String> = record
+        .ids()?
+        .into_iter()
+        .filter(|id| {
+            sessions
+                .symlink_metadata(id)
+                .is_ok_and(|m| m.kind == Kind::Dir)
+        })
+        .collect();
+    if !record.is_current(&fingerprint) {
+        let ended = record.known_ended();
+        ids.extend(
+            crate::paths::session_ids_in(sessions)?
+                .into_iter()
+                .filter(|id| ended.binary_search(id).is_err()),
+        );
+    }
+    Ok(ids.into_iter().collect())
 }
 
 #[cfg(test)]

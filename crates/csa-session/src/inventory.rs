@@ -331,6 +331,53 @@ pub fn lineage(roots: &StateRoots, scope: &[Project], id: &str) -> Vec<String> {
     chain
 }
 
+/// The Active sessions whose `[genealogy] parent_session_id` is one of `parents` (ULIDs, any
+/// case), in every project of `roots`: the child sessions a session's agent started and that
+/// have not ended (a `csa run` from inside a session is a child session of its own, which
+/// stops neither with its parent's turn nor with its parent's kill). Only the sessions each
+/// project's active record says may be Active are read ([`crate::active::may_be_active`]);
+/// sessions or projects that cannot be read are left out. Sorted by id; reads state.toml files
+/// only, writes nothing.
+pub fn active_children(roots: &StateRoots, parents: &[String]) -> Vec<SessionRef> {
+    let parents: Vec<String> = parents.iter().map(|p| p.to_ascii_uppercase()).collect();
+    let mut children = Vec::new();
+    for root in roots.iter() {
+        let Ok(projects) = paths::all_projects(root) else {
+            continue;
+        };
+        for project in projects {
+            let Ok(Some(sessions)) = project.open_sessions() else {
+                continue;
+            };
+            let Ok(ids) = crate::active::may_be_active(&sessions) else {
+                continue;
+            };
+            for id in ids {
+                let Ok(dir) = open_session_in(&sessions, &id) else {
+                    continue;
+                };
+                let Ok(state) = SessionState::load(&dir) else {
+                    continue;
+                };
+                let parent = state
+                    .view
+                    .genealogy
+                    .and_then(|g| g.parent_session_id)
+                    .map(|p| p.to_ascii_uppercase());
+                if state.view.phase == Phase::Active && parent.is_some_and(|p| parents.contains(&p))
+                {
+                    children.push(SessionRef {
+                        id,
+                        project: project.clone(),
+                    });
+                }
+            }
+        }
+    }
+    children.sort_by(|a, b| a.id.cmp(&b.id));
+    children
+}
+
 #[cfg(test)]
 // Tests lay out their files by path.
 #[allow(clippy::disallowed_methods)]

@@ -150,6 +150,102 @@ fn a_detached_sub_agent_outlives_its_parents_turn_as_its_own_session() {
     }
 }
 
+/// Killing a parent leaves its child sessions running (they are sessions of their own) and
+/// says so, with the way to stop them; `kill --children` stops them and theirs, each ending
+/// killed like any session.
+#[test]
+fn kill_children_stops_the_child_sessions_a_plain_kill_leaves_running() {
+    for mech in mechanisms() {
+        let env = TestEnv::new();
+        // Parent -> child -> grandchild, each detached and running until killed.
+        let inner =
+            "csa run --detach -- sh -c 'csa run --detach -- sleep 300; sleep 300'; sleep 300";
+        let out = nested(&env, mech, &["run", "--detach", "--", "sh", "-c", inner]);
+        assert_eq!(out.status.code(), Some(0), "{mech}: {out:?}");
+        let parent = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        crate::membership::eventually("the grandchild session runs", || {
+            let all = sessions(&env);
+            all.len() == 3
+                && all
+                    .iter()
+                    .all(|(_, s)| s["phase"].as_str() == Some("active"))
+                && all
+                    .iter()
+                    .all(|(id, _)| env.sessions_dir.join(id).join("membership.toml").exists())
+        });
+        let all = sessions(&env);
+        let child = all
+            .iter()
+            .find(|(_, s)| parent_of(s).as_deref() == Some(parent.as_str()))
+            .expect("the child")
+            .0
+            .clone();
+        let grandchild = all
+            .iter()
+            .find(|(_, s)| parent_of(s).as_deref() == Some(child.as_str()))
+            .expect("the grandchild")
+            .0
+            .clone();
+
+        // A plain kill stops the parent only, and names the child that runs on.
+        let kill = nested(&env, mech, &["session", "kill", &parent, "--grace", "2s"]);
+        assert_eq!(kill.status.code(), Some(0), "{mech}: {kill:?}");
+        let stderr = String::from_utf8_lossy(&kill.stderr);
+        assert!(
+            stderr.contains(&child) && stderr.contains("--children"),
+            "{mech}: {stderr}"
+        );
+        assert!(crate::membership::marked(&parent).is_empty(), "{mech}");
+        let alive = nested(&env, mech, &["session", "is-alive", &child]);
+        assert_eq!(alive.status.code(), Some(0), "{mech}: {alive:?}");
+
+        // --children: the parent has nothing left to kill; its child and grandchild are killed.
+        let kill = nested(
+            &env,
+            mech,
+            &[
+                "session",
+                "kill",
+                &parent,
+                "--children",
+                "--grace",
+                "2s",
+                "--format",
+                "json",
+            ],
+        );
+        assert_eq!(kill.status.code(), Some(0), "{mech}: {kill:?}");
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&kill.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect();
+        let actions: Vec<(String, String)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l["session_id"].as_str().unwrap_or("").to_owned(),
+                    l["action"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                (parent.clone(), "nothing_to_kill".to_owned()),
+                (child.clone(), "killed".to_owned()),
+                (grandchild.clone(), "killed".to_owned()),
+            ],
+            "{mech}"
+        );
+        for id in [&child, &grandchild] {
+            let state = toml_of(&env.sessions_dir.join(id).join("state.toml"));
+            assert_eq!(state["phase"].as_str(), Some("retired"), "{mech} {id}");
+            assert_eq!(state["termination_reason"].as_str(), Some("killed"));
+            assert!(crate::membership::marked(id).is_empty(), "{mech} {id}");
+        }
+    }
+}
+
 /// A `CSA_SESSION_ID` inherited by a process that is not the session's (a stray variable in a
 /// shell) does not let it run beside the session: it is told the directory is busy.
 #[test]

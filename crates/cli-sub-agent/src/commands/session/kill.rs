@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use chrono::Utc;
 use csa_session::finalize::{finalize_turn_with, Finalized, TurnEnd};
-use csa_session::inventory::Status;
+use csa_session::inventory::{active_children, SessionRef, Status};
 use csa_session::kill::Targets;
 use csa_session::kill::{escalate, prepare, KillDecision};
 use csa_session::lock::{ReconcileLock, Wait};
@@ -34,9 +34,73 @@ const POLL: Duration = Duration::from_millis(20);
 /// period, then gives up (exit 75).
 const LOCK_SLACK: Duration = Duration::from_secs(5);
 
-/// Runs the command.
-pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
+/// Most rounds of `--children`: each kills the child sessions found since the last one (a
+/// child's agent may start another before it stops). Deeper nesting is a loop or a runaway.
+const MAX_ROUNDS: usize = csa_session::inventory::MAX_LINEAGE;
+
+/// Runs the command: the session, then (`--children`) its running child sessions, round by
+/// round; without `--children`, says which child sessions run on.
+pub fn run(roots: &StateRoots, args: &KillArgs, quiet: bool) -> CommandResult {
     let session = locate(roots, args.cd.as_deref(), &args.session)?;
+    let exit = kill_one(&session, args)?;
+    let mut done = vec![session.id.clone()];
+    if !args.children {
+        let running = active_children(roots, &done);
+        if !running.is_empty() && !quiet {
+            let ids: Vec<&str> = running.iter().map(|c| c.id.as_str()).collect();
+            eprintln!(
+                "csa: session {} started {} child session(s) that still run: {}",
+                session.id,
+                ids.len(),
+                ids.join(", ")
+            );
+            eprintln!(
+                "hint: csa session kill {} --children stops them too",
+                session.id
+            );
+        }
+        return Ok(exit);
+    }
+    let mut failed = Vec::new();
+    for _ in 0..MAX_ROUNDS {
+        let children: Vec<SessionRef> = active_children(roots, &done)
+            .into_iter()
+            .filter(|c| !done.contains(&c.id))
+            .collect();
+        if children.is_empty() {
+            break;
+        }
+        for child in children {
+            done.push(child.id.clone());
+            if !quiet {
+                eprintln!(
+                    "csa: killing child session {} (of {})",
+                    child.id, session.id
+                );
+            }
+            if let Err(err) = kill_one(&child, args) {
+                eprint!("{}", err.render());
+                failed.push(child.id);
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(exit)
+    } else {
+        Err(CommandError::new(
+            Exit::Partial,
+            anyhow!(
+                "session {} was killed, but {} of its child sessions could not be: {}",
+                session.id,
+                failed.len(),
+                failed.join(", ")
+            ),
+        ))
+    }
+}
+
+/// Kills one session, as the module documentation says.
+fn kill_one(session: &SessionRef, args: &KillArgs) -> CommandResult {
     let open = session.open()?;
     let dir = &open.dir;
     // Lock-free first: killing an ended session changes nothing, not even the lock file.
@@ -58,7 +122,7 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
     let targets = match decision {
         KillDecision::Ended(phase) => return nothing_to_kill(&session.id, phase, args.format),
         KillDecision::Dead => {
-            let report = reconcile(&session);
+            let report = reconcile(session);
             // An unparsable daemon.pid, lock body or completion record, each naming its file.
             for w in &report.warnings {
                 eprintln!("warning: {w}");
@@ -100,7 +164,7 @@ pub fn run(roots: &StateRoots, args: &KillArgs) -> CommandResult {
                 anyhow!("session {} is alive, but no process can be verified as its own, so none is signalled: {why}", session.id),
             ));
         }
-        KillDecision::Finishing => return finishing(&session, args.format),
+        KillDecision::Finishing => return finishing(session, args.format),
         KillDecision::Kill(targets) => targets,
     };
 

@@ -54,7 +54,7 @@ fn dispatch(global: &GlobalArgs, cmd: &SessionCommand) -> CommandResult {
         SessionCommand::IsAlive(args) => is_alive::run(&roots, args),
         SessionCommand::Wait(args) => wait::run(&roots, args, global.quiet),
         SessionCommand::Logs(args) => logs::run(&roots, args, global.quiet),
-        SessionCommand::Kill(args) => kill::run(&roots, args),
+        SessionCommand::Kill(args) => kill::run(&roots, args, global.quiet),
         SessionCommand::Attach(args) => attach::run(&roots, args, global.quiet),
         SessionCommand::Retry(args) => retry::run(global, &roots, args),
         SessionCommand::Resume(_) => unreachable!("handled above"),

@@ -20,8 +20,8 @@ use std::io::Write;
 use std::thread;
 
 use chrono::Utc;
-use csa_session::active::{ActiveRecord, Fingerprint};
-use csa_session::dirfd::{Kind, StoreDir};
+use csa_session::active::may_be_active;
+use csa_session::dirfd::StoreDir;
 use csa_session::inventory::{lineage, summarize, SessionSummary, Status};
 use csa_session::liveness::LivenessContext;
 use csa_session::paths::{self, Project, StateRoots};
@@ -187,33 +187,6 @@ fn hint_other_projects(roots: &StateRoots, scope: &[Project]) {
     eprintln!(
         "hint: no sessions{here}; {n} other {projects} sessions: csa session list --all-projects"
     );
-}
-
-/// The sessions in `sessions` (a project's `sessions/`) that may be Active (see the module documentation), unsorted.
-/// Reads the record and, unless its fingerprint is current, `sessions/` and the known-ended
-/// list; writes nothing. Record entries that are not session directories (a session being
-/// created, or an entry left by a crash) are left out.
-fn may_be_active(sessions: &StoreDir) -> std::io::Result<Vec<String>> {
-    let record = ActiveRecord::new(sessions);
-    let fingerprint = Fingerprint::of(sessions)?;
-    let mut ids: BTreeSet<String> = record
-        .ids()?
-        .into_iter()
-        .filter(|id| {
-            sessions
-                .symlink_metadata(id)
-                .is_ok_and(|m| m.kind == Kind::Dir)
-        })
-        .collect();
-    if !record.is_current(&fingerprint) {
-        let ended = record.known_ended();
-        ids.extend(
-            paths::session_ids_in(sessions)?
-                .into_iter()
-                .filter(|id| ended.binary_search(id).is_err()),
-        );
-    }
-    Ok(ids.into_iter().collect())
 }
 
 /// The session csa runs in (`CSA_SESSION_ID`, set by `csa run` for its agent and everything
