@@ -359,6 +359,22 @@ pub struct RunArgs {
     /// SIGKILL.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub grace: std::time::Duration,
+    /// A pseudo-terminal or pipes for the agent (`--tty`, `--no-tty`).
+    #[command(flatten)]
+    pub terminal: TerminalArgs,
+    /// Output format (for --detach: the session id as JSON).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// The command and its arguments: everything from the first argument that is not one of
+    /// csa's options on (`--` before it still works, and is needed for a command starting
+    /// with `-`).
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// How a turn's agent is connected, for `run`, `resume` and `retry`: a pseudo-terminal or pipes.
+#[derive(Debug, Clone, Args)]
+pub struct TerminalArgs {
     /// Run the agent on a pseudo-terminal you can detach from (Ctrl-\ then d) and attach to
     /// again (`csa session attach`); the default when stdin and stdout are a terminal.
     #[arg(long, conflicts_with = "no_tty")]
@@ -369,14 +385,6 @@ pub struct RunArgs {
     /// The pseudo-terminal's initial size, COLSxROWS (set by csa for the supervisor it starts).
     #[arg(long, value_name = "COLSxROWS", hide = true, value_parser = parse_size)]
     pub tty_size: Option<csa_terminal::WindowSize>,
-    /// Output format (for --detach: the session id as JSON).
-    #[arg(long, value_enum, default_value_t)]
-    pub format: Format,
-    /// The command and its arguments: everything from the first argument that is not one of
-    /// csa's options on (`--` before it still works, and is needed for a command starting
-    /// with `-`).
-    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
 }
 
 /// `COLSxROWS` (`120x40`).
@@ -403,12 +411,9 @@ pub struct RetryArgs {
     /// Return at once, printing the new session's id.
     #[arg(long)]
     pub detach: bool,
-    /// Run the agent on a pseudo-terminal (as `csa run --tty`).
-    #[arg(long, conflicts_with = "no_tty")]
-    pub tty: bool,
-    /// Connect the agent's output to pipes even on a terminal.
-    #[arg(long)]
-    pub no_tty: bool,
+    /// A pseudo-terminal or pipes for the agent (`--tty`, `--no-tty`).
+    #[command(flatten)]
+    pub terminal: TerminalArgs,
     /// Output format (for --detach: the session id as JSON).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -520,16 +525,9 @@ pub struct ResumeArgs {
     /// Give up (exit 75) when another process holds the session's lock this long.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub lock_timeout: std::time::Duration,
-    /// Run the new turn's agent on a pseudo-terminal you can detach from (Ctrl-\ then d) and
-    /// attach to again (as `csa run --tty`); the default when stdin and stdout are a terminal.
-    #[arg(long, conflicts_with = "no_tty")]
-    pub tty: bool,
-    /// Connect the agent's output to pipes (recorded in the logs) even on a terminal.
-    #[arg(long)]
-    pub no_tty: bool,
-    /// The pseudo-terminal's initial size, COLSxROWS (set by csa for the supervisor it starts).
-    #[arg(long, value_name = "COLSxROWS", hide = true, value_parser = parse_size)]
-    pub tty_size: Option<csa_terminal::WindowSize>,
+    /// A pseudo-terminal or pipes for the agent (`--tty`, `--no-tty`).
+    #[command(flatten)]
+    pub terminal: TerminalArgs,
     /// Output format (for --detach: the session id as JSON).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,

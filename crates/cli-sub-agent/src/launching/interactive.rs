@@ -11,7 +11,7 @@ use csa_terminal::{AttachOptions, Mode as AttachMode, WindowSize};
 
 use super::attach::{connect, outcome_exit};
 use super::{print_started, resume_supervisor_args, supervisor_args};
-use crate::cli::{GlobalArgs, ResumeArgs, RunArgs};
+use crate::cli::{GlobalArgs, ResumeArgs, RunArgs, TerminalArgs};
 use crate::diagnostics::CommandError;
 use crate::exit::Exit;
 use crate::CommandResult;
@@ -20,8 +20,11 @@ use crate::CommandResult;
 /// `--detach`) attaches to it.
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
     let mut with_size = RunArgs {
-        tty: true,
-        tty_size: Some(terminal_size()),
+        terminal: TerminalArgs {
+            tty: true,
+            no_tty: false,
+            tty_size: Some(terminal_size()),
+        },
         ..clone_args(args)
     };
     with_size.detach = true;
@@ -115,9 +118,7 @@ fn clone_args(args: &RunArgs) -> RunArgs {
         parent: args.parent.clone(),
         leave_running: args.leave_running,
         grace: args.grace,
-        tty: args.tty,
-        no_tty: args.no_tty,
-        tty_size: args.tty_size,
+        terminal: args.terminal.clone(),
         format: args.format,
         command: args.command.clone(),
     }

@@ -18,7 +18,7 @@ use csa_session::secure::shell_quote;
 use csa_supervisor::detach::{spawn_supervisor, Ready, Report, SupervisorMode};
 use csa_supervisor::{EndOfTurn, LaunchError, Mode, RunRequest};
 
-use crate::cli::{Format, GlobalArgs, ResumeArgs, RunArgs};
+use crate::cli::{Format, GlobalArgs, ResumeArgs, RunArgs, TerminalArgs};
 use crate::diagnostics::CommandError;
 use crate::exit::Exit;
 use crate::CommandResult;
@@ -55,13 +55,17 @@ pub fn run_turn(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
 /// Whether the agent gets a pseudo-terminal: `--tty`, or, unless `--no-tty` or `--detach`,
 /// when csa's stdin and stdout are both terminals.
 fn interactive(args: &RunArgs) -> bool {
-    wants_terminal(args.tty, args.no_tty, args.detach)
+    wants_terminal(&args.terminal, args.detach)
 }
 
 /// The rule of [`interactive`], for `run` and `resume` alike.
-pub(crate) fn wants_terminal(tty: bool, no_tty: bool, detach: bool) -> bool {
+pub(crate) fn wants_terminal(terminal: &TerminalArgs, detach: bool) -> bool {
     use std::io::IsTerminal;
-    tty || (!no_tty && !detach && std::io::stdin().is_terminal() && std::io::stdout().is_terminal())
+    terminal.tty
+        || (!terminal.no_tty
+            && !detach
+            && std::io::stdin().is_terminal()
+            && std::io::stdout().is_terminal())
 }
 
 /// Whether this process is a detached supervisor (its stderr is /dev/null).
@@ -89,7 +93,7 @@ fn request(global: &GlobalArgs, args: &RunArgs) -> RunRequest {
             grace: args.grace,
         },
         // A supervisor started for an interactive run gets --tty and the terminal's size.
-        interactive: terminal_of(args.tty, args.tty_size),
+        interactive: terminal_of(&args.terminal),
     }
 }
 
@@ -137,7 +141,7 @@ pub(crate) fn supervisor_args(
         sub.push("--leave-running".into());
     }
     sub.push(format!("--grace={}ms", args.grace.as_millis()).into());
-    if let Some(size) = args.tty_size {
+    if let Some(size) = args.terminal.tty_size {
         sub.extend([
             "--tty".into(),
             format!("--tty-size={}x{}", size.cols, size.rows).into(),
@@ -184,12 +188,11 @@ pub(crate) fn resume_supervisor_args(
 
 /// A turn on a pseudo-terminal, for the supervisor: `--tty` with the size the client gave, and
 /// the client's `TERM`.
-pub(crate) fn terminal_of(
-    tty: bool,
-    size: Option<csa_terminal::WindowSize>,
-) -> Option<csa_supervisor::launch::Interactive> {
-    tty.then(|| csa_supervisor::launch::Interactive {
-        size: size.unwrap_or(csa_terminal::WindowSize::DEFAULT),
+pub(crate) fn terminal_of(terminal: &TerminalArgs) -> Option<csa_supervisor::launch::Interactive> {
+    terminal.tty.then(|| csa_supervisor::launch::Interactive {
+        size: terminal
+            .tty_size
+            .unwrap_or(csa_terminal::WindowSize::DEFAULT),
         term: std::env::var("TERM").ok().filter(|t| !t.is_empty()),
     })
 }

@@ -34,7 +34,7 @@ fn start(global: &GlobalArgs, args: &ResumeArgs, ready: Option<&Ready>) -> Comma
     let roots = StateRoots::resolve(global.state_dir.as_deref())?;
     super::check_roots(&roots)?;
     let session = locate(&roots, args.cd.as_deref(), &args.session)?;
-    if ready.is_none() && wants_terminal(args.tty, args.no_tty, args.detach) {
+    if ready.is_none() && wants_terminal(&args.terminal, args.detach) {
         return interactive::resume(global, args, &session.id);
     }
     let relay_mode = match (ready, args.detach, inside_a_session()) {
@@ -54,7 +54,7 @@ fn start(global: &GlobalArgs, args: &ResumeArgs, ready: Option<&Ready>) -> Comma
             grace: args.grace,
         },
         // A supervisor started for a turn on a terminal gets --tty and the terminal's size.
-        interactive: terminal_of(args.tty, args.tty_size),
+        interactive: terminal_of(&args.terminal),
         lock_timeout: args.lock_timeout,
     };
     let mode = match ready {

@@ -61,9 +61,7 @@ pub fn run(global: &GlobalArgs, roots: &StateRoots, args: &RetryArgs) -> Command
         parent: Some(session.id.clone()),
         leave_running: false,
         grace: std::time::Duration::from_secs(5),
-        tty: args.tty,
-        no_tty: args.no_tty,
-        tty_size: None,
+        terminal: args.terminal.clone(),
         format: args.format,
         command,
     };
