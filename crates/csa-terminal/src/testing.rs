@@ -113,20 +113,28 @@ pub struct Terminal {
 }
 
 impl Terminal {
-    /// Runs `program args…` on a new `cols`×`rows` pseudo-terminal (`stty` sets the size
-    /// before the program starts; the arguments go through `"$@"`, never through a shell
-    /// string).
+    /// Runs `script` (with `args` as `"$@"`, never through a shell string) on a new
+    /// `cols`×`rows` pseudo-terminal. The script starts only once the terminal has its size:
+    /// expectrl (ptyprocess) sets 80x24 on the master *after* the child has started, so a size
+    /// the child set itself (`stty`) could be overwritten while the program reads it. Here the
+    /// child waits for a line that is sent only after the size is set.
     pub fn spawn(cols: u16, rows: u16, script: &str, args: &[&str]) -> Terminal {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
-            .arg(format!("stty cols {cols} rows {rows} && {script}"))
+            .arg(format!("IFS= read -r _ && {script}"))
             .arg("sh")
             .args(args);
-        let session = expectrl::Session::spawn(cmd).expect("spawn on a pseudo-terminal");
-        let master = session
+        let mut session = expectrl::Session::spawn(cmd).expect("spawn on a pseudo-terminal");
+        session
+            .get_process_mut()
+            .set_window_size(cols, rows)
+            .expect("set the terminal's size");
+        let mut master = session
             .get_process()
             .get_raw_handle()
             .expect("the pseudo-terminal's master");
+        // Echo is off (ptyprocess turns it off before the exec), so the line leaves no trace.
+        master.write_all(b"\n").expect("start the script");
         Terminal {
             session,
             master,
