@@ -93,16 +93,28 @@ fn start_and_attach(
     outcome_exit(&session.id, outcome, global.quiet, format)
 }
 
-/// Polls the session's phase until it has ended, at most `limit` (the supervisor stops the
-/// agent's leftovers first: up to its grace period).
+/// Polls the session's phase until it has ended, then its supervisor until it has exited, at
+/// most `limit` in all (the supervisor stops the agent's leftovers first: up to its grace
+/// period). A foreground `csa run` returns when its turn is over, supervisor included: the
+/// next command (a `resume`, say) must not find the session's supervisor still running.
 fn wait_finalized(dir: &csa_session::dirfd::StoreDir, limit: std::time::Duration) {
     let deadline = std::time::Instant::now() + limit;
+    let poll = std::time::Duration::from_millis(10);
     while std::time::Instant::now() < deadline {
         match csa_session::state::SessionState::load(dir) {
-            Ok(state) if state.view.phase.is_ended() => return,
+            Ok(state) if state.view.phase.is_ended() => break,
             Err(_) => return,
-            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Ok(_) => std::thread::sleep(poll),
         }
+    }
+    let Ok(Some(record)) = csa_session::membership::MembershipRecord::load(dir) else {
+        return;
+    };
+    let supervisor = record.supervisor;
+    while std::time::Instant::now() < deadline
+        && csa_process::running_as(supervisor.pid, supervisor.start())
+    {
+        std::thread::sleep(poll);
     }
 }
 
