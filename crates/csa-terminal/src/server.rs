@@ -196,16 +196,26 @@ impl State {
     /// Removes client `id`, giving it `last` as its final frame (or dropping its queue). The
     /// caller reports the status once its change is complete.
     fn remove(&mut self, id: u64, last: Option<ServerMessage>) {
-        if let Some(index) = self.clients.iter().position(|c| c.id == id) {
-            let client = self.clients.swap_remove(index);
+        if let Some(outbox) = self.take(id) {
             match last {
-                Some(message) => client.outbox.push_final(message.encode()),
-                None => client.outbox.abandon(),
+                Some(message) => outbox.push_final(message.encode()),
+                None => outbox.abandon(),
             }
         }
+    }
+
+    /// Removes client `id` and returns its queue, for a final frame sent after the status is
+    /// reported.
+    fn take(&mut self, id: u64) -> Option<Arc<Outbox>> {
+        let taken = self
+            .clients
+            .iter()
+            .position(|c| c.id == id)
+            .map(|index| self.clients.swap_remove(index).outbox);
         if self.writer == Some(id) {
             self.writer = None;
         }
+        taken
     }
 }
 
@@ -668,9 +678,14 @@ fn relay_input(shared: &Shared, id: u64, stream: &mut UnixStream, decoder: &mut 
                 }
             }
             ClientMessage::Detach => {
+                // The status first, then the client's last frame: once a detached client has
+                // returned, `attach.toml` (and so `csa session list`) no longer names it.
                 let mut state = shared.lock();
-                state.remove(id, Some(ServerMessage::Detached(DetachReason::Requested)));
+                let outbox = state.take(id);
                 state.report();
+                if let Some(outbox) = outbox {
+                    outbox.push_final(ServerMessage::Detached(DetachReason::Requested).encode());
+                }
                 return;
             }
             ClientMessage::Hello(_) => {

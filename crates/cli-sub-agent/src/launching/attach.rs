@@ -79,3 +79,37 @@ pub(crate) fn outcome_exit(
         .with_hint(format!("csa session reconcile; csa session result {id}"))),
     }
 }
+
+/// Polls `session`'s phase until it has ended, then its supervisor until it has exited, at
+/// most `limit` in all (the supervisor stops the agent's leftovers first: up to its grace
+/// period). A foreground `csa run` returns when its turn is over, supervisor included: the
+/// next command (a `resume`, say) must not find the session's supervisor still running; so
+/// does `csa session attach` when the agent ends while attached.
+///
+/// # Errors
+/// A refused session directory.
+pub(crate) fn wait_turn_over(
+    session: &SessionRef,
+    limit: std::time::Duration,
+) -> Result<(), CommandError> {
+    let dir = &session.project.open_session(&session.id)?;
+    let deadline = std::time::Instant::now() + limit;
+    let poll = std::time::Duration::from_millis(10);
+    while std::time::Instant::now() < deadline {
+        match csa_session::state::SessionState::load(dir) {
+            Ok(state) if state.view.phase.is_ended() => break,
+            Err(_) => return Ok(()),
+            Ok(_) => std::thread::sleep(poll),
+        }
+    }
+    let Ok(Some(record)) = csa_session::membership::MembershipRecord::load(dir) else {
+        return Ok(());
+    };
+    let supervisor = record.supervisor;
+    while std::time::Instant::now() < deadline
+        && csa_process::running_as(supervisor.pid, supervisor.start())
+    {
+        std::thread::sleep(poll);
+    }
+    Ok(())
+}

@@ -9,7 +9,7 @@ use csa_session::paths::StateRoots;
 use csa_supervisor::detach::{spawn_supervisor, Report, SupervisorMode};
 use csa_terminal::{AttachOptions, Mode as AttachMode, WindowSize};
 
-use super::attach::{connect, outcome_exit};
+use super::attach::{connect, outcome_exit, wait_turn_over};
 use super::{print_started, resume_supervisor_args, supervisor_args};
 use crate::cli::{GlobalArgs, ResumeArgs, RunArgs, TerminalArgs};
 use crate::diagnostics::CommandError;
@@ -83,39 +83,11 @@ fn start_and_attach(
         },
     )?;
     if let csa_terminal::Outcome::Exited(_) = outcome {
-        // As a foreground run, return once the turn is finalized (its result published), not
-        // merely when the agent's last byte has been shown.
-        wait_finalized(
-            &session.project.open_session(&session.id)?,
-            grace + std::time::Duration::from_secs(30),
-        );
+        // As a foreground run, return once the turn is over (its result published, its
+        // supervisor gone), not merely when the agent's last byte has been shown.
+        wait_turn_over(&session, grace + std::time::Duration::from_secs(30))?;
     }
     outcome_exit(&session.id, outcome, global.quiet, format)
-}
-
-/// Polls the session's phase until it has ended, then its supervisor until it has exited, at
-/// most `limit` in all (the supervisor stops the agent's leftovers first: up to its grace
-/// period). A foreground `csa run` returns when its turn is over, supervisor included: the
-/// next command (a `resume`, say) must not find the session's supervisor still running.
-fn wait_finalized(dir: &csa_session::dirfd::StoreDir, limit: std::time::Duration) {
-    let deadline = std::time::Instant::now() + limit;
-    let poll = std::time::Duration::from_millis(10);
-    while std::time::Instant::now() < deadline {
-        match csa_session::state::SessionState::load(dir) {
-            Ok(state) if state.view.phase.is_ended() => break,
-            Err(_) => return,
-            Ok(_) => std::thread::sleep(poll),
-        }
-    }
-    let Ok(Some(record)) = csa_session::membership::MembershipRecord::load(dir) else {
-        return;
-    };
-    let supervisor = record.supervisor;
-    while std::time::Instant::now() < deadline
-        && csa_process::running_as(supervisor.pid, supervisor.start())
-    {
-        std::thread::sleep(poll);
-    }
 }
 
 /// A copy of the run's arguments (clap's `Args` are not `Clone`).
