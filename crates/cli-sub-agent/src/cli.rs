@@ -321,7 +321,7 @@ fn parse_wait_for(s: &str) -> Result<WaitFor, String> {
 }
 
 /// `csa run`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Tool name recorded for the session (default: the command's file name).
     #[arg(long, value_name = "NAME")]

@@ -25,7 +25,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> CommandResult {
             no_tty: false,
             tty_size: Some(terminal_size()),
         },
-        ..clone_args(args)
+        ..args.clone()
     };
     with_size.detach = true;
     let sub = supervisor_args(global, &with_size)?;
@@ -88,22 +88,4 @@ fn start_and_attach(
         wait_turn_over(&session, grace + std::time::Duration::from_secs(30))?;
     }
     outcome_exit(&session.id, outcome, global.quiet, format)
-}
-
-/// A copy of the run's arguments (clap's `Args` are not `Clone`).
-fn clone_args(args: &RunArgs) -> RunArgs {
-    RunArgs {
-        tool: args.tool.clone(),
-        description: args.description.clone(),
-        cd: args.cd.clone(),
-        detach: args.detach,
-        allow_concurrent: args.allow_concurrent,
-        wait_for_dir: args.wait_for_dir,
-        parent: args.parent.clone(),
-        leave_running: args.leave_running,
-        grace: args.grace,
-        terminal: args.terminal.clone(),
-        format: args.format,
-        command: args.command.clone(),
-    }
 }
